@@ -1,0 +1,137 @@
+//! WASI HTTP: a component exporting `wasi:http/incoming-handler`, which is what componentize-py,
+//! componentize-js and Rust's `wasip2` produce. Modelled on wasmtime's own `wasi-http` example:
+//! the handler runs in its own task so it can keep streaming the body after the head is sent.
+
+use axum::body::Body;
+use http::Response;
+use http_body_util::{BodyExt, Full};
+use wasmtime::Store;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::{Call, CallError, LiveGuard};
+use crate::limits::MemoryLimiter;
+
+pub struct HttpState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    _live: LiveGuard,
+}
+
+impl WasiView for HttpState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HttpState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: Default::default(),
+        }
+    }
+}
+
+pub(super) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HttpState>> {
+    let mut linker = Linker::new(engine);
+    // The CLI interfaces too: componentize-py and Rust's wasip2 import `wasi:cli/environment`.
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    Ok(linker)
+}
+
+pub struct WasiHttp {
+    pre: ProxyPre<HttpState>,
+}
+
+impl WasiHttp {
+    pub(super) fn new(linker: &Linker<HttpState>, component: &Component) -> wasmtime::Result<Self> {
+        Ok(Self {
+            pre: ProxyPre::new(linker.instantiate_pre(component)?)?,
+        })
+    }
+
+    pub(super) async fn call(&self, call: Call) -> Result<Response<Body>, CallError> {
+        let stderr = MemoryOutputPipe::new(super::MAX_STDERR_BYTES);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stderr.clone())
+            .stderr(stderr.clone())
+            .envs(&call.env)
+            .build();
+        let mut store = Store::new(
+            self.pre.engine(),
+            HttpState {
+                wasi,
+                http: WasiHttpCtx::new(),
+                table: ResourceTable::new(),
+                limiter: MemoryLimiter::new(call.memory_bytes),
+                _live: LiveGuard::new(call.instances_live.clone()),
+            },
+        );
+        store.limiter(|s| &mut s.limiter);
+        super::yield_on_epoch(&mut store);
+
+        let request = http::Request::from_parts(call.parts, Full::new(call.body));
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let prepared = (|| {
+            let req = store
+                .data_mut()
+                .http()
+                .new_incoming_request(Scheme::Http, request)?;
+            let out = store.data_mut().http().new_response_outparam(sender)?;
+            Ok::<_, wasmtime::Error>((req, out))
+        })()
+        .map_err(CallError::Trap)?;
+        let (req, out) = prepared;
+
+        let pre = self.pre.clone();
+        let deadline = call.deadline;
+        let logs = call.logs;
+        let task = tokio::spawn(async move {
+            let run = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+            };
+            // The deadline covers the body the handler streams after the head, too.
+            let outcome = tokio::time::timeout_at(deadline, run).await;
+            logs.record(&stderr.contents());
+            match outcome {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(CallError::from_trap(e, &store.data().limiter)),
+                Err(_) => Err(CallError::Timeout),
+            }
+        });
+
+        match tokio::time::timeout_at(deadline, receiver).await {
+            Err(_) => Err(CallError::Timeout),
+            Ok(Ok(Ok(response))) => {
+                Ok(response.map(|body| Body::new(body.map_err(axum::Error::new))))
+            }
+            Ok(Ok(Err(code))) => Err(CallError::BadResponse(format!("{code:?}"))),
+            // The handler returned (or failed) without setting a response.
+            Ok(Err(_)) => match task.await {
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(())) => Err(CallError::BadResponse(
+                    "the handler returned without setting a response".into(),
+                )),
+                Err(join) => Err(CallError::Trap(wasmtime::format_err!(
+                    "handler task: {join}"
+                ))),
+            },
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! How one request runs through one fresh instance. Two ABIs, told apart by the binary itself:
+//! a core module is a WAGI (CGI over WASI p1) command, a component exports
+//! `wasi:http/incoming-handler`.
+
+pub mod http;
+pub mod wagi;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use bytes::Bytes;
+use prometheus_client::metrics::gauge::Gauge;
+use serde::Serialize;
+use thiserror::Error;
+use tokio::time::Instant;
+use wasmtime::Store;
+
+use crate::engine::Compiled;
+use crate::limits::MemoryLimiter;
+use crate::logs::LogBuffer;
+
+/// What an instance may write to stderr per request; writes beyond it fail.
+const MAX_STDERR_BYTES: usize = 1 << 20;
+
+/// Which ABI a loaded function speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Abi {
+    Wagi,
+    WasiHttp,
+}
+
+impl Abi {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Abi::Wagi => "wagi",
+            Abi::WasiHttp => "wasi-http",
+        }
+    }
+}
+
+/// Linkers for both ABIs, built once per engine.
+pub struct Linkers {
+    wagi: wasmtime::Linker<wagi::WagiState>,
+    http: wasmtime::component::Linker<http::HttpState>,
+}
+
+impl Linkers {
+    pub fn new(engine: &wasmtime::Engine) -> wasmtime::Result<Self> {
+        Ok(Self {
+            wagi: wagi::linker(engine)?,
+            http: http::linker(engine)?,
+        })
+    }
+}
+
+/// A function pre-instantiated for its ABI: imports resolved, ready for a fresh instance per call.
+pub enum Prepared {
+    Wagi(wagi::Wagi),
+    WasiHttp(http::WasiHttp),
+}
+
+#[derive(Debug, Error)]
+pub enum PrepareError {
+    #[error("module cannot run as a WAGI command: {0:#}")]
+    Wagi(wasmtime::Error),
+    #[error("component cannot run as a wasi:http handler: {0:#}")]
+    WasiHttp(wasmtime::Error),
+}
+
+impl Prepared {
+    pub fn new(linkers: &Linkers, compiled: &Compiled) -> Result<Self, PrepareError> {
+        match compiled {
+            Compiled::Module(m) => wagi::Wagi::new(&linkers.wagi, m)
+                .map(Prepared::Wagi)
+                .map_err(PrepareError::Wagi),
+            Compiled::Component(c) => http::WasiHttp::new(&linkers.http, c)
+                .map(Prepared::WasiHttp)
+                .map_err(PrepareError::WasiHttp),
+        }
+    }
+
+    pub fn abi(&self) -> Abi {
+        match self {
+            Prepared::Wagi(_) => Abi::Wagi,
+            Prepared::WasiHttp(_) => Abi::WasiHttp,
+        }
+    }
+
+    pub async fn call(&self, call: Call) -> Result<::http::Response<Body>, CallError> {
+        match self {
+            Prepared::Wagi(w) => w.call(call).await,
+            Prepared::WasiHttp(h) => h.call(call).await,
+        }
+    }
+}
+
+/// One request, as an instance sees it.
+pub struct Call {
+    /// Method, URI (the path the function sees), headers.
+    pub parts: ::http::request::Parts,
+    pub body: Bytes,
+    /// The function's environment: manifest `env` plus Kubeless's `FUNC_*` variables.
+    pub env: Arc<[(String, String)]>,
+    /// Receives the instance's stderr (and, for components, stdout) when it ends.
+    pub logs: Arc<LogBuffer>,
+    pub memory_bytes: u64,
+    pub deadline: Instant,
+    pub remote_addr: Option<std::net::SocketAddr>,
+    /// Counts instances alive; the store holds a guard.
+    pub instances_live: Gauge,
+}
+
+#[derive(Debug, Error)]
+pub enum CallError {
+    #[error("timeout: the function ran longer than its limit")]
+    Timeout,
+    #[error(
+        "memory limit exceeded: the function needed {needed} bytes of linear memory, its limit is {limit} bytes"
+    )]
+    Memory { needed: usize, limit: usize },
+    #[error("function exited with status {0}")]
+    Exit(i32),
+    #[error("function failed: {0:#}")]
+    Trap(wasmtime::Error),
+    #[error("function returned a malformed response: {0}")]
+    BadResponse(String),
+}
+
+impl CallError {
+    /// Turns a wasmtime error into the most specific explanation the store can give.
+    fn from_trap(error: wasmtime::Error, limiter: &MemoryLimiter) -> Self {
+        if let Some(needed) = limiter.refused {
+            return CallError::Memory {
+                needed,
+                limit: limiter.max_bytes(),
+            };
+        }
+        CallError::Trap(error)
+    }
+}
+
+/// Decrements the live-instance gauge when the store that holds it drops.
+pub struct LiveGuard(Gauge);
+
+impl LiveGuard {
+    fn new(gauge: Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Every fresh store, whatever its ABI:
+fn yield_on_epoch<T>(store: &mut Store<T>) {
+    // Yield to tokio at every epoch tick: a loop never starves other requests, and the
+    // deadline (a tokio timer around the call) can drop the instance.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_async_yield_and_update(1);
+}

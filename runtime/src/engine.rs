@@ -1,0 +1,162 @@
+//! The one wasmtime configuration. The host runs artifacts with it and the controller precompiles
+//! with it, so a precompiled artifact always matches the engine that loads it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use thiserror::Error;
+use wasmtime::component::Component;
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig,
+    Precompiled,
+};
+
+/// Everything that shapes the engine, in one place.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Largest linear memory any instance may have; per-function caps sit below it.
+    pub max_memory_bytes: u64,
+    /// Concurrent core instances across all functions (a Python component holds ~75).
+    pub total_core_instances: u32,
+    pub total_component_instances: u32,
+    pub total_memories: u32,
+    pub total_tables: u32,
+    /// Concurrent async stacks: one per request in flight.
+    pub total_stacks: u32,
+    /// Bytes of each pooled memory/table slot kept mapped between instances. Returning pages to
+    /// the OS after every request cost 22% of CPU here (TLB-shootdown IPIs): see BENCHMARKS.md.
+    pub keep_resident_bytes: usize,
+    /// How often running instances reach a yield point, which is what lets timeouts fire.
+    pub epoch_tick: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_memory_bytes: 1 << 30,
+            total_core_instances: 10_000,
+            total_component_instances: 1_000,
+            total_memories: 2_000,
+            total_tables: 4_000,
+            total_stacks: 1_000,
+            keep_resident_bytes: 64 << 10,
+            epoch_tick: Duration::from_millis(10),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error("invalid engine configuration: {0:#}")]
+    Config(wasmtime::Error),
+    #[error("not a WebAssembly module or component: {0:#}")]
+    Compile(wasmtime::Error),
+    #[error("cannot load precompiled artifact {path}: {source:#}")]
+    Load {
+        path: String,
+        source: wasmtime::Error,
+    },
+}
+
+/// A compiled function, ready to be linked.
+#[derive(Clone)]
+pub enum Compiled {
+    /// A core module: the WAGI (CGI over WASI p1) ABI.
+    Module(Module),
+    /// A component: the WASI HTTP ABI.
+    Component(Component),
+}
+
+impl EngineConfig {
+    fn wasmtime_config(&self) -> Config {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.max_memory_size(usize::try_from(self.max_memory_bytes).unwrap_or(usize::MAX))
+            .total_core_instances(self.total_core_instances)
+            .total_component_instances(self.total_component_instances)
+            .total_memories(self.total_memories)
+            .total_tables(self.total_tables)
+            .total_stacks(self.total_stacks)
+            .linear_memory_keep_resident(self.keep_resident_bytes)
+            .table_keep_resident(self.keep_resident_bytes)
+            // Resets only the pages an instance wrote, instead of the whole resident region.
+            .pagemap_scan(Enabled::Auto);
+
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .memory_init_cow(true)
+            .epoch_interruption(true)
+            // p2 WASI HTTP does not need the component-model-async machinery; without it each
+            // Store is cheaper to create and drop.
+            .concurrency_support(false);
+        config
+    }
+
+    /// Builds the engine and starts the thread that advances its epoch.
+    pub fn build(&self) -> Result<Engine, EngineError> {
+        let engine = Engine::new(&self.wasmtime_config()).map_err(EngineError::Config)?;
+        spawn_epoch_ticker(&engine, self.epoch_tick);
+        Ok(engine)
+    }
+}
+
+/// Advances the engine's epoch every `tick` for as long as the engine lives.
+fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("wasm-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(tick);
+            }
+        })
+        .map(drop)
+        .unwrap_or_else(|e| {
+            tracing::error!("cannot start the epoch thread, timeouts will not fire: {e}")
+        });
+}
+
+/// Compiles a module or component (binary or text) for `engine`.
+pub fn compile(engine: &Engine, wasm: &[u8]) -> Result<Compiled, EngineError> {
+    if wasmparser::Parser::is_component(wasm) {
+        Component::new(engine, wasm).map(Compiled::Component)
+    } else {
+        Module::new(engine, wasm).map(Compiled::Module)
+    }
+    .map_err(EngineError::Compile)
+}
+
+/// Compiles `wasm` ahead of time into the bytes [`load_precompiled`] maps back in.
+pub fn precompile(engine: &Engine, wasm: &[u8]) -> Result<Vec<u8>, EngineError> {
+    if wasmparser::Parser::is_component(wasm) {
+        engine.precompile_component(wasm)
+    } else {
+        engine.precompile_module(wasm)
+    }
+    .map_err(EngineError::Compile)
+}
+
+/// Maps a precompiled artifact written by [`precompile`] into memory (no compilation).
+pub fn load_precompiled(engine: &Engine, path: &Path) -> Result<Compiled, EngineError> {
+    let err = |source| EngineError::Load {
+        path: path.display().to_string(),
+        source,
+    };
+    let kind = Engine::detect_precompiled_file(path).map_err(err)?;
+    // SAFETY: the artifact store only holds files this project's `precompile` wrote, named by the
+    // digest of their contents, and wasmtime checks that the engine configuration matches.
+    unsafe {
+        match kind {
+            Some(Precompiled::Module) => {
+                Module::deserialize_file(engine, path).map(Compiled::Module)
+            }
+            Some(Precompiled::Component) => {
+                Component::deserialize_file(engine, path).map(Compiled::Component)
+            }
+            None => Err(wasmtime::format_err!("not a precompiled wasmtime artifact")),
+        }
+    }
+    .map_err(err)
+}

@@ -1,0 +1,119 @@
+//! A function's stderr: into the host log (with its namespace and name) and into a bounded
+//! per-function buffer that `wasmless function logs` reads.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::function::FunctionKey;
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct LogLine {
+    /// Increases by one per line of this function; `?since=` resumes after it.
+    pub seq: u64,
+    /// Seconds since the Unix epoch.
+    pub time: f64,
+    pub line: String,
+}
+
+/// The last `capacity` lines of one function, across its revisions.
+#[derive(Debug)]
+pub struct LogBuffer {
+    key: FunctionKey,
+    capacity: usize,
+    inner: Mutex<(u64, VecDeque<LogLine>)>,
+}
+
+impl LogBuffer {
+    fn new(key: FunctionKey, capacity: usize) -> Self {
+        Self {
+            key,
+            capacity,
+            inner: Mutex::new((0, VecDeque::with_capacity(capacity.min(64)))),
+        }
+    }
+
+    /// Records what one request wrote to stderr, a line at a time.
+    pub fn record(&self, output: &[u8]) {
+        if output.is_empty() {
+            return;
+        }
+        let time = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(output);
+        let mut guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let (next, lines) = &mut *guard;
+        for line in text.lines() {
+            tracing::info!(target: "function", namespace = %self.key.namespace, function = %self.key.name, "{line}");
+            if lines.len() == self.capacity {
+                lines.pop_front();
+            }
+            *next += 1;
+            lines.push_back(LogLine {
+                seq: *next,
+                time,
+                line: line.to_string(),
+            });
+        }
+    }
+
+    /// Lines after `since` (all kept lines when `since` is 0).
+    pub fn since(&self, since: u64) -> Vec<LogLine> {
+        let guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.1.iter().filter(|l| l.seq > since).cloned().collect()
+    }
+}
+
+/// Every function's buffer, kept while the host runs so logs survive a replace.
+#[derive(Debug)]
+pub struct Logs {
+    capacity: usize,
+    buffers: Mutex<HashMap<FunctionKey, Arc<LogBuffer>>>,
+}
+
+impl Logs {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            buffers: Mutex::default(),
+        }
+    }
+
+    /// The buffer of `key`, made on first use. Called when a function loads, not per request.
+    pub fn buffer(&self, key: &FunctionKey) -> Arc<LogBuffer> {
+        let mut map = self.buffers.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(key.clone())
+            .or_insert_with(|| Arc::new(LogBuffer::new(key.clone(), self.capacity)))
+            .clone()
+    }
+
+    pub fn get(&self, key: &FunctionKey) -> Option<Arc<LogBuffer>> {
+        let map = self.buffers.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(key).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_last_lines_in_order() {
+        let logs = Logs::new(3);
+        let key = FunctionKey::new("ns", "f");
+        let buf = logs.buffer(&key);
+        buf.record(b"one\ntwo\n");
+        buf.record(b"three\nfour");
+        let lines: Vec<_> = buf.since(0).into_iter().map(|l| (l.seq, l.line)).collect();
+        assert_eq!(
+            lines,
+            vec![(2, "two".into()), (3, "three".into()), (4, "four".into())]
+        );
+        assert_eq!(buf.since(3).len(), 1);
+        assert!(Arc::ptr_eq(&buf, &logs.buffer(&key)));
+    }
+}

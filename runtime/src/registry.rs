@@ -1,0 +1,138 @@
+//! The functions a host serves, by key. Readers take a lock-free snapshot; a replace swaps one
+//! entry atomically, so requests already running finish on the old revision and new ones see the
+//! new revision, with nothing failing in between.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use crate::abi::{Abi, Prepared};
+use crate::function::FunctionKey;
+use crate::limits::Limits;
+use crate::logs::LogBuffer;
+use crate::metrics::FunctionMetrics;
+
+/// What the host needs to know about a function besides its code.
+#[derive(Clone, Debug)]
+pub struct FunctionDef {
+    pub key: FunctionKey,
+    /// Names the artifact: `sha256:<hex>` of the wasm.
+    pub revision: String,
+    pub runtime: String,
+    pub handler: String,
+    pub limits: Limits,
+    pub env: Vec<(String, String)>,
+}
+
+impl FunctionDef {
+    /// The manifest's `env` plus the variables Kubeless set for every runtime.
+    pub fn environment(&self, port: u16) -> Vec<(String, String)> {
+        let module = self.handler.split('.').next().unwrap_or_default();
+        let mut env = vec![
+            ("FUNC_HANDLER".to_string(), self.handler.clone()),
+            ("MOD_NAME".to_string(), module.to_string()),
+            (
+                "FUNC_TIMEOUT".to_string(),
+                self.limits.timeout.as_secs().to_string(),
+            ),
+            ("FUNC_RUNTIME".to_string(), self.runtime.clone()),
+            (
+                "FUNC_MEMORY_LIMIT".to_string(),
+                self.limits.memory_bytes.to_string(),
+            ),
+            ("FUNC_PORT".to_string(), port.to_string()),
+            ("FUNC_NAME".to_string(), self.key.name.clone()),
+            ("FUNC_NAMESPACE".to_string(), self.key.namespace.clone()),
+        ];
+        env.extend(self.env.iter().cloned());
+        env
+    }
+}
+
+/// A function ready to serve: its definition, its pre-instantiated code, and the handles a
+/// request needs, all resolved at load time.
+pub struct LoadedFunction {
+    pub def: FunctionDef,
+    pub prepared: Prepared,
+    pub env: Arc<[(String, String)]>,
+    pub metrics: FunctionMetrics,
+    pub logs: Arc<LogBuffer>,
+}
+
+/// A loaded function as the admin API lists it.
+#[derive(Clone, Debug, Serialize)]
+pub struct FunctionInfo {
+    pub namespace: String,
+    pub name: String,
+    pub revision: String,
+    pub runtime: String,
+    pub handler: String,
+    pub abi: Abi,
+    pub timeout_seconds: u64,
+    pub memory_bytes: u64,
+}
+
+impl LoadedFunction {
+    pub fn info(&self) -> FunctionInfo {
+        FunctionInfo {
+            namespace: self.def.key.namespace.clone(),
+            name: self.def.key.name.clone(),
+            revision: self.def.revision.clone(),
+            runtime: self.def.runtime.clone(),
+            handler: self.def.handler.clone(),
+            abi: self.prepared.abi(),
+            timeout_seconds: self.def.limits.timeout.as_secs(),
+            memory_bytes: self.def.limits.memory_bytes,
+        }
+    }
+}
+
+type Map = HashMap<FunctionKey, Arc<LoadedFunction>>;
+
+#[derive(Default)]
+pub struct Registry {
+    functions: ArcSwap<Map>,
+}
+
+impl Registry {
+    pub fn get(&self, key: &FunctionKey) -> Option<Arc<LoadedFunction>> {
+        self.functions.load().get(key).cloned()
+    }
+
+    /// Adds or replaces a function; returns the revision it replaced.
+    pub fn insert(&self, function: Arc<LoadedFunction>) -> Option<Arc<LoadedFunction>> {
+        let key = function.def.key.clone();
+        let before = self.functions.rcu(|map| {
+            let mut map = Map::clone(map);
+            map.insert(key.clone(), function.clone());
+            map
+        });
+        before.get(&key).cloned()
+    }
+
+    pub fn remove(&self, key: &FunctionKey) -> Option<Arc<LoadedFunction>> {
+        let before = self.functions.rcu(|map| {
+            let mut map = Map::clone(map);
+            map.remove(key);
+            map
+        });
+        before.get(key).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.functions.load().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every loaded function, sorted by namespace and name.
+    pub fn list(&self) -> Vec<Arc<LoadedFunction>> {
+        let mut all: Vec<_> = self.functions.load().values().cloned().collect();
+        all.sort_by(|a, b| a.def.key.cmp(&b.def.key));
+        all
+    }
+}

@@ -1,0 +1,178 @@
+//! The two listeners: function traffic (8080) and admin (9090: health, readiness, metrics, the
+//! function list and their logs). Routing picks the function; `Host::invoke` runs it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::serve::ListenerExt;
+use axum::{Json, Router};
+use http::{StatusCode, Uri, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+
+use crate::function::FunctionKey;
+use crate::host::{Host, json_error};
+use crate::router;
+
+/// The function listener's app: every path and method goes to the function the request names.
+pub fn function_app(host: Arc<Host>) -> Router {
+    Router::new().fallback(handle_function).with_state(host)
+}
+
+async fn handle_function(
+    State(host): State<Arc<Host>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let host_header = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or_default();
+
+    let by_host = router::key_from_host(host_header).and_then(|k| host.registry().get(&k));
+    let function = match by_host {
+        Some(f) => f,
+        None => {
+            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let routed = router::key_from_path(path)
+                .and_then(|(k, rest)| Some((host.registry().get(&k)?, rest)));
+            let Some((f, rest)) = routed else {
+                host.metrics().unrouted.inc();
+                return not_found(host_header, path);
+            };
+            match rest.parse::<Uri>() {
+                Ok(uri) => parts.uri = uri,
+                Err(_) => return json_error(StatusCode::BAD_REQUEST, "bad path", None),
+            }
+            f
+        }
+    };
+
+    let limit = host.config().max_body_bytes;
+    let too_large = || {
+        json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request body is larger than this host's limit of {limit} bytes"),
+            Some(&function.def.key),
+        )
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large();
+    }
+    let body = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read request body: {e}"),
+                Some(&function.def.key),
+            );
+        }
+    };
+    host.invoke(function.clone(), parts, body, Some(remote))
+        .await
+}
+
+fn not_found(host_header: &str, path: &str) -> Response {
+    let message = match router::key_from_host(host_header) {
+        Some(key) => format!("no function {key} is loaded on this host"),
+        None => format!(
+            "no function for host {host_header:?} and path {path:?}: send Host: <name>.<namespace> or use the path {}<namespace>/<name>/",
+            router::PATH_PREFIX
+        ),
+    };
+    json_error(StatusCode::NOT_FOUND, &message, None)
+}
+
+/// The admin listener's app.
+pub fn admin_app(host: Arc<Host>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/functions", get(functions))
+        .route("/functions/{namespace}/{name}/logs", get(logs))
+        .with_state(host)
+}
+
+async fn readyz(State(host): State<Arc<Host>>) -> impl IntoResponse {
+    if host.is_ready() {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "loading functions")
+    }
+}
+
+async fn metrics(State(host): State<Arc<Host>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        host.metrics().encode(),
+    )
+}
+
+async fn functions(State(host): State<Arc<Host>>) -> impl IntoResponse {
+    let list: Vec<_> = host.registry().list().iter().map(|f| f.info()).collect();
+    Json(list)
+}
+
+#[derive(Deserialize)]
+struct LogsQuery {
+    #[serde(default)]
+    since: u64,
+}
+
+async fn logs(
+    State(host): State<Arc<Host>>,
+    Path((namespace, name)): Path<(String, String)>,
+    Query(q): Query<LogsQuery>,
+) -> Response {
+    let key = FunctionKey::new(&namespace, &name);
+    match host.logs().get(&key) {
+        Some(buffer) => Json(buffer.since(q.since)).into_response(),
+        None => json_error(
+            StatusCode::NOT_FOUND,
+            &format!("no logs for {key}"),
+            Some(&key),
+        ),
+    }
+}
+
+/// Binds an address, so callers can learn the port before serving (`127.0.0.1:0` in tests).
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves. `TCP_NODELAY` matters: a response that
+/// leaves in several small writes otherwise waits ~40 ms for a delayed ACK.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
