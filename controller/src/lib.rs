@@ -1,1 +1,14 @@
+//! wasmless's control plane: turning Function manifests into WebAssembly artifacts.
+//!
+//! - [`manifest`]: reading manifests; [`source`]: decoding and checksums;
+//! - [`builders`]: one builder per runtime; [`pipeline`]: the flow every entry point drives;
+//! - [`artifacts`]: the content-addressed store.
 
+pub mod artifacts;
+pub mod builders;
+pub mod manifest;
+pub mod pipeline;
+pub mod source;
+
+pub use artifacts::DirStore;
+pub use pipeline::{Artifact, Pipeline, PipelineError};

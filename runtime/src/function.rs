@@ -118,3 +118,25 @@ impl fmt::Display for FunctionKey {
         write!(f, "{}/{}", self.namespace, self.name)
     }
 }
+
+/// Where a function is in its life: the `phase` of its status.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub enum Phase {
+    #[default]
+    Pending,
+    Building,
+    Ready,
+    Failed,
+}
+
+/// What a function source (a directory in local mode) last did with a function.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct SourceStatus {
+    pub phase: Phase,
+    /// The build error, trimmed, when the last attempt failed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// The artifact serving now, which may be older than the manifest when a build failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<String>,
+}

@@ -1,7 +1,8 @@
 //! The host: one engine, the registry of loaded functions, and how a request becomes a call.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -13,7 +14,7 @@ use wasmtime::Engine;
 
 use crate::abi::{Call, CallError, Linkers, PrepareError, Prepared};
 use crate::engine::{Compiled, EngineConfig, EngineError};
-use crate::function::FunctionKey;
+use crate::function::{FunctionKey, SourceStatus};
 use crate::logs::Logs;
 use crate::metrics::Metrics;
 use crate::registry::{FunctionDef, LoadedFunction, Registry};
@@ -62,6 +63,7 @@ pub struct Host {
     logs: Logs,
     config: HostConfig,
     ready: AtomicBool,
+    statuses: Mutex<BTreeMap<FunctionKey, SourceStatus>>,
 }
 
 impl Host {
@@ -76,6 +78,7 @@ impl Host {
             logs: Logs::new(config.log_lines),
             config,
             ready: AtomicBool::new(false),
+            statuses: Mutex::default(),
         }))
     }
 
@@ -106,6 +109,19 @@ impl Host {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// Records what the function source last did with `key` (shown at the admin `/status`).
+    pub fn set_status(&self, key: &FunctionKey, status: Option<SourceStatus>) {
+        let mut map = self.statuses.lock().unwrap_or_else(PoisonError::into_inner);
+        match status {
+            Some(s) => map.insert(key.clone(), s),
+            None => map.remove(key),
+        };
+    }
+
+    pub fn statuses(&self) -> BTreeMap<FunctionKey, SourceStatus> {
+        self.statuses.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Prepares `compiled` and swaps it in atomically. On error nothing changes: the revision

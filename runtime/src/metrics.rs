@@ -1,6 +1,7 @@
 //! Prometheus metrics. Per-function series keep Kubeless's names (`function_calls_total`,
 //! `function_failures_total`, `function_duration_seconds`) so existing dashboards keep working.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use http::Method;
@@ -99,15 +100,12 @@ impl Metrics {
         out
     }
 
-    /// Resolves one function's series up front, so a request touches only atomics.
+    /// One function's handles. Each common method's series is looked up in the family once,
+    /// on its first call (so idle methods export nothing); after that a call touches only atomics.
     pub fn for_function(&self, key: &FunctionKey) -> FunctionMetrics {
-        let common = COMMON_METHODS
-            .iter()
-            .map(|m| self.series(key, m.as_str()))
-            .collect();
         FunctionMetrics {
             key: key.clone(),
-            common,
+            common: Default::default(),
         }
     }
 
@@ -129,7 +127,7 @@ impl Metrics {
         let index = COMMON_METHODS.iter().position(|m| m == method);
         let rare;
         let series = match index.and_then(|i| f.common.get(i)) {
-            Some(s) => s,
+            Some(cell) => cell.get_or_init(|| self.series(&f.key, method.as_str())),
             None => {
                 rare = self.series(&f.key, method.as_str());
                 &rare
@@ -162,7 +160,7 @@ struct MethodSeries {
 #[derive(Clone)]
 pub struct FunctionMetrics {
     key: FunctionKey,
-    common: Vec<MethodSeries>,
+    common: [OnceLock<MethodSeries>; COMMON_METHODS.len()],
 }
 
 #[cfg(test)]

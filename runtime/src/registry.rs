@@ -9,8 +9,8 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::abi::{Abi, Prepared};
-use crate::function::FunctionKey;
-use crate::limits::Limits;
+use crate::function::{FunctionKey, FunctionManifest};
+use crate::limits::{LimitError, Limits};
 use crate::logs::LogBuffer;
 use crate::metrics::FunctionMetrics;
 
@@ -27,6 +27,23 @@ pub struct FunctionDef {
 }
 
 impl FunctionDef {
+    /// The definition a manifest asks for; `max_memory` is the engine's per-instance maximum.
+    pub fn from_manifest(
+        manifest: &FunctionManifest,
+        revision: String,
+        max_memory: u64,
+    ) -> Result<Self, LimitError> {
+        let spec = &manifest.spec;
+        Ok(Self {
+            key: manifest.key(),
+            revision,
+            runtime: spec.runtime.clone(),
+            handler: spec.handler.clone(),
+            limits: Limits::from_spec(spec, max_memory)?,
+            env: spec.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect(),
+        })
+    }
+
     /// The manifest's `env` plus the variables Kubeless set for every runtime.
     pub fn environment(&self, port: u16) -> Vec<(String, String)> {
         let module = self.handler.split('.').next().unwrap_or_default();

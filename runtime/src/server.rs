@@ -103,6 +103,7 @@ pub fn admin_app(host: Arc<Host>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/functions", get(functions))
+        .route("/status", get(statuses))
         .route("/functions/{namespace}/{name}/logs", get(logs))
         .with_state(host)
 }
@@ -127,6 +128,21 @@ async fn metrics(State(host): State<Arc<Host>>) -> impl IntoResponse {
 
 async fn functions(State(host): State<Arc<Host>>) -> impl IntoResponse {
     let list: Vec<_> = host.registry().list().iter().map(|f| f.info()).collect();
+    Json(list)
+}
+
+/// What the function source last did with each function, as `[{namespace, name, phase, ...}]`.
+async fn statuses(State(host): State<Arc<Host>>) -> impl IntoResponse {
+    let list: Vec<_> = host
+        .statuses()
+        .into_iter()
+        .map(|(key, status)| {
+            let mut v = serde_json::to_value(status).unwrap_or_default();
+            v["namespace"] = key.namespace.into();
+            v["name"] = key.name.into();
+            v
+        })
+        .collect();
     Json(list)
 }
 

@@ -1,0 +1,276 @@
+//! `wasmless up`: the all-in-one local mode. A directory of Function manifests goes through the
+//! controller's pipeline into the runtime's host, in one process, and reloads when files change.
+//! A broken file or a failed build is logged and the last good version keeps serving.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::{mpsc, watch};
+
+use wasmless_controller::{DirStore, Pipeline, manifest};
+use wasmless_runtime::function::{Phase, SourceStatus};
+use wasmless_runtime::limits::parse_quantity;
+use wasmless_runtime::{FunctionDef, FunctionKey, FunctionManifest, Host, HostConfig, engine, server};
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Directory of Function manifests (*.yaml, *.yml; several documents per file).
+    #[arg(long, default_value = "functions")]
+    dir: PathBuf,
+    /// Address for function traffic.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Address for health, readiness, metrics, status and logs.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    admin: String,
+    /// Artifact store directory [default: $XDG_CACHE_HOME/wasmless or ~/.cache/wasmless].
+    #[arg(long, env = "WASMLESS_STORE")]
+    store: Option<PathBuf>,
+    /// Largest request body; larger ones get 413.
+    #[arg(long, default_value = "8Mi")]
+    max_body: String,
+}
+
+pub fn run(args: UpArgs) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()
+        .context("cannot start the async runtime")?
+        .block_on(serve(args))
+}
+
+fn default_store() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("wasmless")
+}
+
+async fn serve(args: UpArgs) -> anyhow::Result<()> {
+    if !args.dir.is_dir() {
+        bail!("{} is not a directory: pass --dir with your Function manifests", args.dir.display());
+    }
+    let max_body = parse_quantity(&args.max_body).with_context(|| "--max-body")?;
+    let config = HostConfig {
+        max_body_bytes: usize::try_from(max_body).context("--max-body is too large")?,
+        ..HostConfig::default()
+    };
+    let host = Host::new(config).context("cannot start the WebAssembly host")?;
+    let store = args.store.clone().unwrap_or_else(default_store);
+    let pipeline = Arc::new(Pipeline::new(host.engine().clone(), DirStore::new(&store)));
+
+    let functions = server::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let admin = server::bind(&args.admin)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.admin))?;
+    // Tests and scripts read these two lines to learn the ports.
+    println!("wasmless up: functions on http://{}", functions.local_addr()?);
+    println!("wasmless up: admin on http://{}", admin.local_addr()?);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let servers = [
+        tokio::spawn(server::serve(functions, server::function_app(host.clone()), stopped(stop_rx.clone()))),
+        tokio::spawn(server::serve(admin, server::admin_app(host.clone()), stopped(stop_rx.clone()))),
+    ];
+
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event| {
+        let _ = events_tx.send(event);
+    })
+    .context("cannot watch the functions directory")?;
+    watcher
+        .watch(&args.dir, RecursiveMode::Recursive)
+        .with_context(|| format!("cannot watch {}", args.dir.display()))?;
+
+    let mut loader = DirLoader::new(host.clone(), pipeline, args.dir.clone());
+    loader.sync().await;
+    host.set_ready();
+    tracing::info!(dir = %args.dir.display(), store = %store.display(), functions = host.registry().len(), "ready");
+
+    loop {
+        tokio::select! {
+            _ = shutdown_signal() => break,
+            event = events.recv() => {
+                if event.is_none() { break }
+                // Editors write a file in several steps: wait for a quiet moment, then sync once.
+                while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(150), events.recv()).await {}
+                loader.sync().await;
+            }
+        }
+    }
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    for s in servers {
+        s.await.context("server task")?.context("server")?;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Keeps the host in step with a directory of manifests.
+struct DirLoader {
+    host: Arc<Host>,
+    pipeline: Arc<Pipeline>,
+    dir: PathBuf,
+    /// The manifest last tried for each function, built or not: unchanged ones are skipped.
+    attempted: HashMap<FunctionKey, FunctionManifest>,
+    /// The functions each file held when it last parsed.
+    file_keys: HashMap<PathBuf, Vec<FunctionKey>>,
+}
+
+impl DirLoader {
+    fn new(host: Arc<Host>, pipeline: Arc<Pipeline>, dir: PathBuf) -> Self {
+        Self {
+            host,
+            pipeline,
+            dir,
+            attempted: HashMap::new(),
+            file_keys: HashMap::new(),
+        }
+    }
+
+    async fn sync(&mut self) {
+        let mut desired: BTreeMap<FunctionKey, (FunctionManifest, PathBuf)> = BTreeMap::new();
+        // Functions of files that no longer parse: left exactly as they are.
+        let mut protected: HashSet<FunctionKey> = HashSet::new();
+        let files = manifest_files(&self.dir);
+        self.file_keys.retain(|f, _| files.contains(f));
+        for file in files {
+            let parsed = std::fs::read_to_string(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|text| manifest::parse(&text).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(manifests) => {
+                    let keys = manifests.iter().map(FunctionManifest::key).collect();
+                    self.file_keys.insert(file.clone(), keys);
+                    for m in manifests {
+                        let key = m.key();
+                        if let Some((_, first)) = desired.get(&key) {
+                            tracing::error!(function = %key, "defined in both {} and {}; keeping the first", first.display(), file.display());
+                            continue;
+                        }
+                        desired.insert(key, (m, file.clone()));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(file = %file.display(), "invalid manifest, its functions keep serving their last good version: {e}");
+                    protected.extend(self.file_keys.get(&file).into_iter().flatten().cloned());
+                }
+            }
+        }
+
+        for (key, (m, file)) in &desired {
+            if self.attempted.get(key) == Some(m) {
+                continue;
+            }
+            self.attempted.insert(key.clone(), m.clone());
+            self.apply(m, file).await;
+        }
+
+        let stale: Vec<FunctionKey> = self
+            .attempted
+            .keys()
+            .filter(|k| !desired.contains_key(*k) && !protected.contains(*k))
+            .cloned()
+            .collect();
+        for key in stale {
+            self.attempted.remove(&key);
+            self.host.unload(&key);
+            self.host.set_status(&key, None);
+        }
+    }
+
+    /// Builds and loads one manifest; on failure the serving revision (if any) stays.
+    async fn apply(&self, m: &FunctionManifest, file: &Path) {
+        let key = m.key();
+        let serving = self.host.registry().get(&key).map(|f| f.def.revision.clone());
+        let status = |phase, message: String, serving: Option<String>| SourceStatus {
+            phase,
+            message,
+            serving,
+        };
+        self.host.set_status(&key, Some(status(Phase::Building, String::new(), serving.clone())));
+        match self.build_and_load(m, file).await {
+            Ok(revision) => {
+                self.host.set_status(&key, Some(status(Phase::Ready, String::new(), Some(revision))));
+            }
+            Err(e) => {
+                let message = format!("{e:#}");
+                let keeps = match &serving {
+                    Some(r) => format!("; {r} keeps serving"),
+                    None => String::new(),
+                };
+                tracing::error!(function = %key, file = %file.display(), "build failed{keeps}: {message}");
+                self.host.set_status(&key, Some(status(Phase::Failed, trim_message(&message), serving)));
+            }
+        }
+    }
+
+    async fn build_and_load(&self, m: &FunctionManifest, file: &Path) -> anyhow::Result<String> {
+        let max_memory = self.host.config().engine.max_memory_bytes;
+        // Check the limits before spending time on a build.
+        let mut def = FunctionDef::from_manifest(m, String::new(), max_memory)?;
+        let pipeline = self.pipeline.clone();
+        let (manifest, base) = (m.clone(), file.parent().map(Path::to_path_buf));
+        let artifact = tokio::task::spawn_blocking(move || pipeline.build(&manifest, base.as_deref()))
+            .await
+            .context("build task")??;
+        let compiled = engine::load_precompiled(self.host.engine(), &artifact.precompiled)?;
+        def.revision = artifact.digest.clone();
+        self.host.load(def, &compiled)?;
+        Ok(artifact.digest)
+    }
+}
+
+/// Status messages stay short: the first lines of a compiler's output say what is wrong.
+fn trim_message(message: &str) -> String {
+    const MAX: usize = 2_000;
+    match message.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &message[..i]),
+        None => message.to_string(),
+    }
+}
+
+/// Every `*.yaml` / `*.yml` under `dir`, skipping hidden files and directories.
+fn manifest_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            if hidden {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}

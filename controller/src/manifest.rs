@@ -1,0 +1,118 @@
+//! Reading Function manifests from YAML (several documents per file) with clear errors.
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use wasmless_runtime::function::{API_VERSION, KIND};
+use wasmless_runtime::FunctionManifest;
+
+#[derive(Debug, Error)]
+pub enum ManifestError {
+    #[error("document {index}: {message}")]
+    Yaml { index: usize, message: String },
+    #[error("document {index} ({name}): {message}")]
+    Invalid {
+        index: usize,
+        name: String,
+        message: String,
+    },
+}
+
+/// Parses every `Function` document in `text`. Documents of other kinds are skipped, so a file
+/// can keep a Function next to, say, a ConfigMap.
+pub fn parse(text: &str) -> Result<Vec<FunctionManifest>, ManifestError> {
+    let mut out = Vec::new();
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let index = i + 1;
+        let yaml_err = |e: serde_yaml::Error| ManifestError::Yaml {
+            index,
+            message: e.to_string(),
+        };
+        let value = serde_yaml::Value::deserialize(doc).map_err(yaml_err)?;
+        if value.is_null() {
+            continue;
+        }
+        let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or_default();
+        if kind != KIND {
+            tracing::debug!("document {index}: skipping kind {kind:?}");
+            continue;
+        }
+        let manifest: FunctionManifest = serde_yaml::from_value(value).map_err(yaml_err)?;
+        validate(&manifest).map_err(|message| ManifestError::Invalid {
+            index,
+            name: manifest.metadata.name.clone(),
+            message,
+        })?;
+        out.push(manifest);
+    }
+    Ok(out)
+}
+
+fn validate(m: &FunctionManifest) -> Result<(), String> {
+    if m.api_version != API_VERSION {
+        return Err(format!(
+            "apiVersion {:?} is not {API_VERSION:?} (a Kubeless manifest ports by changing apiVersion only)",
+            m.api_version
+        ));
+    }
+    let key = m.key();
+    for (what, value) in [("name", &key.name), ("namespace", &key.namespace)] {
+        if !is_dns_label(value) {
+            return Err(format!(
+                "metadata.{what} {value:?} must be a DNS label: lowercase letters, digits and '-', at most 63 characters"
+            ));
+        }
+    }
+    if m.spec.runtime.trim().is_empty() {
+        return Err("spec.runtime is required".into());
+    }
+    Ok(())
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TWO: &str = r#"
+apiVersion: wasmless.dev/v1alpha1
+kind: Function
+metadata: {name: a, namespace: test}
+spec: {runtime: wat, function: "(module)", timeout: "5"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: ignored}
+---
+apiVersion: wasmless.dev/v1alpha1
+kind: Function
+metadata: {name: b}
+spec: {runtime: wat, function: "(module)", timeout: 7}
+"#;
+
+    #[test]
+    fn several_documents_and_defaults() {
+        let all = parse(TWO).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].key().to_string(), "test/a");
+        assert_eq!(all[1].key().to_string(), "default/b");
+        assert_eq!(all[1].spec.timeout.as_ref().unwrap().seconds(), Ok(7));
+    }
+
+    #[test]
+    fn errors_name_the_document() {
+        let e = parse("kind: Function\napiVersion: wasmless.dev/v1alpha1\nmetadata: {name: x}\nspec: [").unwrap_err();
+        assert!(e.to_string().starts_with("document 1:"), "{e}");
+        let e = parse(&TWO.replace("name: b", "name: B_b")).unwrap_err();
+        assert!(e.to_string().contains("document 3 (B_b)"), "{e}");
+        let e = parse(&TWO.replacen("wasmless.dev/v1alpha1", "kubeless.io/v1beta1", 1)).unwrap_err();
+        assert!(e.to_string().contains("changing apiVersion"), "{e}");
+    }
+}
