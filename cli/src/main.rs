@@ -5,7 +5,11 @@ mod up;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "wasmless", version, about = "Kubeless-style functions on WebAssembly")]
+#[command(
+    name = "wasmless",
+    version,
+    about = "Kubeless-style functions on WebAssembly"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -14,7 +14,9 @@ use tokio::sync::{mpsc, watch};
 use wasmless_controller::{DirStore, Pipeline, manifest};
 use wasmless_runtime::function::{Phase, SourceStatus};
 use wasmless_runtime::limits::parse_quantity;
-use wasmless_runtime::{FunctionDef, FunctionKey, FunctionManifest, Host, HostConfig, engine, server};
+use wasmless_runtime::{
+    FunctionDef, FunctionKey, FunctionManifest, Host, HostConfig, engine, server,
+};
 
 #[derive(clap::Args)]
 pub struct UpArgs {
@@ -51,7 +53,10 @@ fn default_store() -> PathBuf {
 
 async fn serve(args: UpArgs) -> anyhow::Result<()> {
     if !args.dir.is_dir() {
-        bail!("{} is not a directory: pass --dir with your Function manifests", args.dir.display());
+        bail!(
+            "{} is not a directory: pass --dir with your Function manifests",
+            args.dir.display()
+        );
     }
     let max_body = parse_quantity(&args.max_body).with_context(|| "--max-body")?;
     let config = HostConfig {
@@ -69,7 +74,10 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.admin))?;
     // Tests and scripts read these two lines to learn the ports.
-    println!("wasmless up: functions on http://{}", functions.local_addr()?);
+    println!(
+        "wasmless up: functions on http://{}",
+        functions.local_addr()?
+    );
     println!("wasmless up: admin on http://{}", admin.local_addr()?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -77,8 +85,16 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
     let servers = [
-        tokio::spawn(server::serve(functions, server::function_app(host.clone()), stopped(stop_rx.clone()))),
-        tokio::spawn(server::serve(admin, server::admin_app(host.clone()), stopped(stop_rx.clone()))),
+        tokio::spawn(server::serve(
+            functions,
+            server::function_app(host.clone()),
+            stopped(stop_rx.clone()),
+        )),
+        tokio::spawn(server::serve(
+            admin,
+            server::admin_app(host.clone()),
+            stopped(stop_rx.clone()),
+        )),
     ];
 
     let (events_tx, mut events) = mpsc::unbounded_channel();
@@ -118,10 +134,11 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]
@@ -204,16 +221,26 @@ impl DirLoader {
     /// Builds and loads one manifest; on failure the serving revision (if any) stays.
     async fn apply(&self, m: &FunctionManifest, file: &Path) {
         let key = m.key();
-        let serving = self.host.registry().get(&key).map(|f| f.def.revision.clone());
+        let serving = self
+            .host
+            .registry()
+            .get(&key)
+            .map(|f| f.def.revision.clone());
         let status = |phase, message: String, serving: Option<String>| SourceStatus {
             phase,
             message,
             serving,
         };
-        self.host.set_status(&key, Some(status(Phase::Building, String::new(), serving.clone())));
+        self.host.set_status(
+            &key,
+            Some(status(Phase::Building, String::new(), serving.clone())),
+        );
         match self.build_and_load(m, file).await {
             Ok(revision) => {
-                self.host.set_status(&key, Some(status(Phase::Ready, String::new(), Some(revision))));
+                self.host.set_status(
+                    &key,
+                    Some(status(Phase::Ready, String::new(), Some(revision))),
+                );
             }
             Err(e) => {
                 let message = format!("{e:#}");
@@ -222,7 +249,10 @@ impl DirLoader {
                     None => String::new(),
                 };
                 tracing::error!(function = %key, file = %file.display(), "build failed{keeps}: {message}");
-                self.host.set_status(&key, Some(status(Phase::Failed, trim_message(&message), serving)));
+                self.host.set_status(
+                    &key,
+                    Some(status(Phase::Failed, trim_message(&message), serving)),
+                );
             }
         }
     }
@@ -233,9 +263,10 @@ impl DirLoader {
         let mut def = FunctionDef::from_manifest(m, String::new(), max_memory)?;
         let pipeline = self.pipeline.clone();
         let (manifest, base) = (m.clone(), file.parent().map(Path::to_path_buf));
-        let artifact = tokio::task::spawn_blocking(move || pipeline.build(&manifest, base.as_deref()))
-            .await
-            .context("build task")??;
+        let artifact =
+            tokio::task::spawn_blocking(move || pipeline.build(&manifest, base.as_deref()))
+                .await
+                .context("build task")??;
         let compiled = engine::load_precompiled(self.host.engine(), &artifact.precompiled)?;
         def.revision = artifact.digest.clone();
         self.host.load(def, &compiled)?;
@@ -257,7 +288,9 @@ fn manifest_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             let hidden = entry.file_name().to_string_lossy().starts_with('.');

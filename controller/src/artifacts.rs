@@ -83,7 +83,9 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let tmp = dir.join(format!(
         ".tmp-{}-{}",
         std::process::id(),
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact")
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("artifact")
     ));
     std::fs::write(&tmp, bytes).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)

@@ -3,8 +3,8 @@
 use serde::Deserialize;
 use thiserror::Error;
 
-use wasmless_runtime::function::{API_VERSION, KIND};
 use wasmless_runtime::FunctionManifest;
+use wasmless_runtime::function::{API_VERSION, KIND};
 
 #[derive(Debug, Error)]
 pub enum ManifestError {
@@ -32,7 +32,10 @@ pub fn parse(text: &str) -> Result<Vec<FunctionManifest>, ManifestError> {
         if value.is_null() {
             continue;
         }
-        let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or_default();
+        let kind = value
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default();
         if kind != KIND {
             tracing::debug!("document {index}: skipping kind {kind:?}");
             continue;
@@ -72,7 +75,8 @@ fn validate(m: &FunctionManifest) -> Result<(), String> {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -108,11 +112,15 @@ spec: {runtime: wat, function: "(module)", timeout: 7}
 
     #[test]
     fn errors_name_the_document() {
-        let e = parse("kind: Function\napiVersion: wasmless.dev/v1alpha1\nmetadata: {name: x}\nspec: [").unwrap_err();
+        let e = parse(
+            "kind: Function\napiVersion: wasmless.dev/v1alpha1\nmetadata: {name: x}\nspec: [",
+        )
+        .unwrap_err();
         assert!(e.to_string().starts_with("document 1:"), "{e}");
         let e = parse(&TWO.replace("name: b", "name: B_b")).unwrap_err();
         assert!(e.to_string().contains("document 3 (B_b)"), "{e}");
-        let e = parse(&TWO.replacen("wasmless.dev/v1alpha1", "kubeless.io/v1beta1", 1)).unwrap_err();
+        let e =
+            parse(&TWO.replacen("wasmless.dev/v1alpha1", "kubeless.io/v1beta1", 1)).unwrap_err();
         assert!(e.to_string().contains("changing apiVersion"), "{e}");
     }
 }

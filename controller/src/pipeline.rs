@@ -66,12 +66,22 @@ impl Pipeline {
     }
 
     /// Builds one function. Blocking: run it off the async runtime.
-    pub fn build(&self, manifest: &FunctionManifest, base_dir: Option<&Path>) -> Result<Artifact, PipelineError> {
+    pub fn build(
+        &self,
+        manifest: &FunctionManifest,
+        base_dir: Option<&Path>,
+    ) -> Result<Artifact, PipelineError> {
         let key = manifest.key();
         let spec = &manifest.spec;
         let builder = builders::for_runtime(&spec.runtime)?;
         let code = source::decode(spec, base_dir)?;
-        let build_key = build_key(&spec.runtime, builder.version(), &code, &spec.handler, &spec.deps);
+        let build_key = build_key(
+            &spec.runtime,
+            builder.version(),
+            &code,
+            &spec.handler,
+            &spec.deps,
+        );
 
         if let Some(digest) = self.store.build_result(&build_key) {
             return self.precompiled(&key, digest, true);
@@ -90,26 +100,55 @@ impl Pipeline {
     }
 
     /// The precompiled form of a stored wasm, compiling it on first use.
-    fn precompiled(&self, key: &FunctionKey, digest: String, cached: bool) -> Result<Artifact, PipelineError> {
+    fn precompiled(
+        &self,
+        key: &FunctionKey,
+        digest: String,
+        cached: bool,
+    ) -> Result<Artifact, PipelineError> {
         let wasm_path = self.store.wasm_path(&digest);
-        let size = std::fs::metadata(&wasm_path).map(|m| m.len()).unwrap_or_default();
+        let size = std::fs::metadata(&wasm_path)
+            .map(|m| m.len())
+            .unwrap_or_default();
         let path = self.store.precompiled_path(&self.engine_hash, &digest);
         if path.exists() {
-            return Ok(Artifact { digest, size, precompiled: path, cached });
+            return Ok(Artifact {
+                digest,
+                size,
+                precompiled: path,
+                cached,
+            });
         }
         let wasm = self.store.read(&wasm_path)?;
         let started = std::time::Instant::now();
         let bytes = engine::precompile(&self.engine, &wasm)?;
         self.store.put(&path, &bytes)?;
         tracing::info!(function = %key, %digest, elapsed_ms = started.elapsed().as_millis() as u64, "precompiled");
-        Ok(Artifact { digest, size, precompiled: path, cached: false })
+        Ok(Artifact {
+            digest,
+            size,
+            precompiled: path,
+            cached: false,
+        })
     }
 }
 
 /// Names a build by everything that can change its output.
-pub fn build_key(runtime: &str, builder_version: &str, code: &[u8], handler: &str, deps: &str) -> String {
+pub fn build_key(
+    runtime: &str,
+    builder_version: &str,
+    code: &[u8],
+    handler: &str,
+    deps: &str,
+) -> String {
     let mut input = Vec::with_capacity(code.len() + deps.len() + 64);
-    for part in [runtime.trim().to_ascii_lowercase().as_bytes(), builder_version.as_bytes(), handler.as_bytes(), deps.as_bytes(), code] {
+    for part in [
+        runtime.trim().to_ascii_lowercase().as_bytes(),
+        builder_version.as_bytes(),
+        handler.as_bytes(),
+        deps.as_bytes(),
+        code,
+    ] {
         input.extend_from_slice(&(part.len() as u64).to_le_bytes());
         input.extend_from_slice(part);
     }

@@ -1,9 +1,9 @@
 //! The host: one engine, the registry of loaded functions, and how a request becomes a call.
 
-use std::net::SocketAddr;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use axum::body::Body;
@@ -121,7 +121,10 @@ impl Host {
     }
 
     pub fn statuses(&self) -> BTreeMap<FunctionKey, SourceStatus> {
-        self.statuses.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.statuses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Prepares `compiled` and swaps it in atomically. On error nothing changes: the revision

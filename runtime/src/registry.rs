@@ -40,7 +40,11 @@ impl FunctionDef {
             runtime: spec.runtime.clone(),
             handler: spec.handler.clone(),
             limits: Limits::from_spec(spec, max_memory)?,
-            env: spec.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect(),
+            env: spec
+                .env
+                .iter()
+                .map(|e| (e.name.clone(), e.value.clone()))
+                .collect(),
         })
     }
 

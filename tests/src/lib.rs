@@ -1,1 +1,229 @@
+//! Harness for the end-to-end suites: starts the real binaries on loopback ports, talks real HTTP.
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// A binary of this workspace, built by `cargo test` next to the test executables.
+pub fn binary(name: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(format!(
+        "WASMLESS_BIN_{}",
+        name.replace('-', "_").to_uppercase()
+    )) {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join(name))
+        .expect("tests run from target/<profile>/deps")
+}
+
+/// The repository's `functions/` directory.
+pub fn functions_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions")
+}
+
+/// Copies the named example manifests (and everything they refer to) into a fresh directory.
+pub fn copy_functions(names: &[&str]) -> anyhow::Result<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    for name in names {
+        let from = functions_dir().join(name);
+        std::fs::copy(&from, dir.path().join(name))
+            .with_context(|| format!("copy {}", from.display()))?;
+    }
+    Ok(dir)
+}
+
+/// A WAT manifest whose function answers `body` with `text/plain`.
+pub fn wat_manifest(namespace: &str, name: &str, body: &str) -> String {
+    let out = format!("Content-Type: text/plain\\n\\n{body}");
+    let len = "Content-Type: text/plain\n\n".len() + body.len();
+    format!(
+        r#"apiVersion: wasmless.dev/v1alpha1
+kind: Function
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  runtime: wat
+  function: |
+    (module
+      (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 64) "{out}")
+      (func (export "_start")
+        (i32.store (i32.const 0) (i32.const 64))
+        (i32.store (i32.const 4) (i32.const {len}))
+        (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
+"#
+    )
+}
+
+/// A running `wasmless up`, killed on drop.
+pub struct Up {
+    child: Child,
+    pub functions: SocketAddr,
+    pub admin: SocketAddr,
+    log: Arc<Mutex<String>>,
+    _store: tempfile::TempDir,
+}
+
+impl Up {
+    pub async fn start(dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        let store = tempfile::tempdir()?;
+        let mut child = Command::new(binary("wasmless"))
+            .arg("up")
+            .arg("--dir")
+            .arg(dir)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--store",
+            ])
+            .arg(store.path())
+            .args(extra)
+            .env("WASMLESS_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("start wasmless up (did cargo build the wasmless binary?)")?;
+
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().context("stderr")?;
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[up] {line}");
+                if let Ok(mut s) = sink.lock() {
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            }
+        });
+
+        let stdout = child.stdout.take().context("stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let address = |prefix: &str| -> anyhow::Result<SocketAddr> {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .context("wasmless up printed no address")?;
+            let addr = line
+                .strip_prefix(prefix)
+                .with_context(|| format!("unexpected line {line:?}"))?;
+            Ok(addr.parse()?)
+        };
+        let functions = address("wasmless up: functions on http://")?;
+        let admin = address("wasmless up: admin on http://")?;
+        let up = Self {
+            child,
+            functions,
+            admin,
+            log,
+            _store: store,
+        };
+        let ready = format!("http://{}/readyz", up.admin);
+        wait_until(Duration::from_secs(120), || async {
+            matches!(client().get(&ready).send().await, Ok(r) if r.status() == 200)
+        })
+        .await
+        .context("wasmless up never became ready")?;
+        Ok(up)
+    }
+
+    /// A request to the function listener with the given Host header.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        host: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        client()
+            .request(method, format!("http://{}{}", self.functions, path))
+            .header("host", host)
+    }
+
+    pub async fn get(&self, host: &str, path: &str) -> anyhow::Result<(u16, String)> {
+        let r = self
+            .request(reqwest::Method::GET, host, path)
+            .send()
+            .await?;
+        Ok((r.status().as_u16(), r.text().await?))
+    }
+
+    pub async fn admin_get(&self, path: &str) -> anyhow::Result<String> {
+        let r = client()
+            .get(format!("http://{}{}", self.admin, path))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("admin {path}: {}", r.status());
+        }
+        Ok(r.text().await?)
+    }
+
+    /// The phase `/status` reports for a function.
+    pub async fn phase(&self, namespace: &str, name: &str) -> Option<(String, String)> {
+        let text = self.admin_get("/status").await.ok()?;
+        let all: Vec<serde_json::Value> = serde_json::from_str(&text).ok()?;
+        all.into_iter()
+            .find(|s| s["namespace"] == namespace && s["name"] == name)
+            .map(|s| {
+                (
+                    s["phase"].as_str().unwrap_or_default().to_string(),
+                    s["message"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+    }
+
+    pub fn log_contains(&self, needle: &str) -> bool {
+        self.log.lock().map(|l| l.contains(needle)).unwrap_or(false)
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("a plain HTTP client builds")
+}
+
+/// Polls `check` every 50 ms until it holds or `limit` passes.
+pub async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("condition not met within {limit:?}")
+}
+
+/// Reads one sample from Prometheus text, e.g. `function_calls_total{namespace="test",...}`.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}

@@ -117,7 +117,12 @@ impl WasiHttp {
         });
 
         match tokio::time::timeout_at(deadline, receiver).await {
-            Err(_) => Err(CallError::Timeout),
+            // The task stops at the same deadline; wait for it so the instance is gone before
+            // the 408 leaves.
+            Err(_) => {
+                let _ = task.await;
+                Err(CallError::Timeout)
+            }
             Ok(Ok(Ok(response))) => {
                 Ok(response.map(|body| Body::new(body.map_err(axum::Error::new))))
             }

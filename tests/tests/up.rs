@@ -1,0 +1,455 @@
+//! `wasmless up` end to end: the real binary, real manifests, real HTTP on loopback.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use wasmless_e2e::{Up, copy_functions, functions_dir, metric, wait_until, wat_manifest};
+
+#[tokio::test]
+async fn both_abis_answer() -> anyhow::Result<()> {
+    let up = Up::start(&functions_dir(), &[]).await?;
+
+    // WAGI: a WAT module writing CGI output.
+    let r = up
+        .request(Method::GET, "hello-world.test", "/")
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/plain");
+    assert_eq!(r.text().await?, "hello world");
+
+    // WAGI: Status and extra headers.
+    let r = up.request(Method::GET, "created.test", "/").send().await?;
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["x-wasmless"], "yes");
+    assert_eq!(r.text().await?, "created");
+
+    // WAGI: body on stdin, binary safe.
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let r = up
+        .request(Method::POST, "echo.test", "/")
+        .body(body.clone())
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await?.to_vec(), body);
+
+    // WAGI: CGI variables, the manifest's env and Kubeless's FUNC_* in the environment.
+    let r = up
+        .request(Method::PUT, "cgi-env.test:8080", "/a/b?x=1&y=2")
+        .header("x-custom-header", "yes")
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await?;
+    let env = r.text().await?;
+    for line in [
+        "REQUEST_METHOD=PUT",
+        "PATH_INFO=/a/b",
+        "QUERY_STRING=x=1&y=2",
+        "CONTENT_TYPE=application/json",
+        "CONTENT_LENGTH=2",
+        "SERVER_NAME=cgi-env.test",
+        "SERVER_PORT=8080",
+        "HTTP_X_CUSTOM_HEADER=yes",
+        "GREETING=hi",
+        "FUNC_TIMEOUT=10",
+        "FUNC_RUNTIME=wat",
+        "REMOTE_ADDR=127.0.0.1",
+    ] {
+        assert!(
+            env.lines().any(|l| l == line),
+            "{line} missing from:\n{env}"
+        );
+    }
+
+    // WASI HTTP: a component built from Rust for wasm32-wasip2.
+    let r = up
+        .request(Method::POST, "hello-http.test", "/x/y?z=1")
+        .body("payload")
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-abi"], "wasi-http");
+    assert_eq!(
+        r.text().await?,
+        "hello from wasi:http: POST /x/y?z=1\ngreeting: hi\npayload"
+    );
+
+    // The component's stderr reached its log buffer.
+    let logs = up.admin_get("/functions/test/hello-http/logs").await?;
+    assert!(logs.contains("hello-http: POST /x/y?z=1"), "{logs}");
+
+    let list = up.admin_get("/functions").await?;
+    assert!(
+        list.contains(r#""abi":"wasi-http""#) && list.contains(r#""abi":"wagi""#),
+        "{list}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn routes_every_host_form_and_404s_the_rest() -> anyhow::Result<()> {
+    let dir = copy_functions(&["hello-world.yaml"])?;
+    let up = Up::start(dir.path(), &[]).await?;
+    for host in [
+        "hello-world.test",
+        "hello-world.test:8080",
+        "hello-world.test.svc",
+        "hello-world.test.svc:8080",
+        "hello-world.test.svc.cluster.local",
+        "hello-world.test.svc.cluster.local:8080",
+        "HELLO-WORLD.Test.SVC.cluster.local:8080",
+    ] {
+        assert_eq!(
+            up.get(host, "/any/path?q=1").await?,
+            (200, "hello world".into()),
+            "{host}"
+        );
+    }
+    let local = up.functions.to_string();
+    assert_eq!(
+        up.get(&local, "/fn/test/hello-world/").await?,
+        (200, "hello world".into())
+    );
+
+    for (host, path, says) in [
+        ("nope.test", "/", "no function test/nope"),
+        ("hello-world.other", "/", "no function other/hello-world"),
+        (local.as_str(), "/", "no function for host"),
+        (local.as_str(), "/fn/test/nope", "no function for host"),
+    ] {
+        let r = up.request(Method::GET, host, path).send().await?;
+        assert_eq!(r.status(), 404, "{host}{path}");
+        assert_eq!(r.headers()["content-type"], "application/json");
+        let body: serde_json::Value = r.json().await?;
+        assert!(
+            body["error"].as_str().unwrap_or_default().contains(says),
+            "{body}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_timeout_answers_408_while_other_functions_keep_answering() -> anyhow::Result<()> {
+    let dir = copy_functions(&[
+        "hello-world.yaml",
+        "limits.yaml",
+        "hello-http.yaml",
+        "hello-http.wasm",
+    ])?;
+    let up = Up::start(dir.path(), &[]).await?;
+
+    let started = Instant::now();
+    let (spin, served) = tokio::join!(up.get("spin.test", "/"), async {
+        let mut served = 0;
+        while started.elapsed() < Duration::from_millis(900) {
+            assert_eq!(
+                up.get("hello-world.test", "/").await?,
+                (200, "hello world".into())
+            );
+            served += 1;
+        }
+        anyhow::Ok(served)
+    });
+    let (status, body) = spin?;
+    assert_eq!(status, 408, "{body}");
+    assert!(body.contains("timeout"), "{body}");
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert!(served? > 10, "hello-world kept answering during the loop");
+
+    // A component is stopped the same way (its timeout is 2 s).
+    let (status, _) = up.get("hello-http.test", "/spin").await?;
+    assert_eq!(status, 408);
+    assert_eq!(up.get("hello-world.test", "/").await?.0, 200);
+
+    let metrics = up.admin_get("/metrics").await?;
+    assert_eq!(
+        metric(&metrics, "wasmless_instances_live"),
+        Some(0.0),
+        "stopped instances are gone"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn memory_cap_traps_with_500_and_a_grow_under_it_succeeds() -> anyhow::Result<()> {
+    let dir = copy_functions(&["limits.yaml"])?;
+    let up = Up::start(dir.path(), &[]).await?;
+    // One page per body byte; the cap is 2Mi = 32 pages and the module starts with 1.
+    let grow = |pages: usize| {
+        up.request(Method::POST, "grow.test", "/")
+            .body("x".repeat(pages))
+            .send()
+    };
+
+    let r = grow(16).await?;
+    assert_eq!(
+        (r.status().as_u16(), r.text().await?),
+        (200, "grown".to_string())
+    );
+
+    let r = grow(64).await?;
+    assert_eq!(r.status(), 500);
+    let body: serde_json::Value = r.json().await?;
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("memory limit exceeded") && error.contains("2097152"),
+        "{body}"
+    );
+
+    // Each request has its own instance: the failure left nothing behind.
+    let r = grow(31).await?;
+    assert_eq!(r.status(), 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn bodies_over_the_cap_get_413() -> anyhow::Result<()> {
+    let dir = copy_functions(&["echo.yaml"])?;
+    let up = Up::start(dir.path(), &["--max-body", "1Ki"]).await?;
+    let r = up
+        .request(Method::POST, "echo.test", "/")
+        .body(vec![b'a'; 1024])
+        .send()
+        .await?;
+    assert_eq!((r.status().as_u16(), r.bytes().await?.len()), (200, 1024));
+
+    let r = up
+        .request(Method::POST, "echo.test", "/")
+        .body(vec![b'a'; 1025])
+        .send()
+        .await?;
+    assert_eq!(r.status(), 413);
+
+    // Without Content-Length (chunked), the limit holds while reading.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        vec![Ok(vec![b'a'; 800]), Ok(vec![b'a'; 800])];
+    let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
+    let r = up
+        .request(Method::POST, "echo.test", "/")
+        .body(body)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 413);
+    Ok(())
+}
+
+#[tokio::test]
+async fn metrics_count_calls_and_failures() -> anyhow::Result<()> {
+    let dir = copy_functions(&["hello-world.yaml", "limits.yaml"])?;
+    let up = Up::start(dir.path(), &[]).await?;
+    for _ in 0..3 {
+        up.get("hello-world.test", "/").await?;
+    }
+    up.request(Method::POST, "grow.test", "/")
+        .body("x".repeat(100))
+        .send()
+        .await?;
+    up.request(Method::POST, "grow.test", "/")
+        .body("x")
+        .send()
+        .await?;
+    up.get("missing.test", "/").await?;
+
+    let m = up.admin_get("/metrics").await?;
+    let series = |name: &str, f: &str, method: &str| {
+        metric(
+            &m,
+            &format!(r#"{name}{{namespace="test",function="{f}",method="{method}"}}"#),
+        )
+    };
+    assert_eq!(
+        series("function_calls_total", "hello-world", "GET"),
+        Some(3.0),
+        "{m}"
+    );
+    assert_eq!(
+        series("function_failures_total", "hello-world", "GET"),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(
+        series("function_calls_total", "grow", "POST"),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(
+        series("function_failures_total", "grow", "POST"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        series("function_duration_seconds_count", "hello-world", "GET"),
+        Some(3.0),
+        "{m}"
+    );
+    assert_eq!(metric(&m, "wasmless_functions_loaded"), Some(3.0), "{m}");
+    assert_eq!(
+        metric(&m, "wasmless_unrouted_requests_total"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(up.admin_get("/healthz").await?, "ok");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_replace_under_load_fails_no_request() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("swap.yaml");
+    std::fs::write(&file, wat_manifest("test", "swap", "v1"))?;
+    let up = Up::start(dir.path(), &[]).await?;
+    assert_eq!(up.get("swap.test", "/").await?, (200, "v1".into()));
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (addr, stop) = (up.functions, stop.clone());
+            tokio::spawn(async move {
+                let client = wasmless_e2e::client();
+                let (mut ok, mut failed, mut went_back, mut seen_v2) = (0u32, 0u32, 0u32, false);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = client
+                        .get(format!("http://{addr}/"))
+                        .header("host", "swap.test")
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status() == 200 => match r.text().await.as_deref() {
+                            Ok("v1") if seen_v2 => went_back += 1,
+                            Ok("v1") => ok += 1,
+                            Ok("v2") => {
+                                seen_v2 = true;
+                                ok += 1
+                            }
+                            _ => failed += 1,
+                        },
+                        _ => failed += 1,
+                    }
+                }
+                (ok, failed, went_back, seen_v2)
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(&file, wat_manifest("test", "swap", "v2"))?;
+    wait_until(Duration::from_secs(30), || async {
+        matches!(up.get("swap.test", "/").await, Ok((200, b)) if b == "v2")
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let mut total = 0;
+    for c in clients {
+        let (ok, failed, went_back, seen_v2) = c.await?;
+        assert_eq!(failed, 0, "no request may fail during the swap");
+        assert_eq!(went_back, 0, "after the new revision, never the old one");
+        assert!(seen_v2);
+        total += ok;
+    }
+    assert!(
+        total > 50,
+        "the clients were really loading the host ({total} requests)"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn reloads_changed_added_and_removed_manifests() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("a.yaml"), wat_manifest("test", "a", "a1"))?;
+    let up = Up::start(dir.path(), &[]).await?;
+    assert_eq!(up.get("a.test", "/").await?, (200, "a1".into()));
+
+    let until = |host: &'static str, want: (u16, &'static str)| {
+        let up = &up;
+        async move {
+            wait_until(Duration::from_secs(30), || async {
+                matches!(up.get(host, "/").await, Ok((s, b)) if s == want.0 && (want.0 == 404 || b == want.1))
+            })
+            .await
+        }
+    };
+    std::fs::write(dir.path().join("a.yaml"), wat_manifest("test", "a", "a2"))?;
+    until("a.test", (200, "a2")).await?;
+
+    // Several documents in a new file, one in a subdirectory.
+    std::fs::create_dir(dir.path().join("more"))?;
+    let two = format!(
+        "{}---\n{}",
+        wat_manifest("test", "b", "b1"),
+        wat_manifest("other", "c", "c1")
+    );
+    std::fs::write(dir.path().join("more/two.yml"), two)?;
+    until("b.test", (200, "b1")).await?;
+    until("c.other", (200, "c1")).await?;
+
+    std::fs::remove_file(dir.path().join("more/two.yml"))?;
+    until("b.test", (404, "")).await?;
+    until("c.other", (404, "")).await?;
+    assert_eq!(up.get("a.test", "/").await?, (200, "a2".into()));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_broken_manifest_or_build_leaves_the_last_good_version_serving() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("f.yaml");
+    std::fs::write(&file, wat_manifest("test", "f", "good"))?;
+    let up = Up::start(dir.path(), &[]).await?;
+    assert_eq!(up.get("f.test", "/").await?, (200, "good".into()));
+
+    // Not YAML at all.
+    std::fs::write(
+        &file,
+        "apiVersion: wasmless.dev/v1alpha1\nkind: Function\nspec: [unclosed\n",
+    )?;
+    wait_until(Duration::from_secs(30), || async {
+        up.log_contains("invalid manifest")
+    })
+    .await?;
+    assert_eq!(up.get("f.test", "/").await?, (200, "good".into()));
+
+    // Valid YAML, but the WAT does not compile: status says why, the old revision serves.
+    std::fs::write(
+        &file,
+        wat_manifest("test", "f", "new").replace("(memory", "(memory oops"),
+    )?;
+    wait_until(Duration::from_secs(30), || async {
+        matches!(up.phase("test", "f").await, Some((p, _)) if p == "Failed")
+    })
+    .await?;
+    let (_, message) = up.phase("test", "f").await.unwrap_or_default();
+    assert!(
+        message.contains("expected"),
+        "the compiler's message is kept: {message}"
+    );
+    assert_eq!(up.get("f.test", "/").await?, (200, "good".into()));
+
+    // A bad limit is refused the same way.
+    std::fs::write(
+        &file,
+        wat_manifest("test", "f", "new").replace("runtime: wat", "runtime: wat\n  timeout: soon"),
+    )?;
+    wait_until(Duration::from_secs(30), || async {
+        matches!(up.phase("test", "f").await, Some((_, m)) if m.contains("soon"))
+    })
+    .await?;
+    assert_eq!(up.get("f.test", "/").await?, (200, "good".into()));
+
+    // Fixed: the new version serves.
+    std::fs::write(&file, wat_manifest("test", "f", "fixed"))?;
+    wait_until(Duration::from_secs(30), || async {
+        matches!(up.get("f.test", "/").await, Ok((200, b)) if b == "fixed")
+    })
+    .await?;
+    assert_eq!(
+        up.phase("test", "f").await.map(|p| p.0).as_deref(),
+        Some("Ready")
+    );
+    Ok(())
+}
