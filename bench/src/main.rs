@@ -1,1 +1,172 @@
-fn main() {}
+//! `wasmless-bench`: the pieces `scripts/bench.sh` measures.
+//!
+//! - `plain`: a plain axum "hello world" server, the baseline the host is compared with.
+//! - `instantiate`: in-process cost of one request (fresh store + instance + call) through the
+//!   host for both ABIs, and of a bare instantiation with and without keep-resident pool slots.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use wasmless_runtime::engine::{self, Compiled};
+use wasmless_runtime::function::FunctionSpec;
+use wasmless_runtime::limits::Limits;
+use wasmless_runtime::{EngineConfig, FunctionDef, FunctionKey, Host, HostConfig};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a plain axum hello world (the baseline).
+    Plain {
+        #[arg(long, default_value = "127.0.0.1:18081")]
+        listen: String,
+    },
+    /// Time per-request instantiation in-process.
+    Instantiate {
+        #[arg(long, default_value_t = 20_000)]
+        iterations: u32,
+        /// The repository's functions/ directory.
+        #[arg(long, default_value = "functions")]
+        functions: PathBuf,
+    },
+}
+
+const HELLO_WAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 64) "Content-Type: text/plain\n\nhello world")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 64))
+    (i32.store (i32.const 4) (i32.const 37))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    match Cli::parse().command {
+        Command::Plain { listen } => runtime.block_on(async {
+            let app = axum::Router::new().fallback(|| async { "hello world" });
+            let listener = tokio::net::TcpListener::bind(&listen).await?;
+            println!("plain axum on http://{}", listener.local_addr()?);
+            axum::serve(listener, app).await?;
+            Ok(())
+        }),
+        Command::Instantiate {
+            iterations,
+            functions,
+        } => runtime.block_on(instantiate(iterations, functions)),
+    }
+}
+
+async fn instantiate(iterations: u32, functions: PathBuf) -> anyhow::Result<()> {
+    println!("in-process, {iterations} iterations each (median of 3 runs)");
+    println!("{:<64} {:>10}", "what", "µs/op");
+
+    let host = Host::new(HostConfig::default())?;
+    let wagi = engine::compile(host.engine(), HELLO_WAT.as_bytes())?;
+    let http_path = functions.join("hello-http.wasm");
+    let http_wasm = std::fs::read(&http_path).with_context(|| http_path.display().to_string())?;
+    let http = engine::compile(host.engine(), &http_wasm)?;
+    for (name, compiled) in [("wagi", &wagi), ("wasi-http", &http)] {
+        let def = FunctionDef {
+            key: FunctionKey::new("bench", name),
+            revision: name.into(),
+            runtime: "wasm".into(),
+            handler: String::new(),
+            limits: Limits::from_spec(&FunctionSpec::default(), 1 << 30)?,
+            env: Vec::new(),
+        };
+        host.load(def, compiled)?;
+    }
+    for name in ["wagi", "wasi-http"] {
+        let f = host
+            .registry()
+            .get(&FunctionKey::new("bench", name))
+            .context("loaded above")?;
+        let us = median_us(iterations, || {
+            let (host, f) = (host.clone(), f.clone());
+            async move {
+                let (parts, _) = http::Request::get("/")
+                    .header("host", "x.bench")
+                    .body(())?
+                    .into_parts();
+                let response = host.invoke(f, parts, Bytes::new(), None).await;
+                let body = http_body_util::BodyExt::collect(response.into_body()).await?;
+                anyhow::ensure!(body.to_bytes().len() > 5, "empty response");
+                Ok(())
+            }
+        })
+        .await?;
+        println!(
+            "{:<64} {us:>10.1}",
+            format!("request through Host::invoke, {name} hello")
+        );
+    }
+
+    // Bare instantiation: the same engine settings, then without keep-resident as the baseline.
+    let bare =
+        r#"(module (memory 1) (func (export "_start") (i32.store (i32.const 0) (i32.const 1))))"#;
+    let mut results = Vec::new();
+    for (label, keep) in [
+        ("keep-resident 64 KiB (default)", 64 << 10),
+        ("keep-resident 0 (baseline)", 0),
+    ] {
+        let config = EngineConfig {
+            keep_resident_bytes: keep,
+            ..EngineConfig::default()
+        };
+        let engine = config.build()?;
+        let Compiled::Module(module) = engine::compile(&engine, bare.as_bytes())? else {
+            anyhow::bail!("expected a core module");
+        };
+        let pre = wasmtime::Linker::<()>::new(&engine).instantiate_pre(&module)?;
+        let us = median_us(iterations, || {
+            let (engine, pre) = (engine.clone(), pre.clone());
+            async move {
+                let mut store = wasmtime::Store::new(&engine, ());
+                store.set_epoch_deadline(u64::MAX / 2);
+                let instance = pre.instantiate_async(&mut store).await?;
+                let f = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+                f.call_async(&mut store, ()).await?;
+                Ok(())
+            }
+        })
+        .await?;
+        println!(
+            "{:<64} {us:>10.1}",
+            format!("instantiate + call, core module, {label}")
+        );
+        results.push(us);
+    }
+    if let [with, without] = results[..] {
+        println!("keep-resident speed-up: {:.2}x", without / with);
+    }
+    Ok(())
+}
+
+/// Median over three runs of the mean µs per call of `op`.
+async fn median_us<F, Fut>(iterations: u32, mut op: F) -> anyhow::Result<f64>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    for _ in 0..iterations / 10 {
+        op().await?;
+    }
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        for _ in 0..iterations {
+            op().await?;
+        }
+        runs.push(start.elapsed().as_secs_f64() * 1e6 / f64::from(iterations));
+    }
+    runs.sort_by(f64::total_cmp);
+    Ok(runs[1])
+}

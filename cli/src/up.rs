@@ -67,35 +67,16 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     let store = args.store.clone().unwrap_or_else(default_store);
     let pipeline = Arc::new(Pipeline::new(host.engine().clone(), DirStore::new(&store)));
 
-    let functions = server::bind(&args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let admin = server::bind(&args.admin)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.admin))?;
+    let listeners = server::Listeners::bind(&args.listen, &args.admin).await?;
+    let (functions, admin) = listeners.addresses()?;
     // Tests and scripts read these two lines to learn the ports.
-    println!(
-        "wasmless up: functions on http://{}",
-        functions.local_addr()?
-    );
-    println!("wasmless up: admin on http://{}", admin.local_addr()?);
-
+    println!("wasmless up: functions on http://{functions}");
+    println!("wasmless up: admin on http://{admin}");
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let servers = [
-        tokio::spawn(server::serve(
-            functions,
-            server::function_app(host.clone()),
-            stopped(stop_rx.clone()),
-        )),
-        tokio::spawn(server::serve(
-            admin,
-            server::admin_app(host.clone()),
-            stopped(stop_rx.clone()),
-        )),
-    ];
+    let mut stopped = stop_rx.clone();
+    let serving = tokio::spawn(listeners.serve(host.clone(), async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    }));
 
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |event| {
@@ -113,7 +94,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
 
     loop {
         tokio::select! {
-            _ = shutdown_signal() => break,
+            _ = server::shutdown_signal() => break,
             event = events.recv() => {
                 if event.is_none() { break }
                 // Editors write a file in several steps: wait for a quiet moment, then sync once.
@@ -124,25 +105,9 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
-    for s in servers {
-        s.await.context("server task")?.context("server")?;
-    }
+    drop(stop_rx);
+    serving.await.context("server task")?.context("server")?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 /// Keeps the host in step with a directory of manifests.

@@ -154,3 +154,51 @@ pub fn build_key(
     }
     source::digest(&input)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmless_runtime::EngineConfig;
+
+    fn manifest(body: &str) -> FunctionManifest {
+        let yaml = format!(
+            "apiVersion: wasmless.dev/v1alpha1\nkind: Function\nmetadata: {{name: f, namespace: t}}\nspec: {{runtime: wat, function: '(module (func (export \"_start\")) (data \"{body}\"))'}}\n"
+        );
+        crate::manifest::parse(&yaml).unwrap().remove(0)
+    }
+
+    #[test]
+    fn identical_builds_are_not_repeated() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = EngineConfig::default().build().unwrap();
+        let pipeline = Pipeline::new(engine.clone(), DirStore::new(dir.path()));
+        let first = pipeline.build(&manifest("a"), None).unwrap();
+        assert!(!first.cached);
+        let again = pipeline.build(&manifest("a"), None).unwrap();
+        assert!(again.cached);
+        assert_eq!(
+            (again.digest.as_str(), again.size),
+            (first.digest.as_str(), first.size)
+        );
+        let other = pipeline.build(&manifest("b"), None).unwrap();
+        assert_ne!(other.digest, first.digest);
+        // The precompiled artifact loads into an engine of the same configuration.
+        assert!(engine::load_precompiled(&engine, &first.precompiled).is_ok());
+    }
+
+    #[test]
+    fn build_keys_change_with_every_input() {
+        let base = build_key("wat", "v1", b"code", "h.f", "deps");
+        for other in [
+            build_key("wasm", "v1", b"code", "h.f", "deps"),
+            build_key("wat", "v2", b"code", "h.f", "deps"),
+            build_key("wat", "v1", b"code!", "h.f", "deps"),
+            build_key("wat", "v1", b"code", "h.g", "deps"),
+            build_key("wat", "v1", b"code", "h.f", ""),
+            build_key("wat", "v1", b"cod", "eh.f", "deps"),
+        ] {
+            assert_ne!(base, other);
+        }
+        assert_eq!(base, build_key("WAT", "v1", b"code", "h.f", "deps"));
+    }
+}

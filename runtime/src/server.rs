@@ -168,9 +168,64 @@ async fn logs(
     }
 }
 
-/// Binds an address, so callers can learn the port before serving (`127.0.0.1:0` in tests).
-pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+/// The function and admin listeners, bound before serving so callers can print the real ports
+/// (`127.0.0.1:0` in tests).
+pub struct Listeners {
+    pub functions: TcpListener,
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(functions: &str, admin: &str) -> Result<Self, BindError> {
+        let bind = |addr: &str| {
+            let addr = addr.to_string();
+            async move {
+                TcpListener::bind(&addr)
+                    .await
+                    .map_err(|source| BindError { addr, source })
+            }
+        };
+        Ok(Self {
+            functions: bind(functions).await?,
+            admin: bind(admin).await?,
+        })
+    }
+
+    /// The bound addresses, as `(functions, admin)`.
+    pub fn addresses(&self) -> std::io::Result<(SocketAddr, SocketAddr)> {
+        Ok((self.functions.local_addr()?, self.admin.local_addr()?))
+    }
+
+    /// Serves both until `shutdown` resolves; in-flight requests finish first.
+    pub async fn serve(
+        self,
+        host: Arc<Host>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let functions = tokio::spawn(serve(
+            self.functions,
+            function_app(host.clone()),
+            stopped(rx.clone()),
+        ));
+        let admin = tokio::spawn(serve(self.admin, admin_app(host), stopped(rx)));
+        shutdown.await;
+        let _ = tx.send(true);
+        for task in [functions, admin] {
+            task.await.map_err(std::io::Error::other)??;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {source}")]
+pub struct BindError {
+    addr: String,
+    source: std::io::Error,
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves. `TCP_NODELAY` matters: a response that
@@ -191,4 +246,21 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} },
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }
