@@ -1,0 +1,23 @@
+# Shared by the scripts: where builds are cached, and the tools they need.
+# Builds are cached outside the repository so a fresh clone (and CI) reuses them.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wasmless/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+# apt_install PKG... : installs Debian packages that are missing (the machine runs as root).
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+require_cargo() {
+  if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo is missing: install Rust with rustup (https://rustup.rs), then run this again" >&2
+    exit 1
+  fi
+  # rustfmt and clippy come with rustup's default profile; add them when a minimal one was used.
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+}

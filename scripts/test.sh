@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit tests and the end-to-end suites.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+require_cargo
+step() { printf '\n== %s (%s)\n' "$1" "$(date +%T)"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy -D warnings"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+step "cargo test (unit and end-to-end; builds every binary the suites start)"
+cargo test --locked --workspace 2>&1 | tee "${TMPDIR:-/tmp}/wasmless-test.log"
+# The closing line counts every suite's tests.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' \
+  "${TMPDIR:-/tmp}/wasmless-test.log"

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The main job: build wasmless and serve functions/ locally (`wasmless up`).
+#   ./scripts/up.sh [extra `wasmless up` flags]
+# Then: curl -H 'Host: hello-world.test:8080' http://127.0.0.1:8080/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+require_cargo
+cargo build --release --locked -p wasmless-cli
+exec "$CARGO_TARGET_DIR/release/wasmless" up --dir functions "$@"
