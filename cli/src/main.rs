@@ -24,14 +24,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WASMLESS_LOG")
-                .unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    wasmless_runtime::init_tracing();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Up(args) => up::run(args),

@@ -22,3 +22,16 @@ pub use engine::{Compiled, EngineConfig};
 pub use function::{FunctionKey, FunctionManifest, FunctionSpec};
 pub use host::{Host, HostConfig};
 pub use registry::FunctionDef;
+
+/// Logs to stderr, filtered by `WASMLESS_LOG` (default `info`, with wasmtime's compiler quiet);
+/// colours only on a terminal. Every wasmless binary calls this first.
+pub fn init_tracing() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WASMLESS_LOG")
+        .unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

@@ -36,13 +36,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WASMLESS_LOG")
-                .unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    wasmless_runtime::init_tracing();
     match Cli::parse().command {
         Command::Build { file, store } => {
             let text = std::fs::read_to_string(&file)

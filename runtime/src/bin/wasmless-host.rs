@@ -26,12 +26,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WASMLESS_LOG")
-                .unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn".into()),
-        )
-        .init();
+    wasmless_runtime::init_tracing();
     let args = Args::parse();
     let host = Host::new(HostConfig::default()).context("cannot start the WebAssembly host")?;
     let listeners = server::Listeners::bind(&args.listen, &args.admin).await?;
