@@ -6,6 +6,7 @@
 
 pub mod artifacts;
 pub mod builders;
+pub mod crd;
 pub mod manifest;
 pub mod pipeline;
 pub mod source;

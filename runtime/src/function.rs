@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use kube::CustomResource;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub const API_VERSION: &str = "wasmless.dev/v1alpha1";
@@ -40,45 +42,158 @@ impl FunctionManifest {
     }
 }
 
-/// What the user wrote under `spec:`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+/// A function: its source, how to build it, and the limits it runs under. Field names are
+/// Kubeless's, so a Kubeless manifest ports by changing `apiVersion`.
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[kube(
+    group = "wasmless.dev",
+    version = "v1alpha1",
+    kind = "Function",
+    namespaced,
+    shortname = "fn",
+    status = "FunctionStatus",
+    category = "wasmless",
+    printcolumn = r#"{"name":"Runtime","type":"string","jsonPath":".spec.runtime"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.url"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
 pub struct FunctionSpec {
-    /// Language or format of `function`: `wat`, `wasm`; Kubeless names such as `python3.8` are
-    /// mapped by the builders.
+    /// Language or format of `function`: wat (WebAssembly text) or wasm (a prebuilt module or
+    /// component). Kubeless runtime names with versions (python3.8, nodejs14, go1.14) are mapped
+    /// to the matching wasmless runtime.
     pub runtime: String,
-    /// Kubeless `file.func`, for source runtimes.
+    /// Kubeless "file.func": the file and function that handle requests, for source runtimes.
     #[serde(default)]
     pub handler: String,
-    /// The source itself (or its base64, or a URL; see `function-content-type`).
+    /// The function's source: text, base64, or a URL, as function-content-type says.
     #[serde(default)]
     pub function: String,
+    /// How `function` is encoded: text (default), base64, or url (a file path).
     #[serde(rename = "function-content-type", default)]
     pub function_content_type: String,
-    /// Optional `sha256:<hex>` of the decoded source.
+    /// Optional "sha256:<hex>" of the decoded source; the build fails when it does not match.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub checksum: String,
-    /// Dependencies file text (requirements.txt, package.json, go.mod).
+    /// Dependencies, as the text of requirements.txt, package.json or go.mod.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub deps: String,
-    /// Seconds, as a string (Kubeless) or an integer.
+    /// Seconds a request may run before it is stopped with 408 (default 180), as a string
+    /// (Kubeless) or an integer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "int_or_string")]
     pub timeout: Option<Timeout>,
-    /// Linear-memory cap as a Kubernetes quantity (`128Mi`).
+    /// Linear-memory cap per instance, as a quantity such as 64Mi (default 256Mi).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
+    /// Environment variables the function sees.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
+    /// Kubeless's per-function Deployment settings: accepted so Kubeless manifests apply, and
+    /// ignored, since one shared host replaces the per-function pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_unknown")]
+    pub deployment: Option<serde_json::Value>,
+    /// Kubeless's per-function Service settings: accepted and ignored (wasmless makes the
+    /// Service itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_unknown")]
+    pub service: Option<serde_json::Value>,
+    /// Kubeless's autoscaler settings: accepted and ignored (instances are per request).
+    #[serde(
+        rename = "horizontalPodAutoscaler",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "preserve_unknown")]
+    pub horizontal_pod_autoscaler: Option<serde_json::Value>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+fn int_or_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "description": "Seconds a request may run before it is stopped with 408 (default 180), as a string (Kubeless) or an integer."
+    })
+}
+
+fn preserve_unknown(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+        "description": "Kubeless pod-level setting: accepted and ignored, one shared host serves every function."
+    })
+}
+
+/// What the controller last did with a Function (`status`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Pending, Building, Ready or Failed.
+    #[serde(default)]
+    pub phase: Phase,
+    /// Built and Ready, with reason and message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The function's address inside the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The artifact hosts serve. After a failed build it is still the last good one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<ArtifactRef>,
+}
+
+/// A condition, as Kubernetes writes them.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Built or Ready.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// "True", "False" or "Unknown".
+    pub status: String,
+    /// One CamelCase word.
+    #[serde(default)]
+    pub reason: String,
+    /// Human-readable detail, such as a compiler's error (trimmed).
+    #[serde(default)]
+    pub message: String,
+    /// When status last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Names a built function in the artifact store.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactRef {
+    /// "sha256:<hex>" of the WebAssembly binary.
+    pub digest: String,
+    /// Size of the WebAssembly binary in bytes.
+    pub size: u64,
+    /// wagi (a WASI command module) or wasi-http (a component).
+    pub abi: String,
+    /// "sha256:<hex>" of the binary precompiled for the hosts' engine configuration.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub precompiled: String,
+}
+
+/// An environment variable.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 pub struct EnvVar {
+    /// Variable name.
     pub name: String,
+    /// Variable value.
     #[serde(default)]
     pub value: String,
 }
 
 /// Kubeless wrote `timeout: "180"`; people also write `timeout: 180`.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(untagged)]
 pub enum Timeout {
     Seconds(u64),
@@ -120,7 +235,7 @@ impl fmt::Display for FunctionKey {
 }
 
 /// Where a function is in its life: the `phase` of its status.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 pub enum Phase {
     #[default]
     Pending,

@@ -24,6 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print the Function CustomResourceDefinition (YAML).
+    Crd,
     /// Build every Function in a manifest file into the artifact store.
     Build {
         /// Manifest file (YAML, several documents allowed).
@@ -38,6 +40,10 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     wasmless_runtime::init_tracing();
     match Cli::parse().command {
+        Command::Crd => {
+            print!("{}", wasmless_controller::crd::yaml());
+            Ok(())
+        }
         Command::Build { file, store } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
