@@ -228,10 +228,11 @@ impl DirLoader {
         let mut def = FunctionDef::from_manifest(m, String::new(), max_memory)?;
         let pipeline = self.pipeline.clone();
         let (manifest, base) = (m.clone(), file.parent().map(Path::to_path_buf));
-        let artifact =
-            tokio::task::spawn_blocking(move || pipeline.build(&manifest, base.as_deref()))
-                .await
-                .context("build task")??;
+        let artifact = tokio::task::spawn_blocking(move || {
+            pipeline.build(&manifest.key(), &manifest.spec, base.as_deref())
+        })
+        .await
+        .context("build task")??;
         let compiled = engine::load_precompiled(self.host.engine(), &artifact.precompiled)?;
         def.revision = artifact.digest.clone();
         self.host.load(def, &compiled)?;

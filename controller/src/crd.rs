@@ -18,7 +18,10 @@ mod tests {
 
     #[test]
     fn the_chart_ships_the_generated_crd() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/wasmless/crds/functions.yaml");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../charts/wasmless/crds/functions.yaml"
+        );
         let shipped = std::fs::read_to_string(path).unwrap_or_default();
         assert!(
             shipped == yaml(),

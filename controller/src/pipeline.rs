@@ -8,8 +8,10 @@ use serde::Serialize;
 use thiserror::Error;
 use wasmtime::Engine;
 
+use wasmless_runtime::abi::Abi;
 use wasmless_runtime::engine::{self, EngineError};
-use wasmless_runtime::{FunctionKey, FunctionManifest};
+use wasmless_runtime::function::ArtifactRef;
+use wasmless_runtime::{FunctionKey, FunctionSpec};
 
 use crate::artifacts::{DirStore, StoreError};
 use crate::builders::{self, BuildError, Source};
@@ -33,10 +35,24 @@ pub struct Artifact {
     /// `sha256:<hex>` of the wasm.
     pub digest: String,
     pub size: u64,
-    /// The precompiled form for this engine.
+    pub abi: Abi,
+    /// The precompiled form for this engine, and the `sha256:<hex>` of its bytes.
     pub precompiled: PathBuf,
+    pub precompiled_digest: String,
     /// Whether this call found the build already done.
     pub cached: bool,
+}
+
+impl Artifact {
+    /// How a Function's status names this artifact.
+    pub fn reference(&self) -> ArtifactRef {
+        ArtifactRef {
+            digest: self.digest.clone(),
+            size: self.size,
+            abi: self.abi.as_str().to_string(),
+            precompiled: self.precompiled_digest.clone(),
+        }
+    }
 }
 
 pub struct Pipeline {
@@ -48,12 +64,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// `engine` must be configured by `wasmless_runtime::EngineConfig`, as hosts' engines are.
     pub fn new(engine: Engine, store: DirStore) -> Self {
-        let engine_hash = {
-            use std::hash::{DefaultHasher, Hash, Hasher};
-            let mut h = DefaultHasher::new();
-            engine.precompile_compatibility_hash().hash(&mut h);
-            format!("{:016x}", h.finish())
-        };
+        let engine_hash = engine::compatibility_key(&engine);
         Self {
             engine,
             store,
@@ -65,14 +76,28 @@ impl Pipeline {
         &self.store
     }
 
-    /// Builds one function. Blocking: run it off the async runtime.
+    /// The key precompiled artifacts are filed under (see `engine::compatibility_key`).
+    pub fn engine_key(&self) -> &str {
+        &self.engine_hash
+    }
+
+    /// Whether the artifact a status names is complete in this store (so nothing needs building).
+    pub fn has(&self, artifact: &ArtifactRef) -> bool {
+        self.store.wasm_path(&artifact.digest).exists()
+            && self
+                .store
+                .precompiled_path(&self.engine_hash, &artifact.digest)
+                .exists()
+    }
+
+    /// Builds one function. Blocking: run it off the async runtime. `base_dir` resolves relative
+    /// `url` sources (the manifest's directory in local mode).
     pub fn build(
         &self,
-        manifest: &FunctionManifest,
+        key: &FunctionKey,
+        spec: &FunctionSpec,
         base_dir: Option<&Path>,
     ) -> Result<Artifact, PipelineError> {
-        let key = manifest.key();
-        let spec = &manifest.spec;
         let builder = builders::for_runtime(&spec.runtime)?;
         let code = source::decode(spec, base_dir)?;
         let build_key = build_key(
@@ -84,7 +109,7 @@ impl Pipeline {
         );
 
         if let Some(digest) = self.store.build_result(&build_key) {
-            return self.precompiled(&key, digest, true);
+            return self.precompiled(key, digest, true);
         }
         let started = std::time::Instant::now();
         let wasm = builder.build(&Source {
@@ -96,7 +121,7 @@ impl Pipeline {
         self.store.put(&self.store.wasm_path(&digest), &wasm)?;
         self.store.record_build(&build_key, &digest)?;
         tracing::info!(function = %key, %digest, size = wasm.len(), elapsed_ms = started.elapsed().as_millis() as u64, "built");
-        self.precompiled(&key, digest, false)
+        self.precompiled(key, digest, false)
     }
 
     /// The precompiled form of a stored wasm, compiling it on first use.
@@ -106,29 +131,27 @@ impl Pipeline {
         digest: String,
         cached: bool,
     ) -> Result<Artifact, PipelineError> {
-        let wasm_path = self.store.wasm_path(&digest);
-        let size = std::fs::metadata(&wasm_path)
-            .map(|m| m.len())
-            .unwrap_or_default();
+        let wasm = self.store.read(&self.store.wasm_path(&digest))?;
+        let abi = Abi::of_wasm(&wasm);
+        let size = wasm.len() as u64;
         let path = self.store.precompiled_path(&self.engine_hash, &digest);
-        if path.exists() {
-            return Ok(Artifact {
-                digest,
-                size,
-                precompiled: path,
-                cached,
-            });
-        }
-        let wasm = self.store.read(&wasm_path)?;
-        let started = std::time::Instant::now();
-        let bytes = engine::precompile(&self.engine, &wasm)?;
-        self.store.put(&path, &bytes)?;
-        tracing::info!(function = %key, %digest, elapsed_ms = started.elapsed().as_millis() as u64, "precompiled");
+        let (bytes, cached) = match self.store.read(&path) {
+            Ok(bytes) => (bytes, cached),
+            Err(_) => {
+                let started = std::time::Instant::now();
+                let bytes = engine::precompile(&self.engine, &wasm)?;
+                self.store.put(&path, &bytes)?;
+                tracing::info!(function = %key, %digest, elapsed_ms = started.elapsed().as_millis() as u64, "precompiled");
+                (bytes, false)
+            }
+        };
         Ok(Artifact {
             digest,
             size,
+            abi,
             precompiled: path,
-            cached: false,
+            precompiled_digest: source::digest(&bytes),
+            cached,
         })
     }
 }
@@ -158,7 +181,7 @@ pub fn build_key(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasmless_runtime::EngineConfig;
+    use wasmless_runtime::{EngineConfig, FunctionManifest};
 
     fn manifest(body: &str) -> FunctionManifest {
         let yaml = format!(
@@ -172,15 +195,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let engine = EngineConfig::default().build().unwrap();
         let pipeline = Pipeline::new(engine.clone(), DirStore::new(dir.path()));
-        let first = pipeline.build(&manifest("a"), None).unwrap();
+        let build = |m: FunctionManifest| pipeline.build(&m.key(), &m.spec, None).unwrap();
+        let first = build(manifest("a"));
         assert!(!first.cached);
-        let again = pipeline.build(&manifest("a"), None).unwrap();
+        assert!(pipeline.has(&first.reference()));
+        let again = build(manifest("a"));
         assert!(again.cached);
-        assert_eq!(
-            (again.digest.as_str(), again.size),
-            (first.digest.as_str(), first.size)
-        );
-        let other = pipeline.build(&manifest("b"), None).unwrap();
+        assert_eq!(again.reference(), first.reference());
+        let other = build(manifest("b"));
         assert_ne!(other.digest, first.digest);
         // The precompiled artifact loads into an engine of the same configuration.
         assert!(engine::load_precompiled(&engine, &first.precompiled).is_ok());

@@ -118,6 +118,15 @@ fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
         });
 }
 
+/// Names an engine configuration: precompiled artifacts are only valid for engines with the
+/// same key (same wasmtime version, same settings that affect code).
+pub fn compatibility_key(engine: &Engine) -> String {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
 /// Compiles a module or component (binary or text) for `engine`.
 pub fn compile(engine: &Engine, wasm: &[u8]) -> Result<Compiled, EngineError> {
     if wasmparser::Parser::is_component(wasm) {

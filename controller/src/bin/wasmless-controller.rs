@@ -52,7 +52,7 @@ fn main() -> anyhow::Result<()> {
             let pipeline = Pipeline::new(engine, DirStore::new(store));
             for m in &manifests {
                 let artifact = pipeline
-                    .build(m, file.parent())
+                    .build(&m.key(), &m.spec, file.parent())
                     .with_context(|| format!("function {}", m.key()))?;
                 let line =
                     serde_json::json!({ "function": m.key().to_string(), "artifact": artifact });

@@ -31,6 +31,15 @@ pub enum Abi {
 }
 
 impl Abi {
+    /// The ABI a WebAssembly binary will run under: components speak WASI HTTP.
+    pub fn of_wasm(wasm: &[u8]) -> Self {
+        if wasmparser::Parser::is_component(wasm) {
+            Abi::WasiHttp
+        } else {
+            Abi::Wagi
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Abi::Wagi => "wagi",
