@@ -107,3 +107,54 @@ mod tests {
         assert_eq!(store.read(&store.wasm_path(digest)).unwrap(), b"\0asm");
     }
 }
+
+/// `GET /artifacts/sha256:<hex>` serves a wasm binary; `…/precompiled/<engine-key>` its form
+/// precompiled for that engine. Hosts fetch by digest and verify what they get.
+pub fn router(store: DirStore) -> axum::Router {
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/artifacts/{digest}", get(serve_wasm))
+        .route(
+            "/artifacts/{digest}/precompiled/{engine}",
+            get(serve_precompiled),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(store)
+}
+
+async fn serve_wasm(
+    axum::extract::State(store): axum::extract::State<DirStore>,
+    axum::extract::Path(digest): axum::extract::Path<String>,
+) -> axum::response::Response {
+    serve_file(is_digest(&digest).then(|| store.wasm_path(&digest))).await
+}
+
+async fn serve_precompiled(
+    axum::extract::State(store): axum::extract::State<DirStore>,
+    axum::extract::Path((digest, engine)): axum::extract::Path<(String, String)>,
+) -> axum::response::Response {
+    let engine_ok = !engine.is_empty() && engine.bytes().all(|b| b.is_ascii_hexdigit());
+    serve_file((is_digest(&digest) && engine_ok).then(|| store.precompiled_path(&engine, &digest)))
+        .await
+}
+
+async fn serve_file(path: Option<PathBuf>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use http::StatusCode;
+    let Some(path) = path else {
+        return (StatusCode::BAD_REQUEST, "expected sha256:<64 hex digits>").into_response();
+    };
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => ([(http::header::CONTENT_TYPE, "application/wasm")], bytes).into_response(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            (StatusCode::NOT_FOUND, "no such artifact").into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// Only well-formed digests reach the file system (no path tricks).
+fn is_digest(s: &str) -> bool {
+    s.strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}

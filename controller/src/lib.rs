@@ -6,10 +6,14 @@
 
 pub mod artifacts;
 pub mod builders;
+pub mod children;
 pub mod crd;
+pub mod leader;
 pub mod manifest;
 pub mod pipeline;
+pub mod reconcile;
 pub mod source;
+pub mod status;
 
 pub use artifacts::DirStore;
 pub use pipeline::{Artifact, Pipeline, PipelineError};

@@ -26,6 +26,8 @@ struct Cli {
 enum Command {
     /// Print the Function CustomResourceDefinition (YAML).
     Crd,
+    /// Reconcile Functions in the cluster (kubeconfig or in-cluster config) and serve artifacts.
+    Run(RunArgs),
     /// Build every Function in a manifest file into the artifact store.
     Build {
         /// Manifest file (YAML, several documents allowed).
@@ -37,9 +39,30 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Artifact store directory (a PersistentVolume in a cluster).
+    #[arg(long, env = "WASMLESS_STORE", default_value = "artifacts")]
+    store: PathBuf,
+    /// Address of the artifact server hosts fetch from.
+    #[arg(
+        long,
+        env = "WASMLESS_ARTIFACTS_LISTEN",
+        default_value = "0.0.0.0:8090"
+    )]
+    listen: String,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Labels of the shared host pods, which each function's Service selects (k=v,k=v).
+    #[arg(long, default_value = "app.kubernetes.io/name=wasmless-host")]
+    host_selector: String,
+}
+
 fn main() -> anyhow::Result<()> {
     wasmless_runtime::init_tracing();
     match Cli::parse().command {
+        Command::Run(args) => tokio::runtime::Runtime::new()?.block_on(run(args)),
         Command::Crd => {
             print!("{}", wasmless_controller::crd::yaml());
             Ok(())
@@ -61,4 +84,85 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use wasmless_controller::children::ChildConfig;
+    use wasmless_controller::{artifacts, leader, reconcile};
+    use wasmless_runtime::server;
+
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes API reachable: set KUBECONFIG or run in a cluster")?;
+    let host_selector = args
+        .host_selector
+        .split(',')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .with_context(|| format!("--host-selector: {kv:?} is not k=v"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let children = ChildConfig {
+        host_selector,
+        ..ChildConfig::default()
+    };
+    let engine = EngineConfig::default().build()?;
+    let store = DirStore::new(&args.store);
+    let pipeline = Arc::new(Pipeline::new(engine, store.clone()));
+
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(artifacts = %listener.local_addr()?, store = %args.store.display(), "serving artifacts");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_flag = stop_rx.clone();
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let artifact_server =
+        tokio::spawn(server::serve(listener, artifacts::router(store), stopped()));
+    tokio::spawn(async move {
+        server::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+
+    let identity = format!(
+        "{}-{}",
+        std::env::var("POD_NAME").unwrap_or_else(|_| "wasmless-controller".into()),
+        std::process::id()
+    );
+    let mut leading =
+        leader::elect(client.clone(), &args.lease_namespace, identity.clone()).await?;
+    let ctx = Arc::new(reconcile::Context::new(client, pipeline, children));
+    let shutdown = stopped();
+    tokio::pin!(shutdown);
+    loop {
+        tracing::info!(%identity, "waiting to lead");
+        tokio::select! {
+            _ = &mut shutdown => break,
+            r = leading.wait_for(|l| *l) => { r.context("lease manager stopped")?; }
+        }
+        tracing::info!(%identity, "leading: reconciling Functions");
+        let mut lost = leading.clone();
+        let stop = stopped();
+        reconcile::run(ctx.clone(), async move {
+            tokio::select! {
+                _ = stop => {},
+                _ = lost.wait_for(|l| !*l) => tracing::warn!("lost the lease"),
+            }
+        })
+        .await;
+        if *stop_flag.borrow() {
+            break;
+        }
+    }
+    drop(leading);
+    artifact_server.await??;
+    Ok(())
 }

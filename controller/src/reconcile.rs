@@ -1,0 +1,189 @@
+//! The native controller: a kube-runtime `Controller` over Functions. Level-triggered and
+//! idempotent: for each generation it builds (or finds the build in the store), writes status,
+//! and applies the per-function Service.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use thiserror::Error;
+
+use wasmless_runtime::FunctionKey;
+use wasmless_runtime::function::{Function, FunctionStatus, Phase};
+
+use crate::children::{self, ChildConfig};
+use crate::pipeline::Pipeline;
+use crate::status;
+
+pub const MANAGER: &str = "wasmless-controller";
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("Function has no namespace")]
+    NoNamespace,
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("build task: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// What every reconcile needs.
+pub struct Context {
+    pub client: Client,
+    pub pipeline: Arc<Pipeline>,
+    pub children: ChildConfig,
+    pub recorder: Recorder,
+}
+
+impl Context {
+    pub fn new(client: Client, pipeline: Arc<Pipeline>, children: ChildConfig) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            pipeline,
+            children,
+        }
+    }
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let functions = Api::<Function>::all(ctx.client.clone());
+    let services = Api::<Service>::all(ctx.client.clone());
+    Controller::new(functions, watcher::Config::default())
+        .owns(
+            services,
+            watcher::Config::default().labels(&format!(
+                "{}={}",
+                children::MANAGED_BY.0,
+                children::MANAGED_BY.1
+            )),
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!("reconcile: {e}");
+            }
+        })
+        .await;
+}
+
+fn error_policy(_: Arc<Function>, error: &Error, _: Arc<Context>) -> Action {
+    tracing::warn!("reconcile failed, retrying in 5 s: {error}");
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile(function: Arc<Function>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = function.namespace().ok_or(Error::NoNamespace)?;
+    let name = function.name_any();
+    let key = FunctionKey::new(&namespace, &name);
+    let generation = function.metadata.generation;
+    let params = PatchParams::apply(MANAGER).force();
+
+    let service = children::service(&function, &ctx.children);
+    Api::<Service>::namespaced(ctx.client.clone(), &namespace)
+        .patch(&name, &params, &Patch::Apply(&service))
+        .await?;
+
+    let previous = function.status.clone().unwrap_or_default();
+    let settled = previous.observed_generation == generation
+        && match previous.phase {
+            Phase::Ready => previous
+                .artifact
+                .as_ref()
+                .is_some_and(|a| ctx.pipeline.has(a)),
+            Phase::Failed => true,
+            _ => false,
+        };
+    if settled {
+        return Ok(Action::requeue(Duration::from_secs(3600)));
+    }
+
+    let api = Api::<Function>::namespaced(ctx.client.clone(), &namespace);
+    let url = children::url(&function);
+    let now = now();
+    write_status(
+        &api,
+        &name,
+        &status::building(&previous, generation, url.clone(), &now),
+    )
+    .await?;
+
+    let started = std::time::Instant::now();
+    let (pipeline, spec, build_key) = (ctx.pipeline.clone(), function.spec.clone(), key.clone());
+    let outcome =
+        tokio::task::spawn_blocking(move || pipeline.build(&build_key, &spec, None)).await?;
+    let elapsed = started.elapsed();
+    let outcome = outcome.map_err(|e| format!("{e:#}"));
+    let status = status::built(
+        &previous,
+        generation,
+        url,
+        outcome.as_ref().map_err(Clone::clone),
+        &now,
+    );
+    write_status(&api, &name, &status).await?;
+
+    let event = match &outcome {
+        Ok(a) => {
+            tracing::info!(function = %key, digest = %a.digest, cached = a.cached, elapsed_ms = elapsed.as_millis() as u64, "ready");
+            Event {
+                type_: EventType::Normal,
+                reason: if a.cached { "Cached" } else { "Built" }.into(),
+                note: Some(format!(
+                    "{} ({} bytes, {}) in {} ms",
+                    a.digest,
+                    a.size,
+                    a.abi.as_str(),
+                    elapsed.as_millis()
+                )),
+                action: "Build".into(),
+                secondary: None,
+            }
+        }
+        Err(message) => {
+            tracing::warn!(function = %key, "build failed: {message}");
+            Event {
+                type_: EventType::Warning,
+                reason: "BuildFailed".into(),
+                note: Some(status::trim(message).chars().take(1000).collect()),
+                action: "Build".into(),
+                secondary: None,
+            }
+        }
+    };
+    if let Err(e) = ctx
+        .recorder
+        .publish(&event, &function.object_ref(&()))
+        .await
+    {
+        tracing::warn!(function = %key, "cannot record event: {e}");
+    }
+    Ok(Action::requeue(Duration::from_secs(3600)))
+}
+
+async fn write_status(
+    api: &Api<Function>,
+    name: &str,
+    status: &FunctionStatus,
+) -> Result<(), Error> {
+    let patch = serde_json::json!({ "status": status });
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
+}

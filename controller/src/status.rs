@@ -1,0 +1,229 @@
+//! The status a build outcome gives a Function: the same shape from the native reconciler and
+//! from the Metacontroller hook.
+
+use wasmless_runtime::function::{ArtifactRef, Condition, FunctionStatus, Phase};
+
+use crate::pipeline::Artifact;
+
+/// Longest message kept in a condition: a compiler's first lines say what is wrong.
+const MAX_MESSAGE: usize = 2_000;
+
+pub fn trim(message: &str) -> String {
+    match message.char_indices().nth(MAX_MESSAGE) {
+        Some((i, _)) => format!("{}…", &message[..i]),
+        None => message.to_string(),
+    }
+}
+
+fn condition(
+    type_: &str,
+    ok: Option<bool>,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    previous: &[Condition],
+    now: &str,
+) -> Condition {
+    let status = match ok {
+        Some(true) => "True",
+        Some(false) => "False",
+        None => "Unknown",
+    };
+    // The transition time moves only when the status does.
+    let since = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .and_then(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.to_string());
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: trim(&message),
+        last_transition_time: Some(since),
+        observed_generation: generation,
+    }
+}
+
+/// While a build runs: the serving artifact (if any) stays.
+pub fn building(
+    previous: &FunctionStatus,
+    generation: Option<i64>,
+    url: String,
+    now: &str,
+) -> FunctionStatus {
+    let serving = previous.artifact.as_ref();
+    FunctionStatus {
+        observed_generation: previous.observed_generation,
+        phase: Phase::Building,
+        conditions: vec![
+            condition(
+                "Built",
+                None,
+                "Building",
+                "building the new generation".into(),
+                generation,
+                &previous.conditions,
+                now,
+            ),
+            ready(serving, generation, &previous.conditions, now),
+        ],
+        url: Some(url),
+        artifact: serving.cloned(),
+    }
+}
+
+/// After a build: Ready with the new artifact, or Failed with the compiler's message and the
+/// previous artifact still serving.
+pub fn built(
+    previous: &FunctionStatus,
+    generation: Option<i64>,
+    url: String,
+    outcome: Result<&Artifact, String>,
+    now: &str,
+) -> FunctionStatus {
+    match outcome {
+        Ok(artifact) => {
+            let reference = artifact.reference();
+            let reason = if artifact.cached { "Cached" } else { "Built" };
+            FunctionStatus {
+                observed_generation: generation,
+                phase: Phase::Ready,
+                conditions: vec![
+                    condition(
+                        "Built",
+                        Some(true),
+                        reason,
+                        format!("built {}", reference.digest),
+                        generation,
+                        &previous.conditions,
+                        now,
+                    ),
+                    ready(Some(&reference), generation, &previous.conditions, now),
+                ],
+                url: Some(url),
+                artifact: Some(reference),
+            }
+        }
+        Err(message) => {
+            let serving = previous.artifact.as_ref();
+            FunctionStatus {
+                observed_generation: generation,
+                phase: Phase::Failed,
+                conditions: vec![
+                    condition(
+                        "Built",
+                        Some(false),
+                        "BuildFailed",
+                        message,
+                        generation,
+                        &previous.conditions,
+                        now,
+                    ),
+                    ready(serving, generation, &previous.conditions, now),
+                ],
+                url: Some(url),
+                artifact: serving.cloned(),
+            }
+        }
+    }
+}
+
+fn ready(
+    serving: Option<&ArtifactRef>,
+    generation: Option<i64>,
+    previous: &[Condition],
+    now: &str,
+) -> Condition {
+    match serving {
+        Some(a) => condition(
+            "Ready",
+            Some(true),
+            "ArtifactAvailable",
+            format!("hosts serve {}", a.digest),
+            generation,
+            previous,
+            now,
+        ),
+        None => condition(
+            "Ready",
+            Some(false),
+            "NoArtifact",
+            "no build has succeeded yet".into(),
+            generation,
+            previous,
+            now,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+    use wasmless_runtime::abi::Abi;
+
+    fn artifact(digest: &str) -> Artifact {
+        Artifact {
+            digest: digest.into(),
+            size: 10,
+            abi: Abi::Wagi,
+            precompiled: PathBuf::new(),
+            precompiled_digest: "sha256:p".into(),
+            cached: false,
+        }
+    }
+
+    #[test]
+    fn a_failed_build_keeps_the_previous_artifact() {
+        let url = || "http://f.t:8080".to_string();
+        let ok = built(
+            &FunctionStatus::default(),
+            Some(1),
+            url(),
+            Ok(&artifact("sha256:a")),
+            "t1",
+        );
+        assert_eq!(ok.phase, Phase::Ready);
+        assert_eq!(
+            ok.artifact.as_ref().map(|a| a.digest.as_str()),
+            Some("sha256:a")
+        );
+
+        let during = building(&ok, Some(2), url(), "t2");
+        assert_eq!(
+            (during.phase, during.observed_generation),
+            (Phase::Building, Some(1))
+        );
+        assert_eq!(during.artifact, ok.artifact);
+
+        let failed = built(
+            &during,
+            Some(2),
+            url(),
+            Err("line 3: expected `)`".into()),
+            "t3",
+        );
+        assert_eq!(
+            (failed.phase, failed.observed_generation),
+            (Phase::Failed, Some(2))
+        );
+        assert_eq!(
+            failed.artifact, ok.artifact,
+            "the previous artifact keeps serving"
+        );
+        let built_c = &failed.conditions[0];
+        assert_eq!(
+            (built_c.status.as_str(), built_c.reason.as_str()),
+            ("False", "BuildFailed")
+        );
+        assert!(built_c.message.contains("expected"));
+        let ready_c = &failed.conditions[1];
+        assert_eq!(ready_c.status, "True");
+        assert_eq!(
+            ready_c.last_transition_time.as_deref(),
+            Some("t1"),
+            "Ready never changed"
+        );
+    }
+}
