@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod registry;
 pub mod router;
 pub mod server;
+pub mod watch;
 
 pub use engine::{Compiled, EngineConfig};
 pub use function::{FunctionKey, FunctionManifest, FunctionSpec};

@@ -9,13 +9,13 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::abi::{Abi, Prepared};
-use crate::function::{FunctionKey, FunctionManifest};
+use crate::function::{FunctionKey, FunctionManifest, FunctionSpec};
 use crate::limits::{LimitError, Limits};
 use crate::logs::LogBuffer;
 use crate::metrics::FunctionMetrics;
 
 /// What the host needs to know about a function besides its code.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct FunctionDef {
     pub key: FunctionKey,
     /// Names the artifact: `sha256:<hex>` of the wasm.
@@ -33,9 +33,17 @@ impl FunctionDef {
         revision: String,
         max_memory: u64,
     ) -> Result<Self, LimitError> {
-        let spec = &manifest.spec;
+        Self::from_spec(manifest.key(), &manifest.spec, revision, max_memory)
+    }
+
+    pub fn from_spec(
+        key: FunctionKey,
+        spec: &FunctionSpec,
+        revision: String,
+        max_memory: u64,
+    ) -> Result<Self, LimitError> {
         Ok(Self {
-            key: manifest.key(),
+            key,
             revision,
             runtime: spec.runtime.clone(),
             handler: spec.handler.clone(),

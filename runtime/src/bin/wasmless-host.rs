@@ -1,12 +1,13 @@
-//! `wasmless-host`: the shared function host as a standalone process (one per node or Deployment
-//! replica in a cluster).
-//!
-//! Its Kubernetes source (watching Functions and loading their artifacts) arrives with the
-//! Kubernetes issue; until then it serves the listeners, health and metrics with no functions.
-//! `wasmless up` is the way to run functions locally.
+//! `wasmless-host`: the shared function host as a process of its own (the Deployment every
+//! function's Service selects). With `--artifacts-url` it watches Functions through the
+//! Kubernetes API (kubeconfig or in-cluster config) and serves every one whose status names an
+//! artifact; without it, it serves no functions (use `wasmless up` locally).
+
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use wasmless_runtime::watch::KubeSource;
 use wasmless_runtime::{Host, HostConfig, server};
 
 #[derive(Parser)]
@@ -22,6 +23,13 @@ struct Args {
     /// Address for health, readiness and metrics.
     #[arg(long, env = "WASMLESS_ADMIN", default_value = "0.0.0.0:9090")]
     admin: String,
+    /// The controller's artifact server, e.g. http://wasmless-controller.wasmless-system:8090.
+    /// Enables the Kubernetes source.
+    #[arg(long, env = "WASMLESS_ARTIFACTS_URL")]
+    artifacts_url: Option<String>,
+    /// Where fetched artifacts are kept across restarts.
+    #[arg(long, env = "WASMLESS_CACHE", default_value = "/var/cache/wasmless")]
+    cache: PathBuf,
 }
 
 #[tokio::main]
@@ -31,8 +39,19 @@ async fn main() -> anyhow::Result<()> {
     let host = Host::new(HostConfig::default()).context("cannot start the WebAssembly host")?;
     let listeners = server::Listeners::bind(&args.listen, &args.admin).await?;
     let (functions, admin) = listeners.addresses()?;
-    tracing::info!(%functions, %admin, "serving; no function source is configured in this build");
-    host.set_ready();
+    match args.artifacts_url {
+        Some(url) => {
+            let client = kube::Client::try_default()
+                .await
+                .context("no Kubernetes API reachable: set KUBECONFIG or run in a cluster")?;
+            tracing::info!(%functions, %admin, artifacts = %url, cache = %args.cache.display(), "serving Functions from Kubernetes");
+            tokio::spawn(KubeSource::new(client, host.clone(), url, args.cache).run());
+        }
+        None => {
+            tracing::info!(%functions, %admin, "serving; no function source (pass --artifacts-url)");
+            host.set_ready();
+        }
+    }
     listeners.serve(host, server::shutdown_signal()).await?;
     Ok(())
 }
