@@ -68,10 +68,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     let pipeline = Arc::new(Pipeline::new(host.engine().clone(), DirStore::new(&store)));
 
     let listeners = server::Listeners::bind(&args.listen, &args.admin).await?;
-    let (functions, admin) = listeners.addresses()?;
-    // Tests and scripts read these two lines to learn the ports.
-    println!("wasmless up: functions on http://{functions}");
-    println!("wasmless up: admin on http://{admin}");
+    listeners.announce("wasmless up")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut stopped = stop_rx.clone();
     let serving = tokio::spawn(listeners.serve(host.clone(), async move {

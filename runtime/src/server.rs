@@ -196,6 +196,15 @@ impl Listeners {
         Ok((self.functions.local_addr()?, self.admin.local_addr()?))
     }
 
+    /// Prints the two addresses on stdout, one line each, for scripts and tests:
+    /// `<program>: functions on http://…` and `<program>: admin on http://…`.
+    pub fn announce(&self, program: &str) -> std::io::Result<()> {
+        let (functions, admin) = self.addresses()?;
+        println!("{program}: functions on http://{functions}");
+        println!("{program}: admin on http://{admin}");
+        Ok(())
+    }
+
     /// Serves both until `shutdown` resolves; in-flight requests finish first.
     pub async fn serve(
         self,

@@ -64,82 +64,108 @@ spec:
     )
 }
 
-/// A running `wasmless up`, killed on drop.
-pub struct Up {
+/// A running program of ours, killed on drop. Its stderr is echoed (prefixed) and kept.
+pub struct Process {
     child: Child,
-    pub functions: SocketAddr,
-    pub admin: SocketAddr,
     log: Arc<Mutex<String>>,
-    _store: tempfile::TempDir,
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
-impl Up {
-    pub async fn start(dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
-        let store = tempfile::tempdir()?;
-        let mut child = Command::new(binary("wasmless"))
-            .arg("up")
-            .arg("--dir")
-            .arg(dir)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--admin",
-                "127.0.0.1:0",
-                "--store",
-            ])
-            .arg(store.path())
-            .args(extra)
+impl Process {
+    pub fn spawn(mut command: Command, label: &str) -> anyhow::Result<Self> {
+        let mut child = command
             .env("WASMLESS_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .context("start wasmless up (did cargo build the wasmless binary?)")?;
-
+            .with_context(|| format!("start {label} (did cargo build the workspace binaries?)"))?;
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().context("stderr")?;
-        let sink = log.clone();
+        let (sink, label) = (log.clone(), label.to_string());
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[up] {line}");
+                eprintln!("[{label}] {line}");
                 if let Ok(mut s) = sink.lock() {
                     s.push_str(&line);
                     s.push('\n');
                 }
             }
         });
-
         let stdout = child.stdout.take().context("stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let _ = tx.send(line);
             }
         });
-        let address = |prefix: &str| -> anyhow::Result<SocketAddr> {
-            let line = rx
-                .recv_timeout(Duration::from_secs(60))
-                .context("wasmless up printed no address")?;
-            let addr = line
-                .strip_prefix(prefix)
-                .with_context(|| format!("unexpected line {line:?}"))?;
-            Ok(addr.parse()?)
-        };
-        let functions = address("wasmless up: functions on http://")?;
-        let admin = address("wasmless up: admin on http://")?;
-        let up = Self {
-            child,
+        Ok(Self { child, log, lines })
+    }
+
+    /// Reads stdout until a line starting with `prefix`; returns the address after it.
+    pub fn address(&self, prefix: &str) -> anyhow::Result<SocketAddr> {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(120))
+                .with_context(|| format!("no line starting {prefix:?}"))?;
+            if let Some(addr) = line.strip_prefix(prefix) {
+                return Ok(addr.trim().trim_start_matches("http://").parse()?);
+            }
+        }
+    }
+
+    pub fn log_contains(&self, needle: &str) -> bool {
+        self.log.lock().map(|l| l.contains(needle)).unwrap_or(false)
+    }
+
+    /// How many times `needle` appears in the stderr log.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .map(|l| l.matches(needle).count())
+            .unwrap_or(0)
+    }
+
+    /// SIGKILL: no chance to clean up, as after a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A server of ours with a function listener and an admin listener (`wasmless up`,
+/// `wasmless-host`).
+pub struct Served {
+    pub process: Process,
+    pub functions: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl Served {
+    /// Starts `command`, reads the two addresses it announces as `<program>: …`, and waits for
+    /// `/readyz`.
+    pub async fn start(command: Command, program: &str) -> anyhow::Result<Self> {
+        let process = Process::spawn(command, program)?;
+        let functions = process.address(&format!("{program}: functions on "))?;
+        let admin = process.address(&format!("{program}: admin on "))?;
+        let served = Self {
+            process,
             functions,
             admin,
-            log,
-            _store: store,
         };
-        let ready = format!("http://{}/readyz", up.admin);
+        let ready = format!("http://{}/readyz", served.admin);
         wait_until(Duration::from_secs(120), || async {
             matches!(client().get(&ready).send().await, Ok(r) if r.status() == 200)
         })
         .await
-        .context("wasmless up never became ready")?;
-        Ok(up)
+        .with_context(|| format!("{program} never became ready"))?;
+        Ok(served)
     }
 
     /// A request to the function listener with the given Host header.
@@ -173,7 +199,48 @@ impl Up {
         Ok(r.text().await?)
     }
 
-    /// The phase `/status` reports for a function.
+    pub fn log_contains(&self, needle: &str) -> bool {
+        self.process.log_contains(needle)
+    }
+}
+
+/// A running `wasmless up` with its own artifact store.
+pub struct Up {
+    served: Served,
+    _store: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Up {
+    type Target = Served;
+    fn deref(&self) -> &Served {
+        &self.served
+    }
+}
+
+impl Up {
+    pub async fn start(dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        let store = tempfile::tempdir()?;
+        let mut command = Command::new(binary("wasmless"));
+        command
+            .arg("up")
+            .arg("--dir")
+            .arg(dir)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--store",
+            ])
+            .arg(store.path())
+            .args(extra);
+        Ok(Self {
+            served: Served::start(command, "wasmless up").await?,
+            _store: store,
+        })
+    }
+
+    /// The phase and message `/status` reports for a function.
     pub async fn phase(&self, namespace: &str, name: &str) -> Option<(String, String)> {
         let text = self.admin_get("/status").await.ok()?;
         let all: Vec<serde_json::Value> = serde_json::from_str(&text).ok()?;
@@ -185,17 +252,6 @@ impl Up {
                     s["message"].as_str().unwrap_or_default().to_string(),
                 )
             })
-    }
-
-    pub fn log_contains(&self, needle: &str) -> bool {
-        self.log.lock().map(|l| l.contains(needle)).unwrap_or(false)
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -116,7 +116,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(artifacts = %listener.local_addr()?, store = %args.store.display(), "serving artifacts");
+    tracing::info!(store = %args.store.display(), "serving artifacts");
+    // Scripts and tests read this line to learn the port.
+    println!(
+        "wasmless-controller: artifacts on http://{}",
+        listener.local_addr()?
+    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop_flag = stop_rx.clone();
     let stopped = move || {

@@ -38,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let host = Host::new(HostConfig::default()).context("cannot start the WebAssembly host")?;
     let listeners = server::Listeners::bind(&args.listen, &args.admin).await?;
+    listeners.announce("wasmless-host")?;
     let (functions, admin) = listeners.addresses()?;
     match args.artifacts_url {
         Some(url) => {
