@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub mod cluster;
+
 /// A binary of this workspace, built by `cargo test` next to the test executables.
 pub fn binary(name: &str) -> PathBuf {
     if let Some(p) = std::env::var_os(format!(

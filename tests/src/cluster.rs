@@ -1,0 +1,247 @@
+//! A real Kubernetes control plane for the end-to-end suites: etcd, kube-apiserver and
+//! kube-controller-manager (garbage collection of owned objects needs it), built from the Go
+//! module proxy by `scripts/k8s-binaries.sh`, on loopback ports, with a kubeconfig for the real
+//! `kubectl` and for our binaries.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::wait_until;
+
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    children: Vec<Child>,
+    pub kubeconfig: PathBuf,
+}
+
+/// The directory with etcd, kube-apiserver and kube-controller-manager (built once, cached).
+fn binaries() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("WASMLESS_K8S_BIN") {
+        return Ok(dir.into());
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/k8s-binaries.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("run scripts/k8s-binaries.sh")?;
+    if !out.status.success() {
+        bail!("scripts/k8s-binaries.sh failed");
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout
+        .lines()
+        .last()
+        .context("k8s-binaries.sh printed nothing")?;
+    Ok(PathBuf::from(last.trim()))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+const TOKEN: &str = "wasmless-e2e-admin-token";
+
+impl Cluster {
+    pub async fn start() -> anyhow::Result<Self> {
+        let started = Instant::now();
+        let bin = binaries()?;
+        let dir = tempfile::tempdir()?;
+        let d = dir.path().to_path_buf();
+        let log = |name: &str| -> anyhow::Result<Stdio> {
+            Ok(std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(d.join(format!("{name}.log")))?
+                .into())
+        };
+        let mut children = Vec::new();
+
+        let (etcd_port, peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        children.push(
+            Command::new(bin.join("etcd"))
+                .args(["--name", "e2e", "--data-dir"])
+                .arg(d.join("etcd"))
+                .args([
+                    "--listen-client-urls",
+                    &etcd_url,
+                    "--advertise-client-urls",
+                    &etcd_url,
+                ])
+                .args([
+                    "--listen-peer-urls",
+                    &peer_url,
+                    "--initial-advertise-peer-urls",
+                    &peer_url,
+                ])
+                .args(["--initial-cluster", &format!("e2e={peer_url}")])
+                .args(["--unsafe-no-fsync", "--log-level", "warn"])
+                .stdout(log("etcd")?)
+                .stderr(log("etcd")?)
+                .spawn()
+                .context("start etcd")?,
+        );
+
+        let status = Command::new("openssl")
+            .args(["genrsa", "-out"])
+            .arg(d.join("sa.key"))
+            .arg("2048")
+            .stderr(Stdio::null())
+            .status()
+            .context("openssl genrsa (Debian package openssl)")?;
+        if !status.success() {
+            bail!("openssl genrsa failed");
+        }
+        std::fs::write(
+            d.join("tokens.csv"),
+            format!("{TOKEN},admin,admin,system:masters\n"),
+        )?;
+        let sa_key = d.join("sa.key");
+        children.push(
+            Command::new(bin.join("kube-apiserver"))
+                .args(["--etcd-servers", &etcd_url])
+                .args([
+                    "--bind-address",
+                    "127.0.0.1",
+                    "--advertise-address",
+                    "127.0.0.1",
+                ])
+                .args(["--secure-port", &api_port.to_string()])
+                .arg("--cert-dir")
+                .arg(d.join("certs"))
+                .arg("--token-auth-file")
+                .arg(d.join("tokens.csv"))
+                .args(["--authorization-mode", "RBAC"])
+                .args(["--service-account-issuer", "https://kubernetes.default.svc"])
+                .arg("--service-account-key-file")
+                .arg(&sa_key)
+                .arg("--service-account-signing-key-file")
+                .arg(&sa_key)
+                .args(["--service-cluster-ip-range", "10.96.0.0/16"])
+                .args(["--enable-priority-and-fairness=false", "--v=1"])
+                .stdout(log("kube-apiserver")?)
+                .stderr(log("kube-apiserver")?)
+                .spawn()
+                .context("start kube-apiserver")?,
+        );
+
+        let kubeconfig = d.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: https://127.0.0.1:{api_port}\n    insecure-skip-tls-verify: true\nusers:\n- name: admin\n  user:\n    token: {TOKEN}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: admin, namespace: default}}\ncurrent-context: e2e\n"
+            ),
+        )?;
+        let mut cluster = Self {
+            dir,
+            children,
+            kubeconfig,
+        };
+        wait_until(Duration::from_secs(90), || async {
+            cluster
+                .kubectl(&["get", "--raw", "/readyz"])
+                .is_ok_and(|o| o.trim() == "ok")
+        })
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "kube-apiserver never became ready ({e}):\n{}",
+                cluster.log_tail("kube-apiserver")
+            )
+        })?;
+
+        let kcm = Command::new(bin.join("kube-controller-manager"))
+            .arg("--kubeconfig")
+            .arg(&cluster.kubeconfig)
+            .args([
+                "--leader-elect=false",
+                "--bind-address",
+                "127.0.0.1",
+                "--secure-port",
+                "0",
+            ])
+            .args([
+                "--controllers",
+                "garbagecollector,namespace,endpointslice,serviceaccount",
+            ])
+            .arg("--service-account-private-key-file")
+            .arg(cluster.dir.path().join("sa.key"))
+            .args(["--use-service-account-credentials=false", "--v=1"])
+            .stdout(log("kube-controller-manager")?)
+            .stderr(log("kube-controller-manager")?)
+            .spawn()
+            .context("start kube-controller-manager")?;
+        cluster.children.push(kcm);
+        eprintln!(
+            "cluster: etcd, kube-apiserver, kube-controller-manager up in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(cluster)
+    }
+
+    /// Runs the real `kubectl` against this cluster; its stdout, or an error with its stderr.
+    pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .context("run kubectl")?;
+        if !out.status.success() {
+            bail!(
+                "kubectl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `kubectl apply -f -` with `yaml` on stdin.
+    pub fn apply(&self, yaml: &str) -> anyhow::Result<String> {
+        use std::io::Write;
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(yaml.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "kubectl apply: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn log_tail(&self, name: &str) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
+            .unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! wasmless on a real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager),
+//! driven with the real kubectl; the controller and the host run as processes of their own and
+//! functions answer over real HTTP on loopback.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::Digest;
+
+use wasmless_e2e::cluster::Cluster;
+use wasmless_e2e::{Process, Served, binary, client, functions_dir, wait_until, wat_manifest};
+
+fn start_controller(cluster: &Cluster, store: &Path) -> anyhow::Result<(Process, String)> {
+    let mut command = Command::new(binary("wasmless-controller"));
+    command
+        .args(["run", "--listen", "127.0.0.1:0", "--store"])
+        .arg(store)
+        .env("KUBECONFIG", &cluster.kubeconfig);
+    let process = Process::spawn(command, "controller")?;
+    let addr = process.address("wasmless-controller: artifacts on ")?;
+    Ok((process, format!("http://{addr}")))
+}
+
+async fn start_host(cluster: &Cluster, artifacts: &str, cache: &Path) -> anyhow::Result<Served> {
+    let mut command = Command::new(binary("wasmless-host"));
+    command
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--artifacts-url",
+            artifacts,
+            "--cache",
+        ])
+        .arg(cache)
+        .env("KUBECONFIG", &cluster.kubeconfig);
+    Served::start(command, "wasmless-host").await
+}
+
+fn phase(cluster: &Cluster, name: &str) -> String {
+    cluster
+        .kubectl(&[
+            "get",
+            "fn",
+            name,
+            "-n",
+            "test",
+            "-o",
+            "jsonpath={.status.phase}",
+        ])
+        .unwrap_or_default()
+}
+
+/// Polls the host until `host` answers 200 with `body`.
+async fn until_body(served: &Served, host: &str, body: &str) -> anyhow::Result<()> {
+    wait_until(Duration::from_secs(60), || async {
+        matches!(served.get(host, "/").await, Ok((200, b)) if b == body)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn functions_on_a_real_api_server() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let crd = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/wasmless/crds/functions.yaml"),
+    )?;
+    cluster.apply(&crd)?;
+    cluster.kubectl(&[
+        "wait",
+        "--for=condition=established",
+        "--timeout=60s",
+        "crd/functions.wasmless.dev",
+    ])?;
+    cluster.kubectl(&["create", "namespace", "test"])?;
+
+    let store = tempfile::tempdir()?;
+    let cache = tempfile::tempdir()?;
+    let (mut controller, artifacts) = start_controller(&cluster, store.path())?;
+    let mut host = start_host(&cluster, &artifacts, cache.path()).await?;
+
+    // apply → Ready → first 200, timed.
+    let hello = std::fs::read_to_string(functions_dir().join("hello-world.yaml"))?;
+    let applied = Instant::now();
+    cluster.apply(&hello)?;
+    let mut ready_at = None;
+    wait_until(Duration::from_secs(60), || {
+        let ready = phase(&cluster, "hello-world") == "Ready";
+        if ready && ready_at.is_none() {
+            ready_at = Some(applied.elapsed());
+        }
+        async move { ready }
+    })
+    .await?;
+    until_body(&host, "hello-world.test:8080", "hello world").await?;
+    let first_200 = applied.elapsed();
+    let ready_at = ready_at.unwrap_or(first_200);
+    eprintln!(
+        "timing: apply → Ready {:.0} ms (kubectl polling), Ready → first 200 {:.0} ms, apply → first 200 {:.0} ms",
+        ready_at.as_secs_f64() * 1e3,
+        first_200.saturating_sub(ready_at).as_secs_f64() * 1e3,
+        first_200.as_secs_f64() * 1e3
+    );
+
+    // Status, Service, columns, explain.
+    let status: serde_json::Value = serde_json::from_str(&cluster.kubectl(&[
+        "get",
+        "fn",
+        "hello-world",
+        "-n",
+        "test",
+        "-o",
+        "jsonpath={.status}",
+    ])?)?;
+    assert_eq!(status["url"], "http://hello-world.test:8080");
+    assert_eq!(status["artifact"]["abi"], "wagi");
+    assert!(
+        status["artifact"]["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("sha256:")
+    );
+    assert_eq!(status["observedGeneration"], 1);
+    let conditions = status["conditions"].as_array().cloned().unwrap_or_default();
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c["type"] == "Built" && c["status"] == "True"),
+        "{status}"
+    );
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True"),
+        "{status}"
+    );
+    let svc: serde_json::Value = serde_json::from_str(&cluster.kubectl(&[
+        "get",
+        "svc",
+        "hello-world",
+        "-n",
+        "test",
+        "-o",
+        "json",
+    ])?)?;
+    assert_eq!(svc["spec"]["ports"][0]["port"], 8080);
+    assert_eq!(svc["spec"]["ports"][0]["name"], "http-function-port");
+    assert_eq!(svc["metadata"]["ownerReferences"][0]["kind"], "Function");
+    let table = cluster.kubectl(&["get", "fn", "-A"])?;
+    let header = table.lines().next().unwrap_or_default();
+    for column in ["NAMESPACE", "NAME", "RUNTIME", "STATUS", "URL", "AGE"] {
+        assert!(header.contains(column), "{table}");
+    }
+    assert!(
+        table.contains("http://hello-world.test:8080") && table.contains("Ready"),
+        "{table}"
+    );
+    let explain = cluster.kubectl(&["explain", "function.spec.function"])?;
+    assert!(explain.contains("The function's source"), "{explain}");
+    let events = cluster.kubectl(&[
+        "get",
+        "events",
+        "-n",
+        "test",
+        "--field-selector",
+        "involvedObject.name=hello-world",
+    ])?;
+    assert!(events.contains("Built"), "{events}");
+
+    // Update the source while a client loops: no request fails, the new body arrives.
+    let stop = Arc::new(AtomicBool::new(false));
+    let looping = {
+        let (addr, stop) = (host.functions, stop.clone());
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, 0u32);
+            while !stop.load(Ordering::Relaxed) {
+                match client()
+                    .get(format!("http://{addr}/"))
+                    .header("host", "hello-world.test")
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed)
+        })
+    };
+    let v2 = wat_manifest("test", "hello-world", "hello v2");
+    cluster.apply(&v2)?;
+    until_body(&host, "hello-world.test", "hello v2").await?;
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failed) = looping.await?;
+    assert_eq!(
+        failed, 0,
+        "no request fails during the swap ({ok} succeeded)"
+    );
+    assert!(ok > 10);
+
+    // A broken update: the old body keeps serving and status says why.
+    cluster.apply(&v2.replace("(memory", "(memory oops"))?;
+    wait_until(Duration::from_secs(60), || {
+        let failed = phase(&cluster, "hello-world") == "Failed";
+        async move { failed }
+    })
+    .await?;
+    let message = cluster.kubectl(&[
+        "get",
+        "fn",
+        "hello-world",
+        "-n",
+        "test",
+        "-o",
+        r#"jsonpath={.status.conditions[?(@.type=="Built")].message}"#,
+    ])?;
+    assert!(
+        message.contains("expected"),
+        "the compiler's message is in status: {message}"
+    );
+    assert_eq!(
+        host.get("hello-world.test", "/").await?,
+        (200, "hello v2".into())
+    );
+
+    // kill -9 both; the host comes back without the controller, from its disk cache.
+    controller.kill();
+    host.process.kill();
+    let host = start_host(&cluster, "http://127.0.0.1:9", cache.path()).await?;
+    until_body(&host, "hello-world.test", "hello v2").await?;
+    let (controller2, artifacts) = start_controller(&cluster, store.path())?;
+    // A new function builds; the settled ones are not built again.
+    cluster.apply(&wat_manifest("test", "second", "second"))?;
+    wait_until(Duration::from_secs(60), || {
+        let ready = phase(&cluster, "second") == "Ready";
+        async move { ready }
+    })
+    .await?;
+    assert_eq!(
+        controller2.log_count("built function=test/hello-world"),
+        0,
+        "nothing is built twice"
+    );
+    assert_eq!(
+        controller.log_count("built function=test/hello-world"),
+        2,
+        "v1 and v2, once each"
+    );
+    drop(host);
+    let cache2 = tempfile::tempdir()?;
+    let host = start_host(&cluster, &artifacts, cache2.path()).await?;
+    until_body(&host, "second.test", "second").await?;
+    until_body(&host, "hello-world.test", "hello v2").await?;
+
+    // Fixed: the new version serves.
+    cluster.apply(&wat_manifest("test", "hello-world", "hello v3"))?;
+    until_body(&host, "hello-world.test", "hello v3").await?;
+
+    // Delete: the Service is garbage-collected and the host answers 404.
+    cluster.kubectl(&["delete", "fn", "hello-world", "-n", "test"])?;
+    wait_until(Duration::from_secs(60), || async {
+        matches!(host.get("hello-world.test", "/").await, Ok((404, _)))
+    })
+    .await?;
+    wait_until(Duration::from_secs(60), || {
+        let gone = cluster
+            .kubectl(&["get", "svc", "hello-world", "-n", "test"])
+            .is_err();
+        async move { gone }
+    })
+    .await?;
+    assert_eq!(host.get("second.test", "/").await?, (200, "second".into()));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_kubeless_manifest_applies_after_changing_only_its_api_version() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let crd = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/wasmless/crds/functions.yaml"),
+    )?;
+    cluster.apply(&crd)?;
+    cluster.kubectl(&[
+        "wait",
+        "--for=condition=established",
+        "--timeout=60s",
+        "crd/functions.wasmless.dev",
+    ])?;
+    let store = tempfile::tempdir()?;
+    let (_controller, _) = start_controller(&cluster, store.path())?;
+
+    // Kubeless's own shape: string timeout, checksum, deployment/service/HPA knobs.
+    let source = r#"(module (func (export "_start")))"#;
+    let checksum = format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(source.as_bytes()))
+    );
+    let manifest = format!(
+        r#"apiVersion: wasmless.dev/v1alpha1
+kind: Function
+metadata:
+  name: ported
+  namespace: default
+  labels: {{created-by: kubeless, function: ported}}
+spec:
+  runtime: wat
+  timeout: "180"
+  handler: handler.main
+  deps: ""
+  checksum: {checksum}
+  function-content-type: text
+  function: '{source}'
+  deployment:
+    spec:
+      template:
+        spec:
+          containers:
+          - name: ported
+            resources: {{limits: {{memory: 128Mi}}}}
+  service:
+    ports: [{{name: http-function-port, port: 8080, protocol: TCP, targetPort: 8080}}]
+    selector: {{created-by: kubeless}}
+    type: ClusterIP
+  horizontalPodAutoscaler: {{}}
+"#
+    );
+    cluster.apply(&manifest)?;
+    wait_until(Duration::from_secs(60), || {
+        let ready = cluster
+            .kubectl(&["get", "fn", "ported", "-o", "jsonpath={.status.phase}"])
+            .unwrap_or_default()
+            == "Ready";
+        async move { ready }
+    })
+    .await?;
+    // A wrong checksum fails the build with a clear message.
+    cluster.apply(&manifest.replace(&checksum, &format!("sha256:{}", "0".repeat(64))))?;
+    wait_until(Duration::from_secs(60), || {
+        let failed = cluster
+            .kubectl(&[
+                "get",
+                "fn",
+                "ported",
+                "-o",
+                r#"jsonpath={.status.conditions[?(@.type=="Built")].message}"#,
+            ])
+            .unwrap_or_default()
+            .contains("checksum mismatch");
+        async move { failed }
+    })
+    .await?;
+    Ok(())
+}
