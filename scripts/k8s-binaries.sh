@@ -35,6 +35,15 @@ done
 
 exec 3>&1 1>&2 # everything below is progress on stderr; the result goes to fd 3
 log() { echo "k8s-binaries: $*" >&2; }
+# quiet CMD...: runs CMD with its output in a log that is shown only when it fails.
+quiet() {
+  local out rc=0
+  out=$(mktemp)
+  "$@" >"$out" 2>&1 || rc=$?
+  [ "$rc" -eq 0 ] || { log "failed ($rc): $*"; tail -n 40 "$out" >&2; }
+  rm -f "$out"
+  return "$rc"
+}
 start=$SECONDS
 
 if ! command -v go >/dev/null 2>&1; then
@@ -91,7 +100,7 @@ build_k8s() {
   (
     cd "$b"
     log "resolving dependencies"
-    go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" "k8s.io/kubernetes/cmd/kube-controller-manager@$K8S_VERSION"
+    quiet go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" "k8s.io/kubernetes/cmd/kube-controller-manager@$K8S_VERSION"
     local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
     local x="" p
     for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -116,7 +125,7 @@ build_etcd() {
     cd "$b"
     log "building etcd $ETCD_VERSION from go.etcd.io/etcd/server/v3"
     # (called from an `if`, where set -e is off: hence the &&)
-    go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" &&
+    quiet go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" &&
       go build -trimpath -ldflags="-s -w" -o out/etcd go.etcd.io/etcd/server/v3 &&
       mv -f out/etcd "$OUT/bin/etcd"
   )

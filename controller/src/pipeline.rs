@@ -166,7 +166,7 @@ pub fn build_key(
 ) -> String {
     let mut input = Vec::with_capacity(code.len() + deps.len() + 64);
     for part in [
-        runtime.trim().to_ascii_lowercase().as_bytes(),
+        builders::canonical_runtime(runtime).as_bytes(),
         builder_version.as_bytes(),
         handler.as_bytes(),
         deps.as_bytes(),

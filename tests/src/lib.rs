@@ -128,6 +128,21 @@ impl Process {
             .unwrap_or(0)
     }
 
+    /// SIGTERM, then waits (up to 30 s) for the process to exit.
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("still running 30 s after SIGTERM")
+    }
+
     /// SIGKILL: no chance to clean up, as after a crash.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -142,8 +142,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         std::env::var("POD_NAME").unwrap_or_else(|_| "wasmless-controller".into()),
         std::process::id()
     );
-    let mut leading =
-        leader::elect(client.clone(), &args.lease_namespace, identity.clone()).await?;
+    let mut leadership =
+        leader::Leadership::elect(client.clone(), &args.lease_namespace, identity.clone()).await?;
     let ctx = Arc::new(reconcile::Context::new(client, pipeline, children));
     let shutdown = stopped();
     tokio::pin!(shutdown);
@@ -151,10 +151,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!(%identity, "waiting to lead");
         tokio::select! {
             _ = &mut shutdown => break,
-            r = leading.wait_for(|l| *l) => { r.context("lease manager stopped")?; }
+            r = leadership.leading.wait_for(|l| *l) => { r.context("lease manager stopped")?; }
         }
         tracing::info!(%identity, "leading: reconciling Functions");
-        let mut lost = leading.clone();
+        let mut lost = leadership.leading.clone();
         let stop = stopped();
         reconcile::run(ctx.clone(), async move {
             tokio::select! {
@@ -167,7 +167,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             break;
         }
     }
-    drop(leading);
+    leadership.release().await;
     artifact_server.await??;
     Ok(())
 }

@@ -17,6 +17,8 @@ pub struct Source<'a> {
 pub enum BuildError {
     #[error("unknown runtime {0:?}: this build supports {SUPPORTED}")]
     UnknownRuntime(String),
+    #[error("runtime {0:?} ({1}) has no builder in this build yet: it supports {SUPPORTED}")]
+    NotYet(String, &'static str),
     #[error("{0}")]
     Compile(String),
 }
@@ -29,11 +31,57 @@ pub trait Builder: Send + Sync {
     fn build(&self, source: &Source) -> Result<Vec<u8>, BuildError>;
 }
 
+/// Our runtime name for a manifest's `runtime`: Kubeless names carry a version
+/// (`python3.8`, `nodejs14`, `go1.14`, `ruby2.4`), ours do not.
+pub fn canonical_runtime(runtime: &str) -> String {
+    let lower = runtime.trim().to_ascii_lowercase();
+    let name = lower.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+    match name {
+        "node" | "nodejs_distroless" => "nodejs".into(),
+        "" => lower,
+        other => other.into(),
+    }
+}
+
 /// The builder for a manifest's `runtime`.
 pub fn for_runtime(runtime: &str) -> Result<&'static dyn Builder, BuildError> {
-    match runtime.trim().to_ascii_lowercase().as_str() {
+    match canonical_runtime(runtime).as_str() {
         "wat" => Ok(&wat::Wat),
         "wasm" => Ok(&wasm::Wasm),
+        "python" | "nodejs" | "go" | "rust" | "c" => Err(BuildError::NotYet(
+            runtime.into(),
+            "source runtimes arrive with their builders",
+        )),
         _ => Err(BuildError::UnknownRuntime(runtime.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubeless_runtime_names_map_to_ours() {
+        for (kubeless, ours) in [
+            ("python3.8", "python"),
+            ("python2.7", "python"),
+            ("nodejs14", "nodejs"),
+            ("nodejs_distroless8", "nodejs"),
+            ("go1.14", "go"),
+            ("WAT", "wat"),
+            ("wasm", "wasm"),
+        ] {
+            assert_eq!(canonical_runtime(kubeless), ours, "{kubeless}");
+        }
+        assert!(for_runtime("wat").is_ok());
+        assert!(matches!(
+            for_runtime("python3.8"),
+            Err(BuildError::NotYet(..))
+        ));
+        let e = for_runtime("cobol")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("wat, wasm"), "{e}");
     }
 }
