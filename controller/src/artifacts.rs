@@ -91,23 +91,6 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     std::fs::rename(&tmp, path).map_err(err)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn builds_are_remembered_only_with_their_wasm() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = DirStore::new(dir.path());
-        let digest = "sha256:abcd";
-        store.record_build("sha256:key", digest).unwrap();
-        assert_eq!(store.build_result("sha256:key"), None);
-        store.put(&store.wasm_path(digest), b"\0asm").unwrap();
-        assert_eq!(store.build_result("sha256:key").as_deref(), Some(digest));
-        assert_eq!(store.read(&store.wasm_path(digest)).unwrap(), b"\0asm");
-    }
-}
-
 /// `GET /artifacts/sha256:<hex>` serves a wasm binary; `…/precompiled/<engine-key>` its form
 /// precompiled for that engine. Hosts fetch by digest and verify what they get.
 pub fn router(store: DirStore) -> axum::Router {
@@ -157,4 +140,29 @@ async fn serve_file(path: Option<PathBuf>) -> axum::response::Response {
 fn is_digest(s: &str) -> bool {
     s.strip_prefix("sha256:")
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_are_remembered_only_with_their_wasm() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirStore::new(dir.path());
+        let digest = "sha256:abcd";
+        store.record_build("sha256:key", digest).unwrap();
+        assert_eq!(store.build_result("sha256:key"), None);
+        store.put(&store.wasm_path(digest), b"\0asm").unwrap();
+        assert_eq!(store.build_result("sha256:key").as_deref(), Some(digest));
+        assert_eq!(store.read(&store.wasm_path(digest)).unwrap(), b"\0asm");
+    }
+
+    #[test]
+    fn only_digests_reach_the_file_system() {
+        assert!(is_digest(&format!("sha256:{}", "a".repeat(64))));
+        for bad in ["sha256:../../etc/passwd", "sha256:abc", "md5:00", ""] {
+            assert!(!is_digest(bad), "{bad}");
+        }
+    }
 }

@@ -139,10 +139,10 @@ impl KubeSource {
             .cache
             .join(&engine_key)
             .join(artifact.digest.replace(':', "-"));
-        if path.exists() {
-            if let Ok(c) = engine::load_precompiled(engine, &path) {
-                return Ok(c);
-            }
+        if path.exists()
+            && let Ok(c) = engine::load_precompiled(engine, &path)
+        {
+            return Ok(c);
         }
         let precompiled_url = format!(
             "{}/artifacts/{}/precompiled/{engine_key}",
