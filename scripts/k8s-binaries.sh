@@ -61,12 +61,13 @@ log "using $(go version)"
 K8S_VERSION=""
 for v in "${K8S_CANDIDATES[@]}"; do
   log "resolving k8s.io/kubernetes@$v"
-  if json=$(go mod download -json "k8s.io/kubernetes@$v" 2>/dev/null); then
+  if json=$(go mod download -json "k8s.io/kubernetes@$v" 2>&1); then
     K8S_VERSION=$v
-    K8S_GOMOD=$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p' <<<"$json")
+    K8S_GOMOD=$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p' <<<"$json")
+    [ -n "$K8S_GOMOD" ] || K8S_GOMOD="$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$v.mod"
     break
   fi
-  log "  the module proxy does not serve k8s.io/kubernetes@$v"
+  log "  cannot download k8s.io/kubernetes@$v: $(grep -m1 -E '"Error"|error|go:' <<<"$json" || true)"
 done
 [ -n "$K8S_VERSION" ] || { log "no kubernetes version of ${K8S_CANDIDATES[*]} could be downloaded"; exit 1; }
 STAGING_VERSION="v0.${K8S_VERSION#v1.}" # v1.35.8 -> v0.35.8

@@ -15,7 +15,11 @@ apt_install openssl
 WASMLESS_K8S_BIN=$(scripts/k8s-binaries.sh | tail -n 1)
 export WASMLESS_K8S_BIN
 command -v kubectl >/dev/null || { echo "kubectl is missing: the Kubernetes suite drives the real kubectl" >&2; exit 1; }
-step "cargo test (unit and end-to-end; builds every binary the suites start)"
+step "cargo build: the binaries the end-to-end suites start"
+# `cargo test` builds a package's binaries only for that package's own integration tests, and the
+# suites in tests/ start the controller's, the runtime's and the CLI's.
+cargo build --locked --workspace --bins
+step "cargo test (unit and end-to-end)"
 cargo test --locked --workspace 2>&1 | tee "${TMPDIR:-/tmp}/wasmless-test.log"
 # The closing line counts every suite's tests.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' \
