@@ -124,7 +124,11 @@ impl Cluster {
                 .arg("--service-account-signing-key-file")
                 .arg(&sa_key)
                 .args(["--service-cluster-ip-range", "10.96.0.0/16"])
-                .args(["--enable-priority-and-fairness=false", "--v=1"])
+                .args([
+                    "--enable-priority-and-fairness=false",
+                    "--endpoint-reconciler-type=none",
+                    "--v=1",
+                ])
                 .stdout(log("kube-apiserver")?)
                 .stderr(log("kube-apiserver")?)
                 .spawn()
@@ -178,10 +182,10 @@ impl Cluster {
             .spawn()
             .context("start kube-controller-manager")?;
         cluster.children.push(kcm);
-        eprintln!(
+        crate::report(&format!(
             "cluster: etcd, kube-apiserver, kube-controller-manager up in {:.1} s",
             started.elapsed().as_secs_f64()
-        );
+        ));
         Ok(cluster)
     }
 
