@@ -65,7 +65,10 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     };
     let host = Host::new(config).context("cannot start the WebAssembly host")?;
     let store = args.store.clone().unwrap_or_else(default_store);
-    let pipeline = Arc::new(Pipeline::new(host.engine().clone(), DirStore::new(&store)));
+    let pipeline = Arc::new(Pipeline::new(
+        host.engine().clone(),
+        Arc::new(DirStore::new(&store)),
+    ));
 
     let listeners = server::Listeners::bind(&args.listen, &args.admin).await?;
     listeners.announce("wasmless up")?;
@@ -230,7 +233,11 @@ impl DirLoader {
         })
         .await
         .context("build task")??;
-        let compiled = engine::load_precompiled(self.host.engine(), &artifact.precompiled)?;
+        let path = artifact
+            .precompiled
+            .as_deref()
+            .context("local mode needs a directory artifact store")?;
+        let compiled = engine::load_precompiled(self.host.engine(), path)?;
         def.revision = artifact.digest.clone();
         self.host.load(def, &compiled)?;
         Ok(artifact.digest)

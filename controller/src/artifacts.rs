@@ -1,8 +1,11 @@
 //! The artifact store: WebAssembly binaries and their precompiled forms, named by the sha256 of
 //! the wasm, plus a record of which build key produced which digest. Content addressing means
-//! nothing is ever invalidated, only evicted.
+//! nothing is ever invalidated, only evicted. `ArtifactStore` is the seam for other backends (an
+//! S3-compatible object store); `DirStore` is the directory one (a PersistentVolume in a cluster,
+//! `~/.cache/wasmless` locally).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -13,7 +16,31 @@ pub struct StoreError {
     source: std::io::Error,
 }
 
-/// A directory store (a PersistentVolume in a cluster, `~/.cache/wasmless` locally).
+/// Something the store holds, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Object<'a> {
+    /// A WebAssembly binary, by `sha256:<hex>`.
+    Wasm(&'a str),
+    /// A binary precompiled for one engine configuration (`engine::compatibility_key`).
+    Precompiled { engine: &'a str, digest: &'a str },
+    /// The wasm digest a build key produced.
+    Build(&'a str),
+}
+
+pub trait ArtifactStore: Send + Sync + 'static {
+    /// The object's bytes, or `None` when the store does not have it.
+    fn get(&self, object: Object) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores an object; readers never see it half written.
+    fn put(&self, object: Object, bytes: &[u8]) -> Result<(), StoreError>;
+    fn contains(&self, object: Object) -> bool;
+    /// A local file holding the object, for stores that have one (it can be mapped instead of
+    /// read). Remote stores return `None`.
+    fn local_path(&self, object: Object) -> Option<PathBuf>;
+}
+
+pub type SharedStore = Arc<dyn ArtifactStore>;
+
+/// The directory store.
 #[derive(Clone, Debug)]
 pub struct DirStore {
     root: PathBuf,
@@ -24,51 +51,40 @@ impl DirStore {
         Self { root: root.into() }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    fn path(&self, object: Object) -> PathBuf {
+        let file = |name: &str| name.replace(':', "-");
+        match object {
+            Object::Wasm(digest) => self.root.join("wasm").join(file(digest)),
+            Object::Precompiled { engine, digest } => self
+                .root
+                .join("precompiled")
+                .join(engine)
+                .join(file(digest)),
+            Object::Build(key) => self.root.join("builds").join(file(key)),
+        }
+    }
+}
+
+impl ArtifactStore for DirStore {
+    fn get(&self, object: Object) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.path(object);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError { path, source }),
+        }
     }
 
-    fn file_name(digest: &str) -> String {
-        digest.replace(':', "-")
+    fn put(&self, object: Object, bytes: &[u8]) -> Result<(), StoreError> {
+        write_atomic(&self.path(object), bytes)
     }
 
-    pub fn wasm_path(&self, digest: &str) -> PathBuf {
-        self.root.join("wasm").join(Self::file_name(digest))
+    fn contains(&self, object: Object) -> bool {
+        self.path(object).exists()
     }
 
-    /// Precompiled artifacts sit under the engine's compatibility hash, so hosts with another
-    /// wasmtime configuration never see them.
-    pub fn precompiled_path(&self, engine_hash: &str, digest: &str) -> PathBuf {
-        self.root
-            .join("precompiled")
-            .join(engine_hash)
-            .join(Self::file_name(digest))
-    }
-
-    fn build_path(&self, build_key: &str) -> PathBuf {
-        self.root.join("builds").join(Self::file_name(build_key))
-    }
-
-    /// The wasm digest an earlier build with this key produced.
-    pub fn build_result(&self, build_key: &str) -> Option<String> {
-        let text = std::fs::read_to_string(self.build_path(build_key)).ok()?;
-        let digest = text.trim().to_string();
-        self.wasm_path(&digest).exists().then_some(digest)
-    }
-
-    pub fn record_build(&self, build_key: &str, digest: &str) -> Result<(), StoreError> {
-        write_atomic(&self.build_path(build_key), digest.as_bytes())
-    }
-
-    pub fn put(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-        write_atomic(path, bytes)
-    }
-
-    pub fn read(&self, path: &Path) -> Result<Vec<u8>, StoreError> {
-        std::fs::read(path).map_err(|source| StoreError {
-            path: path.to_path_buf(),
-            source,
-        })
+    fn local_path(&self, object: Object) -> Option<PathBuf> {
+        Some(self.path(object))
     }
 }
 
@@ -93,7 +109,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 
 /// `GET /artifacts/sha256:<hex>` serves a wasm binary; `…/precompiled/<engine-key>` its form
 /// precompiled for that engine. Hosts fetch by digest and verify what they get.
-pub fn router(store: DirStore) -> axum::Router {
+pub fn router(store: SharedStore) -> axum::Router {
     use axum::routing::get;
     axum::Router::new()
         .route("/artifacts/{digest}", get(serve_wasm))
@@ -106,32 +122,36 @@ pub fn router(store: DirStore) -> axum::Router {
 }
 
 async fn serve_wasm(
-    axum::extract::State(store): axum::extract::State<DirStore>,
+    axum::extract::State(store): axum::extract::State<SharedStore>,
     axum::extract::Path(digest): axum::extract::Path<String>,
 ) -> axum::response::Response {
-    serve_file(is_digest(&digest).then(|| store.wasm_path(&digest))).await
+    let object = is_digest(&digest).then_some(Object::Wasm(&digest));
+    serve(&store, object)
 }
 
 async fn serve_precompiled(
-    axum::extract::State(store): axum::extract::State<DirStore>,
+    axum::extract::State(store): axum::extract::State<SharedStore>,
     axum::extract::Path((digest, engine)): axum::extract::Path<(String, String)>,
 ) -> axum::response::Response {
     let engine_ok = !engine.is_empty() && engine.bytes().all(|b| b.is_ascii_hexdigit());
-    serve_file((is_digest(&digest) && engine_ok).then(|| store.precompiled_path(&engine, &digest)))
-        .await
+    let object = (is_digest(&digest) && engine_ok).then_some(Object::Precompiled {
+        engine: &engine,
+        digest: &digest,
+    });
+    serve(&store, object)
 }
 
-async fn serve_file(path: Option<PathBuf>) -> axum::response::Response {
+fn serve(store: &SharedStore, object: Option<Object>) -> axum::response::Response {
     use axum::response::IntoResponse;
     use http::StatusCode;
-    let Some(path) = path else {
+    let Some(object) = object else {
         return (StatusCode::BAD_REQUEST, "expected sha256:<64 hex digits>").into_response();
     };
-    match tokio::fs::read(&path).await {
-        Ok(bytes) => ([(http::header::CONTENT_TYPE, "application/wasm")], bytes).into_response(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            (StatusCode::NOT_FOUND, "no such artifact").into_response()
+    match store.get(object) {
+        Ok(Some(bytes)) => {
+            ([(http::header::CONTENT_TYPE, "application/wasm")], bytes).into_response()
         }
+        Ok(None) => (StatusCode::NOT_FOUND, "no such artifact").into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
@@ -147,15 +167,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn builds_are_remembered_only_with_their_wasm() {
+    fn a_directory_store_keeps_objects_apart() {
         let dir = tempfile::tempdir().unwrap();
         let store = DirStore::new(dir.path());
-        let digest = "sha256:abcd";
-        store.record_build("sha256:key", digest).unwrap();
-        assert_eq!(store.build_result("sha256:key"), None);
-        store.put(&store.wasm_path(digest), b"\0asm").unwrap();
-        assert_eq!(store.build_result("sha256:key").as_deref(), Some(digest));
-        assert_eq!(store.read(&store.wasm_path(digest)).unwrap(), b"\0asm");
+        let wasm = Object::Wasm("sha256:abcd");
+        let pre = Object::Precompiled {
+            engine: "e1",
+            digest: "sha256:abcd",
+        };
+        assert_eq!(store.get(wasm).unwrap(), None);
+        store.put(wasm, b"\0asm").unwrap();
+        assert!(store.contains(wasm) && !store.contains(pre));
+        store.put(pre, b"elf").unwrap();
+        assert_eq!(
+            store.get(wasm).unwrap().as_deref(),
+            Some(b"\0asm".as_slice())
+        );
+        assert_eq!(store.get(pre).unwrap().as_deref(), Some(b"elf".as_slice()));
+        let other_engine = Object::Precompiled {
+            engine: "e2",
+            digest: "sha256:abcd",
+        };
+        assert!(!store.contains(other_engine));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use wasmless_runtime::engine::{self, EngineError};
 use wasmless_runtime::function::ArtifactRef;
 use wasmless_runtime::{FunctionKey, FunctionSpec};
 
-use crate::artifacts::{DirStore, StoreError};
+use crate::artifacts::{Object, SharedStore, StoreError};
 use crate::builders::{self, BuildError, Source};
 use crate::source::{self, SourceError};
 
@@ -36,8 +36,9 @@ pub struct Artifact {
     pub digest: String,
     pub size: u64,
     pub abi: Abi,
-    /// The precompiled form for this engine, and the `sha256:<hex>` of its bytes.
-    pub precompiled: PathBuf,
+    /// The precompiled form for this engine (a local file, when the store has one), and the
+    /// `sha256:<hex>` of its bytes.
+    pub precompiled: Option<PathBuf>,
     pub precompiled_digest: String,
     /// Whether this call found the build already done.
     pub cached: bool,
@@ -57,13 +58,13 @@ impl Artifact {
 
 pub struct Pipeline {
     engine: Engine,
-    store: DirStore,
+    store: SharedStore,
     engine_hash: String,
 }
 
 impl Pipeline {
     /// `engine` must be configured by `wasmless_runtime::EngineConfig`, as hosts' engines are.
-    pub fn new(engine: Engine, store: DirStore) -> Self {
+    pub fn new(engine: Engine, store: SharedStore) -> Self {
         let engine_hash = engine::compatibility_key(&engine);
         Self {
             engine,
@@ -72,7 +73,7 @@ impl Pipeline {
         }
     }
 
-    pub fn store(&self) -> &DirStore {
+    pub fn store(&self) -> &SharedStore {
         &self.store
     }
 
@@ -83,11 +84,10 @@ impl Pipeline {
 
     /// Whether the artifact a status names is complete in this store (so nothing needs building).
     pub fn has(&self, artifact: &ArtifactRef) -> bool {
-        self.store.wasm_path(&artifact.digest).exists()
+        self.store.contains(Object::Wasm(&artifact.digest))
             && self
                 .store
-                .precompiled_path(&self.engine_hash, &artifact.digest)
-                .exists()
+                .contains(self.precompiled_object(&artifact.digest))
     }
 
     /// Builds one function. Blocking: run it off the async runtime. `base_dir` resolves relative
@@ -108,7 +108,7 @@ impl Pipeline {
             &spec.deps,
         );
 
-        if let Some(digest) = self.store.build_result(&build_key) {
+        if let Some(digest) = self.build_result(&build_key)? {
             return self.precompiled(key, digest, true);
         }
         let started = std::time::Instant::now();
@@ -118,10 +118,27 @@ impl Pipeline {
             deps: &spec.deps,
         })?;
         let digest = source::digest(&wasm);
-        self.store.put(&self.store.wasm_path(&digest), &wasm)?;
-        self.store.record_build(&build_key, &digest)?;
+        self.store.put(Object::Wasm(&digest), &wasm)?;
+        self.store
+            .put(Object::Build(&build_key), digest.as_bytes())?;
         tracing::info!(function = %key, %digest, size = wasm.len(), elapsed_ms = started.elapsed().as_millis() as u64, "built");
         self.precompiled(key, digest, false)
+    }
+
+    fn precompiled_object<'a>(&'a self, digest: &'a str) -> Object<'a> {
+        Object::Precompiled {
+            engine: &self.engine_hash,
+            digest,
+        }
+    }
+
+    /// The wasm digest an earlier build with this key produced, if its wasm is still stored.
+    fn build_result(&self, build_key: &str) -> Result<Option<String>, StoreError> {
+        let Some(bytes) = self.store.get(Object::Build(build_key))? else {
+            return Ok(None);
+        };
+        let digest = String::from_utf8_lossy(&bytes).trim().to_string();
+        Ok(self.store.contains(Object::Wasm(&digest)).then_some(digest))
     }
 
     /// The precompiled form of a stored wasm, compiling it on first use.
@@ -131,25 +148,26 @@ impl Pipeline {
         digest: String,
         cached: bool,
     ) -> Result<Artifact, PipelineError> {
-        let wasm = self.store.read(&self.store.wasm_path(&digest))?;
+        let wasm = self.store.get(Object::Wasm(&digest))?.unwrap_or_default();
         let abi = Abi::of_wasm(&wasm);
         let size = wasm.len() as u64;
-        let path = self.store.precompiled_path(&self.engine_hash, &digest);
-        let (bytes, cached) = match self.store.read(&path) {
-            Ok(bytes) => (bytes, cached),
-            Err(_) => {
+        let object = self.precompiled_object(&digest);
+        let (bytes, cached) = match self.store.get(object)? {
+            Some(bytes) => (bytes, cached),
+            None => {
                 let started = std::time::Instant::now();
                 let bytes = engine::precompile(&self.engine, &wasm)?;
-                self.store.put(&path, &bytes)?;
+                self.store.put(object, &bytes)?;
                 tracing::info!(function = %key, %digest, elapsed_ms = started.elapsed().as_millis() as u64, "precompiled");
                 (bytes, false)
             }
         };
+        let precompiled = self.store.local_path(object);
         Ok(Artifact {
             digest,
             size,
             abi,
-            precompiled: path,
+            precompiled,
             precompiled_digest: source::digest(&bytes),
             cached,
         })
@@ -181,6 +199,8 @@ pub fn build_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::artifacts::DirStore;
+    use std::sync::Arc;
     use wasmless_runtime::{EngineConfig, FunctionManifest};
 
     fn manifest(body: &str) -> FunctionManifest {
@@ -194,7 +214,7 @@ mod tests {
     fn identical_builds_are_not_repeated() {
         let dir = tempfile::tempdir().unwrap();
         let engine = EngineConfig::default().build().unwrap();
-        let pipeline = Pipeline::new(engine.clone(), DirStore::new(dir.path()));
+        let pipeline = Pipeline::new(engine.clone(), Arc::new(DirStore::new(dir.path())));
         let build = |m: FunctionManifest| pipeline.build(&m.key(), &m.spec, None).unwrap();
         let first = build(manifest("a"));
         assert!(!first.cached);
@@ -205,7 +225,11 @@ mod tests {
         let other = build(manifest("b"));
         assert_ne!(other.digest, first.digest);
         // The precompiled artifact loads into an engine of the same configuration.
-        assert!(engine::load_precompiled(&engine, &first.precompiled).is_ok());
+        let path = first
+            .precompiled
+            .as_deref()
+            .unwrap_or(Path::new("/missing"));
+        assert!(engine::load_precompiled(&engine, path).is_ok());
     }
 
     #[test]

@@ -160,7 +160,6 @@ fn ready(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
     use wasmless_runtime::abi::Abi;
 
     fn artifact(digest: &str) -> Artifact {
@@ -168,7 +167,7 @@ mod tests {
             digest: digest.into(),
             size: 10,
             abi: Abi::Wagi,
-            precompiled: PathBuf::new(),
+            precompiled: None,
             precompiled_digest: "sha256:p".into(),
             cached: false,
         }

@@ -72,7 +72,7 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let manifests = manifest::parse(&text).with_context(|| file.display().to_string())?;
             let engine = EngineConfig::default().build()?;
-            let pipeline = Pipeline::new(engine, DirStore::new(store));
+            let pipeline = Pipeline::new(engine, std::sync::Arc::new(DirStore::new(store)));
             for m in &manifests {
                 let artifact = pipeline
                     .build(&m.key(), &m.spec, file.parent())
@@ -110,7 +110,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         ..ChildConfig::default()
     };
     let engine = EngineConfig::default().build()?;
-    let store = DirStore::new(&args.store);
+    let store: artifacts::SharedStore = Arc::new(DirStore::new(&args.store));
     let pipeline = Arc::new(Pipeline::new(engine, store.clone()));
 
     let listener = tokio::net::TcpListener::bind(&args.listen)
