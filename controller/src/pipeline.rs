@@ -98,31 +98,56 @@ impl Pipeline {
         spec: &FunctionSpec,
         base_dir: Option<&Path>,
     ) -> Result<Artifact, PipelineError> {
-        let builder = builders::for_runtime(&spec.runtime)?;
-        let code = source::decode(spec, base_dir)?;
-        let build_key = build_key(
-            &spec.runtime,
-            builder.version(),
-            &code,
-            &spec.handler,
-            &spec.deps,
-        );
-
-        if let Some(digest) = self.build_result(&build_key)? {
+        let plan = Plan::new(spec, base_dir)?;
+        if let Some(artifact) = self.lookup_plan(&plan)? {
+            return Ok(artifact);
+        }
+        if let Some(digest) = self.build_result(&plan.build_key)? {
             return self.precompiled(key, digest, true);
         }
         let started = std::time::Instant::now();
-        let wasm = builder.build(&Source {
-            code: &code,
+        let wasm = plan.builder.build(&Source {
+            code: &plan.code,
             handler: &spec.handler,
             deps: &spec.deps,
         })?;
         let digest = source::digest(&wasm);
         self.store.put(Object::Wasm(&digest), &wasm)?;
         self.store
-            .put(Object::Build(&build_key), digest.as_bytes())?;
+            .put(Object::Build(&plan.build_key), digest.as_bytes())?;
         tracing::info!(function = %key, %digest, size = wasm.len(), elapsed_ms = started.elapsed().as_millis() as u64, "built");
         self.precompiled(key, digest, false)
+    }
+
+    /// The finished artifact for `spec` if it was built and precompiled before; never builds.
+    /// Cheap: decoding the source and a few store look-ups.
+    pub fn lookup(&self, spec: &FunctionSpec) -> Result<Option<Artifact>, PipelineError> {
+        self.lookup_plan(&Plan::new(spec, None)?)
+    }
+
+    /// The build key of `spec`: what names its build, in the store and in flight.
+    pub fn build_key_of(&self, spec: &FunctionSpec) -> Result<String, PipelineError> {
+        Ok(Plan::new(spec, None)?.build_key)
+    }
+
+    fn lookup_plan(&self, plan: &Plan) -> Result<Option<Artifact>, PipelineError> {
+        let Some(digest) = self.build_result(&plan.build_key)? else {
+            return Ok(None);
+        };
+        let object = self.precompiled_object(&digest);
+        let Some(precompiled) = self.store.get(object)? else {
+            return Ok(None);
+        };
+        let wasm = self.store.get(Object::Wasm(&digest))?.unwrap_or_default();
+        let precompiled_path = self.store.local_path(object);
+        Ok(Some(Artifact {
+            size: wasm.len() as u64,
+            abi: Abi::of_wasm(&wasm),
+            precompiled: precompiled_path,
+            precompiled_digest: source::digest(&precompiled),
+            cached: true,
+            digest,
+        }))
     }
 
     fn precompiled_object<'a>(&'a self, digest: &'a str) -> Object<'a> {
@@ -174,6 +199,32 @@ impl Pipeline {
     }
 }
 
+/// What a build of one spec would do: the builder, the decoded source, the build key.
+struct Plan {
+    builder: &'static dyn crate::builders::Builder,
+    code: Vec<u8>,
+    build_key: String,
+}
+
+impl Plan {
+    fn new(spec: &FunctionSpec, base_dir: Option<&Path>) -> Result<Self, PipelineError> {
+        let builder = builders::for_runtime(&spec.runtime)?;
+        let code = source::decode(spec, base_dir)?;
+        let build_key = build_key(
+            &spec.runtime,
+            builder.version(),
+            &code,
+            &spec.handler,
+            &spec.deps,
+        );
+        Ok(Self {
+            builder,
+            code,
+            build_key,
+        })
+    }
+}
+
 /// Names a build by everything that can change its output.
 pub fn build_key(
     runtime: &str,
@@ -216,8 +267,14 @@ mod tests {
         let engine = EngineConfig::default().build().unwrap();
         let pipeline = Pipeline::new(engine.clone(), Arc::new(DirStore::new(dir.path())));
         let build = |m: FunctionManifest| pipeline.build(&m.key(), &m.spec, None).unwrap();
+        assert!(pipeline.lookup(&manifest("a").spec).unwrap().is_none());
         let first = build(manifest("a"));
         assert!(!first.cached);
+        let found = pipeline
+            .lookup(&manifest("a").spec)
+            .unwrap()
+            .map(|a| a.reference());
+        assert_eq!(found, Some(first.reference()));
         assert!(pipeline.has(&first.reference()));
         let again = build(manifest("a"));
         assert!(again.cached);
