@@ -10,6 +10,7 @@ pub mod children;
 pub mod crd;
 pub mod leader;
 pub mod manifest;
+pub mod metacontroller;
 pub mod pipeline;
 pub mod reconcile;
 pub mod source;

@@ -60,7 +60,13 @@ impl Context {
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let functions = Api::<Function>::all(ctx.client.clone());
     let services = Api::<Service>::all(ctx.client.clone());
-    Controller::new(functions, watcher::Config::default())
+    // Functions handed to the Metacontroller hook are not ours.
+    let ours = format!(
+        "{}!={}",
+        crate::metacontroller::MODE_LABEL,
+        crate::metacontroller::MODE_METACONTROLLER
+    );
+    Controller::new(functions, watcher::Config::default().labels(&ours))
         .owns(
             services,
             watcher::Config::default().labels(&format!(

@@ -18,7 +18,7 @@ use wasmless_e2e::{
 fn start_controller(cluster: &Cluster, store: &Path) -> anyhow::Result<(Process, String)> {
     let mut command = Command::new(binary("wasmless-controller"));
     command
-        .args(["run", "--listen", "127.0.0.1:0", "--store"])
+        .args(["--listen", "127.0.0.1:0", "--store"])
         .arg(store)
         .env("KUBECONFIG", &cluster.kubeconfig);
     let process = Process::spawn(command, "controller")?;

@@ -1,33 +1,39 @@
 //! `wasmless-controller`: turns Function manifests into artifacts.
 //!
-//! This build has the `build` command (manifest file → artifacts in a store, one JSON line per
-//! function). The Kubernetes reconciler, the artifact server and the Metacontroller webhook arrive
-//! with their issues.
+//! - no subcommand: run, `--mode native` (the default: a kube-runtime controller with leader
+//!   election) or `--mode metacontroller` (the sync/finalize webhook; no API access of its own).
+//!   Both serve the artifact store that hosts fetch from on `--listen`.
+//! - `crd`: print the Function CRD. `build -f FILE`: build manifests into a store.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use wasmless_controller::{DirStore, Pipeline, manifest};
-use wasmless_runtime::EngineConfig;
+use clap::{Parser, Subcommand, ValueEnum};
+use wasmless_controller::children::ChildConfig;
+use wasmless_controller::{
+    DirStore, Pipeline, artifacts, leader, manifest, metacontroller, reconcile,
+};
+use wasmless_runtime::{EngineConfig, server};
 
 #[derive(Parser)]
 #[command(
     name = "wasmless-controller",
     version,
-    about = "Builds wasmless Functions"
+    about = "Builds and reconciles wasmless Functions"
 )]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Print the Function CustomResourceDefinition (YAML).
     Crd,
-    /// Reconcile Functions in the cluster (kubeconfig or in-cluster config) and serve artifacts.
-    Run(RunArgs),
     /// Build every Function in a manifest file into the artifact store.
     Build {
         /// Manifest file (YAML, several documents allowed).
@@ -39,19 +45,25 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// Watch Functions through the API and reconcile them (leader-elected).
+    Native,
+    /// Serve Metacontroller's sync and finalize hooks; Metacontroller makes every API call.
+    Metacontroller,
+}
+
 #[derive(clap::Args)]
 struct RunArgs {
+    #[arg(long, value_enum, env = "WASMLESS_MODE", default_value = "native")]
+    mode: Mode,
     /// Artifact store directory (a PersistentVolume in a cluster).
     #[arg(long, env = "WASMLESS_STORE", default_value = "artifacts")]
     store: PathBuf,
-    /// Address of the artifact server hosts fetch from.
-    #[arg(
-        long,
-        env = "WASMLESS_ARTIFACTS_LISTEN",
-        default_value = "0.0.0.0:8090"
-    )]
+    /// Address of the artifact server (and, in metacontroller mode, of the hooks).
+    #[arg(long, env = "WASMLESS_LISTEN", default_value = "0.0.0.0:8090")]
     listen: String,
-    /// Namespace of the leader-election Lease.
+    /// Namespace of the leader-election Lease (native mode).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
     /// Labels of the shared host pods, which each function's Service selects (k=v,k=v).
@@ -61,42 +73,39 @@ struct RunArgs {
 
 fn main() -> anyhow::Result<()> {
     wasmless_runtime::init_tracing();
-    match Cli::parse().command {
-        Command::Run(args) => tokio::runtime::Runtime::new()?.block_on(run(args)),
-        Command::Crd => {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Crd) => {
             print!("{}", wasmless_controller::crd::yaml());
             Ok(())
         }
-        Command::Build { file, store } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            let manifests = manifest::parse(&text).with_context(|| file.display().to_string())?;
-            let engine = EngineConfig::default().build()?;
-            let pipeline = Pipeline::new(engine, std::sync::Arc::new(DirStore::new(store)));
-            for m in &manifests {
-                let artifact = pipeline
-                    .build(&m.key(), &m.spec, file.parent())
-                    .with_context(|| format!("function {}", m.key()))?;
-                let line =
-                    serde_json::json!({ "function": m.key().to_string(), "artifact": artifact });
-                println!("{line}");
-            }
-            Ok(())
-        }
+        Some(Command::Build { file, store }) => build(&file, store),
+        None => tokio::runtime::Runtime::new()?.block_on(run(cli.run)),
     }
 }
 
-async fn run(args: RunArgs) -> anyhow::Result<()> {
-    use std::sync::Arc;
-    use wasmless_controller::children::ChildConfig;
-    use wasmless_controller::{artifacts, leader, reconcile};
-    use wasmless_runtime::server;
+fn build(file: &std::path::Path, store: PathBuf) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let manifests = manifest::parse(&text).with_context(|| file.display().to_string())?;
+    let pipeline = Pipeline::new(
+        EngineConfig::default().build()?,
+        Arc::new(DirStore::new(store)),
+    );
+    for m in &manifests {
+        let artifact = pipeline
+            .build(&m.key(), &m.spec, file.parent())
+            .with_context(|| format!("function {}", m.key()))?;
+        println!(
+            "{}",
+            serde_json::json!({ "function": m.key().to_string(), "artifact": artifact })
+        );
+    }
+    Ok(())
+}
 
-    let client = kube::Client::try_default()
-        .await
-        .context("no Kubernetes API reachable: set KUBECONFIG or run in a cluster")?;
-    let host_selector = args
-        .host_selector
+fn host_selector(text: &str) -> anyhow::Result<ChildConfig> {
+    let host_selector = text
         .split(',')
         .filter(|kv| !kv.is_empty())
         .map(|kv| {
@@ -105,45 +114,81 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("--host-selector: {kv:?} is not k=v"))
         })
         .collect::<anyhow::Result<_>>()?;
-    let children = ChildConfig {
+    Ok(ChildConfig {
         host_selector,
         ..ChildConfig::default()
-    };
-    let engine = EngineConfig::default().build()?;
-    let store: artifacts::SharedStore = Arc::new(DirStore::new(&args.store));
-    let pipeline = Arc::new(Pipeline::new(engine, store.clone()));
+    })
+}
 
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(store = %args.store.display(), "serving artifacts");
-    // Scripts and tests read this line to learn the port.
-    println!(
-        "wasmless-controller: artifacts on http://{}",
-        listener.local_addr()?
-    );
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let children = host_selector(&args.host_selector)?;
+    let store: artifacts::SharedStore = Arc::new(DirStore::new(&args.store));
+    let pipeline = Arc::new(Pipeline::new(
+        EngineConfig::default().build()?,
+        store.clone(),
+    ));
+
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stop_flag = stop_rx.clone();
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let artifact_server =
-        tokio::spawn(server::serve(listener, artifacts::router(store), stopped()));
     tokio::spawn(async move {
         server::shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
 
+    let mut app = artifacts::router(store);
+    if args.mode == Mode::Metacontroller {
+        app = app.merge(metacontroller::router(metacontroller::Hook::new(
+            pipeline.clone(),
+            children.clone(),
+        )));
+    }
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(store = %args.store.display(), %addr, "serving artifacts");
+    // Scripts and tests read these lines to learn the port.
+    println!("wasmless-controller: artifacts on http://{addr}");
+    let serving = tokio::spawn(server::serve(listener, app, stopped()));
+
+    if args.mode == Mode::Native {
+        let client = kube::Client::try_default()
+            .await
+            .context("no Kubernetes API reachable: set KUBECONFIG or run in a cluster")?;
+        reconcile_while_leading(client, pipeline, children, &args.lease_namespace, &stopped)
+            .await?;
+    } else {
+        println!("wasmless-controller: hooks on http://{addr}/metacontroller/sync");
+        stopped().await;
+    }
+    serving.await??;
+    Ok(())
+}
+
+/// Reconciles while this replica holds the Lease; waits while another does.
+async fn reconcile_while_leading<S, F>(
+    client: kube::Client,
+    pipeline: Arc<Pipeline>,
+    children: ChildConfig,
+    lease_namespace: &str,
+    stopped: &S,
+) -> anyhow::Result<()>
+where
+    S: Fn() -> F,
+    F: Future<Output = ()> + Send + Sync + 'static,
+{
     let identity = format!(
         "{}-{}",
         std::env::var("POD_NAME").unwrap_or_else(|_| "wasmless-controller".into()),
         std::process::id()
     );
     let mut leadership =
-        leader::Leadership::elect(client.clone(), &args.lease_namespace, identity.clone()).await?;
+        leader::Leadership::elect(client.clone(), lease_namespace, identity.clone()).await?;
     let ctx = Arc::new(reconcile::Context::new(client, pipeline, children));
     let shutdown = stopped();
     tokio::pin!(shutdown);
@@ -155,19 +200,22 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         tracing::info!(%identity, "leading: reconciling Functions");
         let mut lost = leadership.leading.clone();
-        let stop = stopped();
+        let (stop, stop_now) = (
+            stopped(),
+            Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        );
+        let flag = stop_now.clone();
         reconcile::run(ctx.clone(), async move {
             tokio::select! {
-                _ = stop => {},
+                _ = stop => flag.store(true, std::sync::atomic::Ordering::Relaxed),
                 _ = lost.wait_for(|l| !*l) => tracing::warn!("lost the lease"),
             }
         })
         .await;
-        if *stop_flag.borrow() {
+        if stop_now.load(std::sync::atomic::Ordering::Relaxed) {
             break;
         }
     }
     leadership.release().await;
-    artifact_server.await??;
     Ok(())
 }

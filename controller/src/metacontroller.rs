@@ -1,0 +1,432 @@
+//! wasmless as the sync and finalize webhook of a Metacontroller `CompositeController` whose
+//! parent is `functions.wasmless.dev`. Metacontroller makes every API call; the hook only
+//! answers, from the parent alone, with the same status and children the native controller
+//! writes. Builds run in the background; until one finishes the answer is `Building` with
+//! `resyncAfterSeconds`. The same request always gets the same answer.
+//!
+//! A Function is reconciled by exactly one mode: the native controller skips Functions labelled
+//! `wasmless.dev/controller: metacontroller`, and this hook leaves every other Function as it is.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use http::StatusCode;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use kube::ResourceExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use wasmless_runtime::FunctionKey;
+use wasmless_runtime::function::Function;
+
+use crate::children::{self, ChildConfig};
+use crate::pipeline::{Artifact, Pipeline};
+use crate::status;
+
+/// The label that hands a Function to the Metacontroller hook.
+pub const MODE_LABEL: &str = "wasmless.dev/controller";
+pub const MODE_METACONTROLLER: &str = "metacontroller";
+/// Largest hook request accepted (Metacontroller sends the parent and its children).
+pub const MAX_REQUEST_BYTES: usize = 4 << 20;
+/// How soon Metacontroller should ask again while a build runs.
+const RESYNC_WHILE_BUILDING: f64 = 1.0;
+
+/// A sync or finalize request (hook versions v1 and v2 differ only in how `children` are keyed:
+/// by name or by namespace/name; both are maps of maps of objects).
+#[derive(Debug, Deserialize)]
+pub struct HookRequest {
+    #[serde(default)]
+    pub controller: Value,
+    pub parent: Function,
+    /// `Kind.version` or `Kind.group/version` → name (or namespace/name) → object.
+    #[serde(default)]
+    pub children: BTreeMap<String, BTreeMap<String, Value>>,
+    #[serde(default)]
+    pub related: Value,
+    #[serde(default)]
+    pub finalizing: bool,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct HookResponse {
+    pub status: Value,
+    pub children: Vec<Value>,
+    #[serde(rename = "resyncAfterSeconds", skip_serializing_if = "Option::is_none")]
+    pub resync_after_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finalized: Option<bool>,
+}
+
+/// What the hook remembers between requests: builds in flight and their outcomes. Losing it
+/// (a restart) only means a build runs again; finished builds live in the artifact store.
+pub struct Hook {
+    pipeline: Arc<Pipeline>,
+    children: ChildConfig,
+    builds: Mutex<HashMap<String, BuildState>>,
+}
+
+#[derive(Clone)]
+enum BuildState {
+    Running,
+    Failed(String),
+}
+
+impl Hook {
+    pub fn new(pipeline: Arc<Pipeline>, children: ChildConfig) -> Arc<Self> {
+        Arc::new(Self {
+            pipeline,
+            children,
+            builds: Mutex::default(),
+        })
+    }
+
+    /// Answers one request; `sync` starts a background build when one is needed.
+    pub fn answer(self: &Arc<Self>, request: &HookRequest) -> HookResponse {
+        let parent = &request.parent;
+        let previous = parent.status.clone().unwrap_or_default();
+        let ours = parent.labels().get(MODE_LABEL).map(String::as_str) == Some(MODE_METACONTROLLER);
+        if !ours {
+            // Not ours: change nothing (the native controller owns it).
+            return HookResponse {
+                status: to_value(&previous),
+                children: request
+                    .children
+                    .values()
+                    .flat_map(|m| m.values().cloned())
+                    .collect(),
+                resync_after_seconds: None,
+                finalized: request.finalizing.then_some(true),
+            };
+        }
+        if request.finalizing {
+            // The Service goes with the Function; artifacts are shared by digest and stay.
+            return HookResponse {
+                status: to_value(&previous),
+                children: Vec::new(),
+                resync_after_seconds: None,
+                finalized: Some(true),
+            };
+        }
+        let service = children::service(parent, &self.children);
+        let url = children::url(parent);
+        let generation = parent.metadata.generation;
+        let now = now();
+        let (status, resync) = match self.outcome(parent) {
+            Outcome::Done(result) => (
+                status::built(
+                    &previous,
+                    generation,
+                    url,
+                    result.as_ref().map_err(Clone::clone),
+                    &now,
+                ),
+                None,
+            ),
+            Outcome::Building => (
+                status::building(&previous, generation, url, &now),
+                Some(RESYNC_WHILE_BUILDING),
+            ),
+        };
+        HookResponse {
+            status: to_value(&status),
+            children: vec![to_value(&service)],
+            resync_after_seconds: resync,
+            finalized: None,
+        }
+    }
+
+    fn outcome(self: &Arc<Self>, parent: &Function) -> Outcome {
+        let spec = &parent.spec;
+        // Errors that need no build (bad source, unknown runtime) are answered at once.
+        let build_key = match self.pipeline.build_key_of(spec) {
+            Ok(k) => k,
+            Err(e) => return Outcome::Done(Err(format!("{e:#}"))),
+        };
+        match self.pipeline.lookup(spec) {
+            Ok(Some(artifact)) => return Outcome::Done(Ok(artifact)),
+            Ok(None) => {}
+            Err(e) => return Outcome::Done(Err(format!("{e:#}"))),
+        }
+        let mut builds = self.builds.lock().unwrap_or_else(PoisonError::into_inner);
+        match builds.get(&build_key) {
+            Some(BuildState::Failed(message)) => return Outcome::Done(Err(message.clone())),
+            Some(BuildState::Running) => return Outcome::Building,
+            None => {}
+        }
+        builds.insert(build_key.clone(), BuildState::Running);
+        drop(builds);
+        let hook = self.clone();
+        let key = FunctionKey::new(&parent.namespace().unwrap_or_default(), &parent.name_any());
+        let spec = spec.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = hook.pipeline.build(&key, &spec, None);
+            let mut builds = hook.builds.lock().unwrap_or_else(PoisonError::into_inner);
+            match result {
+                // Finished builds are found in the store from now on.
+                Ok(_) => builds.remove(&build_key),
+                Err(e) => builds.insert(build_key, BuildState::Failed(format!("{e:#}"))),
+            };
+        });
+        Outcome::Building
+    }
+}
+
+enum Outcome {
+    Done(Result<Artifact, String>),
+    Building,
+}
+
+fn to_value<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
+/// `POST /metacontroller/sync` and `POST /metacontroller/finalize`.
+pub fn router(hook: Arc<Hook>) -> Router {
+    Router::new()
+        .route("/metacontroller/sync", post(handle))
+        .route("/metacontroller/finalize", post(handle))
+        .with_state(hook)
+}
+
+async fn handle(State(hook): State<Arc<Hook>>, request: Request) -> Response {
+    let body = match Limited::new(request.into_body(), MAX_REQUEST_BYTES)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("hook request is larger than {MAX_REQUEST_BYTES} bytes"),
+            );
+        }
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the request: {e}"),
+            );
+        }
+    };
+    let request: HookRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("not a Metacontroller hook request: {e}"),
+            );
+        }
+    };
+    Json(hook.answer(&request)).into_response()
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifacts::DirStore;
+    use axum::body::Body;
+    use tower::ServiceExt;
+    use wasmless_runtime::EngineConfig;
+
+    const HELLO: &str = r#"(module (func (export "_start")))"#;
+
+    fn hook(dir: &std::path::Path) -> Arc<Hook> {
+        let engine = EngineConfig::default().build().unwrap();
+        let pipeline = Arc::new(Pipeline::new(engine, Arc::new(DirStore::new(dir))));
+        Hook::new(pipeline, ChildConfig::default())
+    }
+
+    /// A request as Metacontroller sends it; `children` keyed as hook `version` v1 or v2.
+    fn request(source: &str, version: u8, with_child: bool, finalizing: bool) -> Value {
+        let service_key = if version == 1 { "hello" } else { "test/hello" };
+        let children = if with_child {
+            serde_json::json!({ "Service.v1": { service_key: {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "hello", "namespace": "test"}} } })
+        } else {
+            serde_json::json!({ "Service.v1": {} })
+        };
+        serde_json::json!({
+            "controller": {"apiVersion": "metacontroller.k8s.io/v1alpha1", "kind": "CompositeController", "metadata": {"name": "wasmless"}, "spec": {"hooks": {"sync": {"webhook": {"version": format!("v{version}")}}}}},
+            "parent": {
+                "apiVersion": "wasmless.dev/v1alpha1", "kind": "Function",
+                "metadata": {"name": "hello", "namespace": "test", "uid": "u-1", "generation": 3,
+                             "labels": {MODE_LABEL: MODE_METACONTROLLER}},
+                "spec": {"runtime": "wat", "function": source}
+            },
+            "children": children,
+            "related": {},
+            "finalizing": finalizing
+        })
+    }
+
+    async fn post(hook: &Arc<Hook>, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
+        let request = http::Request::post(path).body(Body::from(body)).unwrap();
+        let response = router(hook.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn sync_until_settled(hook: &Arc<Hook>, body: &Value) -> Value {
+        for _ in 0..200 {
+            let (status, response) =
+                post(hook, "/metacontroller/sync", body.to_string().into_bytes()).await;
+            assert_eq!(status, StatusCode::OK, "{response}");
+            if response.get("resyncAfterSeconds").is_none() {
+                return response;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the build never settled");
+    }
+
+    #[tokio::test]
+    async fn sync_builds_in_the_background_then_reports_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        let hook = hook(dir.path());
+        for version in [1, 2] {
+            for with_child in [false, true] {
+                let body = request(HELLO, version, with_child, false);
+                let (_, first) =
+                    post(&hook, "/metacontroller/sync", body.to_string().into_bytes()).await;
+                let settled = sync_until_settled(&hook, &body).await;
+                if version == 1 && !with_child {
+                    // The very first request starts the build.
+                    assert_eq!(first["status"]["phase"], "Building", "{first}");
+                    assert_eq!(first["resyncAfterSeconds"], 1.0);
+                    assert_eq!(first["children"][0]["kind"], "Service");
+                }
+                let status = &settled["status"];
+                assert_eq!(status["phase"], "Ready", "{settled}");
+                assert_eq!(status["observedGeneration"], 3);
+                assert_eq!(status["url"], "http://hello.test:8080");
+                assert_eq!(status["artifact"]["abi"], "wagi");
+                assert!(
+                    status["artifact"]["digest"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("sha256:")
+                );
+                assert_eq!(status["conditions"][0]["type"], "Built");
+                assert_eq!(status["conditions"][1]["type"], "Ready");
+                assert_eq!(status["conditions"][1]["status"], "True");
+                let children = settled["children"].as_array().unwrap();
+                assert_eq!(children.len(), 1);
+                let svc = &children[0];
+                assert_eq!(
+                    (svc["apiVersion"].as_str(), svc["kind"].as_str()),
+                    (Some("v1"), Some("Service"))
+                );
+                assert_eq!(svc["metadata"]["name"], "hello");
+                assert_eq!(svc["spec"]["ports"][0]["port"], 8080);
+                assert!(settled.get("finalized").is_none());
+                // Idempotent: the same request, the same answer (but for timestamps).
+                let (_, again) =
+                    post(&hook, "/metacontroller/sync", body.to_string().into_bytes()).await;
+                assert_eq!(again["status"]["artifact"], status["artifact"]);
+                assert_eq!(again["children"], settled["children"]);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_build_is_reported_and_keeps_the_previous_artifact() {
+        let dir = tempfile::tempdir().unwrap();
+        let hook = hook(dir.path());
+        let good = sync_until_settled(&hook, &request(HELLO, 2, true, false)).await;
+        let mut bad = request("(module oops", 2, true, false);
+        bad["parent"]["status"] = good["status"].clone();
+        let failed = sync_until_settled(&hook, &bad).await;
+        assert_eq!(failed["status"]["phase"], "Failed", "{failed}");
+        assert_eq!(failed["status"]["artifact"], good["status"]["artifact"]);
+        assert_eq!(failed["status"]["conditions"][0]["reason"], "BuildFailed");
+        assert!(
+            failed["status"]["conditions"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("expected")
+        );
+        assert_eq!(
+            failed["children"].as_array().unwrap().len(),
+            1,
+            "the Service stays"
+        );
+    }
+
+    #[tokio::test]
+    async fn finalize_releases_the_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let hook = hook(dir.path());
+        let (status, response) = post(
+            &hook,
+            "/metacontroller/finalize",
+            request(HELLO, 1, true, true).to_string().into_bytes(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(response["finalized"], true);
+        assert_eq!(response["children"], serde_json::json!([]));
+        assert!(response.get("resyncAfterSeconds").is_none());
+    }
+
+    #[tokio::test]
+    async fn functions_of_the_native_controller_are_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let hook = hook(dir.path());
+        let mut body = request(HELLO, 2, true, false);
+        body["parent"]["metadata"]["labels"] = serde_json::json!({});
+        body["parent"]["status"] = serde_json::json!({"phase": "Ready", "url": "x"});
+        let (_, response) =
+            post(&hook, "/metacontroller/sync", body.to_string().into_bytes()).await;
+        assert_eq!(response["status"]["phase"], "Ready");
+        assert_eq!(response["status"]["url"], "x");
+        assert_eq!(
+            response["children"][0]["metadata"]["name"], "hello",
+            "existing children are kept"
+        );
+        assert!(response.get("resyncAfterSeconds").is_none());
+        assert!(!dir.path().join("wasm").exists(), "nothing was built");
+    }
+
+    #[tokio::test]
+    async fn bad_requests_get_4xx_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let hook = hook(dir.path());
+        let (status, body) = post(&hook, "/metacontroller/sync", b"{not json".to_vec()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("not a Metacontroller hook request")
+        );
+        let (status, body) = post(
+            &hook,
+            "/metacontroller/sync",
+            br#"{"children": {}}"#.to_vec(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "no parent: {body}");
+        let (status, body) = post(
+            &hook,
+            "/metacontroller/sync",
+            vec![b' '; MAX_REQUEST_BYTES + 1],
+        )
+        .await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(body["error"].is_string());
+    }
+}
