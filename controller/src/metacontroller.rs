@@ -430,3 +430,56 @@ mod tests {
         assert!(body["error"].is_string());
     }
 }
+
+#[cfg(test)]
+mod chart {
+    /// The chart's CompositeController, rendered as Helm would with the default values, names
+    /// the hooks this module serves and the parent and child kinds it answers for.
+    #[test]
+    fn the_composite_controller_matches_the_hook() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../charts/wasmless/templates/metacontroller.yaml"
+        );
+        let template = std::fs::read_to_string(path).unwrap_or_default();
+        let rendered: String = template
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("{{-"))
+            .map(|l| {
+                l.replace(
+                    "{{ .Values.metacontroller.hookBaseUrl }}",
+                    "http://hook:8090",
+                )
+                .replace("{{ .Values.metacontroller.resyncPeriodSeconds }}", "60")
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let cc: serde_yaml::Value = serde_yaml::from_str(&rendered).unwrap_or_default();
+        assert_eq!(
+            cc["kind"].as_str(),
+            Some("CompositeController"),
+            "{rendered}"
+        );
+        assert_eq!(
+            cc["spec"]["parentResource"]["resource"].as_str(),
+            Some("functions")
+        );
+        assert_eq!(
+            cc["spec"]["parentResource"]["apiVersion"].as_str(),
+            Some("wasmless.dev/v1alpha1")
+        );
+        assert_eq!(
+            cc["spec"]["childResources"][0]["resource"].as_str(),
+            Some("services")
+        );
+        let hooks = &cc["spec"]["hooks"];
+        assert_eq!(
+            hooks["sync"]["webhook"]["url"].as_str(),
+            Some("http://hook:8090/metacontroller/sync")
+        );
+        assert_eq!(
+            hooks["finalize"]["webhook"]["url"].as_str(),
+            Some("http://hook:8090/metacontroller/finalize")
+        );
+    }
+}
