@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::wait_until;
+use crate::{Process, Served, binary, wait_until};
 
 pub struct Cluster {
     dir: tempfile::TempDir,
@@ -187,6 +187,54 @@ impl Cluster {
             started.elapsed().as_secs_f64()
         ));
         Ok(cluster)
+    }
+
+    /// A control plane with the Function CRD established and the namespace `test`.
+    pub async fn with_functions() -> anyhow::Result<Self> {
+        let cluster = Self::start().await?;
+        let crd =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/wasmless/crds/functions.yaml");
+        cluster.apply(&std::fs::read_to_string(crd)?)?;
+        cluster.kubectl(&[
+            "wait",
+            "--for=condition=established",
+            "--timeout=60s",
+            "crd/functions.wasmless.dev",
+        ])?;
+        cluster.kubectl(&["create", "namespace", "test"])?;
+        Ok(cluster)
+    }
+
+    /// `wasmless-controller` against this cluster (extra flags such as `--mode`); returns the
+    /// process and the base URL of its artifact server.
+    pub fn controller(&self, store: &Path, extra: &[&str]) -> anyhow::Result<(Process, String)> {
+        let mut command = Command::new(binary("wasmless-controller"));
+        command
+            .args(["--listen", "127.0.0.1:0", "--store"])
+            .arg(store)
+            .args(extra)
+            .env("KUBECONFIG", &self.kubeconfig);
+        let process = Process::spawn(command, "controller")?;
+        let addr = process.address("wasmless-controller: artifacts on ")?;
+        Ok((process, format!("http://{addr}")))
+    }
+
+    /// `wasmless-host` watching this cluster, fetching from `artifacts`, caching in `cache`.
+    pub async fn host(&self, artifacts: &str, cache: &Path) -> anyhow::Result<Served> {
+        let mut command = Command::new(binary("wasmless-host"));
+        command
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--artifacts-url",
+                artifacts,
+                "--cache",
+            ])
+            .arg(cache)
+            .env("KUBECONFIG", &self.kubeconfig);
+        Served::start(command, "wasmless-host").await
     }
 
     /// Runs the real `kubectl` against this cluster; its stdout, or an error with its stderr.

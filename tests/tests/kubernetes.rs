@@ -2,7 +2,6 @@
 //! driven with the real kubectl; the controller and the host run as processes of their own and
 //! functions answer over real HTTP on loopback.
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,37 +10,7 @@ use std::time::{Duration, Instant};
 use sha2::Digest;
 
 use wasmless_e2e::cluster::Cluster;
-use wasmless_e2e::{
-    Process, Served, binary, client, functions_dir, report, wait_until, wat_manifest,
-};
-
-fn start_controller(cluster: &Cluster, store: &Path) -> anyhow::Result<(Process, String)> {
-    let mut command = Command::new(binary("wasmless-controller"));
-    command
-        .args(["--listen", "127.0.0.1:0", "--store"])
-        .arg(store)
-        .env("KUBECONFIG", &cluster.kubeconfig);
-    let process = Process::spawn(command, "controller")?;
-    let addr = process.address("wasmless-controller: artifacts on ")?;
-    Ok((process, format!("http://{addr}")))
-}
-
-async fn start_host(cluster: &Cluster, artifacts: &str, cache: &Path) -> anyhow::Result<Served> {
-    let mut command = Command::new(binary("wasmless-host"));
-    command
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--artifacts-url",
-            artifacts,
-            "--cache",
-        ])
-        .arg(cache)
-        .env("KUBECONFIG", &cluster.kubeconfig);
-    Served::start(command, "wasmless-host").await
-}
+use wasmless_e2e::{Process, Served, client, functions_dir, report, wait_until, wat_manifest};
 
 fn phase(cluster: &Cluster, name: &str) -> String {
     cluster
@@ -67,23 +36,12 @@ async fn until_body(served: &Served, host: &str, body: &str) -> anyhow::Result<(
 
 #[tokio::test]
 async fn functions_on_a_real_api_server() -> anyhow::Result<()> {
-    let cluster = Cluster::start().await?;
-    let crd = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/wasmless/crds/functions.yaml"),
-    )?;
-    cluster.apply(&crd)?;
-    cluster.kubectl(&[
-        "wait",
-        "--for=condition=established",
-        "--timeout=60s",
-        "crd/functions.wasmless.dev",
-    ])?;
-    cluster.kubectl(&["create", "namespace", "test"])?;
+    let cluster = Cluster::with_functions().await?;
 
     let store = tempfile::tempdir()?;
     let cache = tempfile::tempdir()?;
-    let (mut controller, artifacts) = start_controller(&cluster, store.path())?;
-    let mut host = start_host(&cluster, &artifacts, cache.path()).await?;
+    let (mut controller, artifacts) = cluster.controller(store.path(), &[])?;
+    let mut host = cluster.host(&artifacts, cache.path()).await?;
 
     // apply → Ready → first 200, timed once the controller leads.
     wait_until(Duration::from_secs(60), || {
@@ -266,7 +224,7 @@ async fn functions_on_a_real_api_server() -> anyhow::Result<()> {
 
     // Leader election: a second replica waits while the first leads, and takes over as soon as
     // the first shuts down gracefully (SIGTERM releases the Lease).
-    let (mut standby, _) = start_controller(&cluster, store.path())?;
+    let (mut standby, _) = cluster.controller(store.path(), &[])?;
     wait_until(Duration::from_secs(30), || {
         let waiting = standby.log_contains("waiting to lead");
         async move { waiting }
@@ -294,9 +252,9 @@ async fn functions_on_a_real_api_server() -> anyhow::Result<()> {
     // disk cache.
     standby.kill();
     host.process.kill();
-    let host = start_host(&cluster, "http://127.0.0.1:9", cache.path()).await?;
+    let host = cluster.host("http://127.0.0.1:9", cache.path()).await?;
     until_body(&host, "hello-world.test", "hello v2").await?;
-    let (controller3, artifacts) = start_controller(&cluster, store.path())?;
+    let (controller3, artifacts) = cluster.controller(store.path(), &[])?;
     // A new function builds; the settled ones are not built again.
     cluster.apply(&wat_manifest("test", "second", "second"))?;
     wait_until(Duration::from_secs(60), || {
@@ -313,7 +271,7 @@ async fn functions_on_a_real_api_server() -> anyhow::Result<()> {
     );
     drop(host);
     let cache2 = tempfile::tempdir()?;
-    let host = start_host(&cluster, &artifacts, cache2.path()).await?;
+    let host = cluster.host(&artifacts, cache2.path()).await?;
     until_body(&host, "second.test", "second").await?;
     until_body(&host, "hello-world.test", "hello v2").await?;
 
@@ -340,19 +298,9 @@ async fn functions_on_a_real_api_server() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn a_kubeless_manifest_applies_after_changing_only_its_api_version() -> anyhow::Result<()> {
-    let cluster = Cluster::start().await?;
-    let crd = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/wasmless/crds/functions.yaml"),
-    )?;
-    cluster.apply(&crd)?;
-    cluster.kubectl(&[
-        "wait",
-        "--for=condition=established",
-        "--timeout=60s",
-        "crd/functions.wasmless.dev",
-    ])?;
+    let cluster = Cluster::with_functions().await?;
     let store = tempfile::tempdir()?;
-    let (_controller, _) = start_controller(&cluster, store.path())?;
+    let (_controller, _) = cluster.controller(store.path(), &[])?;
 
     // Kubeless's own shape: string timeout, checksum, deployment/service/HPA knobs.
     let source = r#"(module (func (export "_start")))"#;

@@ -3,13 +3,12 @@
 //! ownerReferences, write the returned status to the status subresource), and the function
 //! answers over HTTP from the host.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wasmless_e2e::cluster::Cluster;
-use wasmless_e2e::{Process, Served, binary, client, report, wait_until, wat_manifest};
+use wasmless_e2e::{Process, binary, client, report, wait_until, wat_manifest};
 
 /// One round of Metacontroller's sync loop for `name`; returns the hook's response.
 async fn sync_once(cluster: &Cluster, hook: &str, name: &str) -> anyhow::Result<Value> {
@@ -74,18 +73,7 @@ async fn sync_once(cluster: &Cluster, hook: &str, name: &str) -> anyhow::Result<
 
 #[tokio::test]
 async fn metacontroller_mode_on_a_real_api_server() -> anyhow::Result<()> {
-    let cluster = Cluster::start().await?;
-    let crd = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/wasmless/crds/functions.yaml"),
-    )?;
-    cluster.apply(&crd)?;
-    cluster.kubectl(&[
-        "wait",
-        "--for=condition=established",
-        "--timeout=60s",
-        "crd/functions.wasmless.dev",
-    ])?;
-    cluster.kubectl(&["create", "namespace", "test"])?;
+    let cluster = Cluster::with_functions().await?;
 
     // The hook runs with no API access at all.
     let store = tempfile::tempdir()?;
@@ -109,28 +97,9 @@ async fn metacontroller_mode_on_a_real_api_server() -> anyhow::Result<()> {
 
     // A native controller runs beside it and must leave the Function alone.
     let native_store = tempfile::tempdir()?;
-    let mut command = Command::new(binary("wasmless-controller"));
-    command
-        .args(["--listen", "127.0.0.1:0", "--store"])
-        .arg(native_store.path())
-        .env("KUBECONFIG", &cluster.kubeconfig);
-    let native = Process::spawn(command, "native")?;
-
+    let (native, _) = cluster.controller(native_store.path(), &[])?;
     let cache = tempfile::tempdir()?;
-    let mut command = Command::new(binary("wasmless-host"));
-    command
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--artifacts-url",
-            &base,
-            "--cache",
-        ])
-        .arg(cache.path())
-        .env("KUBECONFIG", &cluster.kubeconfig);
-    let host = Served::start(command, "wasmless-host").await?;
+    let host = cluster.host(&base, cache.path()).await?;
 
     let manifest = wat_manifest("test", "mc-hello", "hello from metacontroller mode").replace(
         "metadata: {name: mc-hello, namespace: test}",
