@@ -92,9 +92,12 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     host.set_ready();
     tracing::info!(dir = %args.dir.display(), store = %store.display(), functions = host.registry().len(), "ready");
 
+    // One signal listener for the whole loop: a SIGTERM that arrives during a sync is kept.
+    let shutdown = server::shutdown_signal();
+    tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = server::shutdown_signal() => break,
+            _ = &mut shutdown => break,
             event = events.recv() => {
                 if event.is_none() { break }
                 // Editors write a file in several steps: wait for a quiet moment, then sync once.

@@ -1,6 +1,8 @@
 //! One builder per runtime, behind one trait: source bytes in, a WebAssembly binary out. The
 //! controller and `wasmless up` use the same builders.
 
+mod go;
+mod toolchain;
 mod wasm;
 mod wat;
 
@@ -21,9 +23,11 @@ pub enum BuildError {
     NotYet(String, &'static str),
     #[error("{0}")]
     Compile(String),
+    #[error("{tool} is not installed: {hint}")]
+    Toolchain { tool: String, hint: &'static str },
 }
 
-const SUPPORTED: &str = "wat, wasm";
+const SUPPORTED: &str = "wat, wasm, go";
 
 pub trait Builder: Send + Sync {
     /// Changes whenever the builder's output for the same input may change; part of the build key.
@@ -48,7 +52,8 @@ pub fn for_runtime(runtime: &str) -> Result<&'static dyn Builder, BuildError> {
     match canonical_runtime(runtime).as_str() {
         "wat" => Ok(&wat::Wat),
         "wasm" => Ok(&wasm::Wasm),
-        "python" | "nodejs" | "go" | "rust" | "c" => Err(BuildError::NotYet(
+        "go" => Ok(&go::Go),
+        "python" | "nodejs" | "rust" | "c" => Err(BuildError::NotYet(
             runtime.into(),
             "source runtimes arrive with their builders",
         )),
@@ -82,6 +87,6 @@ mod tests {
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(e.contains("wat, wasm"), "{e}");
+        assert!(e.contains("wat, wasm, go"), "{e}");
     }
 }

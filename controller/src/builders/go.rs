@@ -1,0 +1,68 @@
+//! `go`: a Kubeless Go function (`func Foo(event functions.Event, context functions.Context)
+//! (string, error)` in `package kubeless`), built with Go's own `GOOS=wasip1 GOARCH=wasm` into a
+//! WAGI module. Generated glue (`go/main.go`) turns the CGI request into Kubeless's event and
+//! context; `github.com/kubeless/kubeless/pkg/functions` is provided (`go/functions.go`).
+
+use std::process::Command;
+
+use super::toolchain::{self, run, split_handler};
+use super::{BuildError, Builder, Source};
+
+const MAIN: &str = include_str!("go/main.go");
+const FUNCTIONS: &str = include_str!("go/functions.go");
+const INSTALL: &str = "install Go 1.21 or newer (scripts/toolchains.sh, or Debian's golang-go)";
+
+pub struct Go;
+
+impl Builder for Go {
+    fn version(&self) -> &'static str {
+        "go-1"
+    }
+
+    fn build(&self, source: &Source) -> Result<Vec<u8>, BuildError> {
+        let (file, func) = split_handler(source.handler)?;
+        if !source.deps.trim().is_empty() {
+            return Err(BuildError::Compile(
+                "Go functions build with the standard library only: deps are not supported yet"
+                    .into(),
+            ));
+        }
+        let dir = toolchain::workdir()?;
+        let d = dir.path();
+        toolchain::write(
+            &d.join("go.mod"),
+            b"module wasmless.dev/function\n\ngo 1.21\n\nrequire github.com/kubeless/kubeless v0.0.0\n\nreplace github.com/kubeless/kubeless => ./kubeless\n",
+        )?;
+        toolchain::write(
+            &d.join("kubeless/go.mod"),
+            b"module github.com/kubeless/kubeless\n\ngo 1.21\n",
+        )?;
+        toolchain::write(
+            &d.join("kubeless/pkg/functions/functions.go"),
+            FUNCTIONS.as_bytes(),
+        )?;
+        toolchain::write(
+            &d.join("main.go"),
+            MAIN.replace("WASMLESS_HANDLER", func).as_bytes(),
+        )?;
+        toolchain::write(&d.join(format!("function/{file}.go")), source.code)?;
+
+        let mut go = Command::new("go");
+        go.args([
+            "build",
+            "-trimpath",
+            "-ldflags=-s -w",
+            "-o",
+            "function.wasm",
+            ".",
+        ])
+        .env("GOOS", "wasip1")
+        .env("GOARCH", "wasm")
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
+        .env("CGO_ENABLED", "0");
+        run(go, d, INSTALL)?;
+        toolchain::read(&d.join("function.wasm"))
+    }
+}

@@ -1,0 +1,268 @@
+// wasmless Node.js glue: adapts a `wasi:http/incoming-handler@0.2.10` request
+// to the Kubeless function contract `handler(event, context)`.
+//
+// build.sh bundles this file with an entry module that does
+//   import user from '<the user file>';            // CommonJS module.exports
+//   export const incomingHandler = makeIncomingHandler(user, '<func>');
+// and hands the bundle to componentize-js. The `wasi:*` imports stay external
+// and are bound by componentize-js to the component's imports.
+//
+// Note: module top-level code (this file and the user's file) runs at BUILD
+// time inside wizer, not per request. Everything that depends on the request,
+// the environment or the clock is therefore done inside `handle`.
+
+import {
+  ResponseOutparam,
+  OutgoingBody,
+  OutgoingResponse,
+  Fields,
+} from 'wasi:http/types@0.2.10';
+import { getEnvironment } from 'wasi:cli/environment@0.2.10';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+// wasi:io/streams: blocking-write-and-flush accepts at most 4096 bytes a call.
+const WRITE_CHUNK = 4096;
+const READ_CHUNK = 65536n;
+
+// A Node-like `process` for user code that reads `process.env.X` at request
+// time. StarlingMonkey has no `process` global; env is refreshed per request
+// from wasi:cli/environment (values seen at build time are not the runtime's).
+if (typeof globalThis.process === 'undefined') {
+  globalThis.process = { env: {}, argv: [], platform: 'wasi', version: 'v0-starlingmonkey', versions: {} };
+} else if (!globalThis.process.env) {
+  globalThis.process.env = {};
+}
+
+function readEnv() {
+  const env = {};
+  for (const [k, v] of getEnvironment()) env[k] = v;
+  const pe = globalThis.process.env;
+  for (const k of Object.keys(pe)) if (!(k in env)) delete pe[k];
+  Object.assign(pe, env);
+  return env;
+}
+
+// Results from componentize-js bindings may arrive as {tag, val} or unwrapped.
+function unwrap(r) {
+  if (r && typeof r === 'object' && 'tag' in r && ('val' in r || r.tag === 'ok')) {
+    if (r.tag === 'ok') return r.val;
+    if (r.tag === 'err') throw new Error('wasi error: ' + JSON.stringify(r.val));
+  }
+  return r;
+}
+
+function isStreamClosed(e) {
+  const p = e && (e.payload !== undefined ? e.payload : e);
+  return p && (p.tag === 'closed' || p === 'closed');
+}
+
+function methodName(m) {
+  if (typeof m === 'string') return m.toUpperCase();
+  if (m.tag === 'other') return String(m.val).toUpperCase();
+  return String(m.tag).toUpperCase();
+}
+
+function readBody(req) {
+  const body = unwrap(req.consume());
+  const stream = unwrap(body.stream());
+  const chunks = [];
+  let total = 0;
+  for (;;) {
+    let buf;
+    try {
+      buf = unwrap(stream.blockingRead(READ_CHUNK));
+    } catch (e) {
+      if (isStreamClosed(e)) break;
+      throw e;
+    }
+    if (buf && buf.tag === 'closed') break;
+    if (buf && buf.length) {
+      chunks.push(buf);
+      total += buf.length;
+    }
+  }
+  stream[Symbol.dispose]?.();
+  body[Symbol.dispose]?.();
+  const all = new Uint8Array(total);
+  let off = 0;
+  for (const c of chunks) {
+    all.set(c, off);
+    off += c.length;
+  }
+  return all;
+}
+
+function parseQuery(q) {
+  const out = {};
+  if (!q) return out;
+  for (const part of q.split('&')) {
+    if (!part) continue;
+    const i = part.indexOf('=');
+    const rawK = i < 0 ? part : part.slice(0, i);
+    const rawV = i < 0 ? '' : part.slice(i + 1);
+    const dec = (s) => {
+      try {
+        return decodeURIComponent(s.replace(/\+/g, ' '));
+      } catch {
+        return s;
+      }
+    };
+    const k = dec(rawK);
+    const v = dec(rawV);
+    if (k in out) out[k] = Array.isArray(out[k]) ? [...out[k], v] : [out[k], v];
+    else out[k] = v;
+  }
+  return out;
+}
+
+function uuid4() {
+  if (globalThis.crypto && typeof crypto.randomUUID === 'function') return crypto.randomUUID();
+  const b = new Uint8Array(16);
+  if (globalThis.crypto && crypto.getRandomValues) crypto.getRandomValues(b);
+  else for (let i = 0; i < 16; i++) b[i] = (Math.random() * 256) | 0;
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+function isJsonType(ct) {
+  const t = (ct || '').split(';')[0].trim().toLowerCase();
+  return t === 'application/json' || t.endsWith('+json');
+}
+
+class HttpError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+function buildEvent(req, bodyBytes) {
+  const headers = {};
+  for (const [name, value] of req.headers().entries()) {
+    const k = name.toLowerCase();
+    const v = decoder.decode(value);
+    headers[k] = k in headers ? `${headers[k]}, ${v}` : v;
+  }
+  const pathWithQuery = req.pathWithQuery() || '/';
+  const qi = pathWithQuery.indexOf('?');
+  const path = qi < 0 ? pathWithQuery : pathWithQuery.slice(0, qi);
+  const rawQuery = qi < 0 ? '' : pathWithQuery.slice(qi + 1);
+  const contentType = headers['content-type'] || '';
+
+  const text = decoder.decode(bodyBytes);
+  let data = text;
+  if (isJsonType(contentType) && text.trim() !== '') {
+    try {
+      data = JSON.parse(text);
+    } catch (e) {
+      throw new HttpError(400, `invalid JSON body: ${e.message}`);
+    }
+  }
+
+  const request = {
+    method: methodName(req.method()),
+    path,
+    query: parseQuery(rawQuery),
+    headers,
+    url: pathWithQuery,
+  };
+  // Express-like helper, not enumerable so JSON.stringify(event) stays clean.
+  Object.defineProperty(request, 'get', {
+    value: (n) => headers[String(n).toLowerCase()],
+    enumerable: false,
+  });
+
+  return {
+    data,
+    'event-id': headers['event-id'] || uuid4(),
+    'event-type': headers['event-type'] || contentType || 'text/plain',
+    'event-time': headers['event-time'] || new Date().toISOString(),
+    'event-namespace': headers['event-namespace'] || 'http.wasmless.dev',
+    extensions: { request },
+  };
+}
+
+function buildContext(env) {
+  return {
+    'function-name': env.FUNC_NAME || '',
+    timeout: env.FUNC_TIMEOUT || '180',
+    runtime: env.FUNC_RUNTIME || '',
+    'memory-limit': env.FUNC_MEMORY_LIMIT || '',
+  };
+}
+
+// Maps a handler result to [status, content-type, bytes].
+function encodeResult(v) {
+  if (v === undefined || v === null) return [200, 'text/plain; charset=utf-8', new Uint8Array(0)];
+  if (typeof v === 'string') return [200, 'text/plain; charset=utf-8', encoder.encode(v)];
+  if (v instanceof Uint8Array) return [200, 'application/octet-stream', v];
+  if (v instanceof ArrayBuffer) return [200, 'application/octet-stream', new Uint8Array(v)];
+  if (typeof v === 'object') return [200, 'application/json', encoder.encode(JSON.stringify(v))];
+  return [200, 'text/plain; charset=utf-8', encoder.encode(String(v))];
+}
+
+function sendResponse(responseOut, status, contentType, bytes) {
+  // `new Fields(list)` silently ignores its argument (the WIT constructor takes
+  // none); use the `from-list` static constructor instead.
+  const headers = Fields.fromList([
+    ['content-type', encoder.encode(contentType)],
+    ['content-length', encoder.encode(String(bytes.length))],
+  ]);
+  const resp = new OutgoingResponse(headers);
+  resp.setStatusCode(status);
+  const body = unwrap(resp.body());
+  ResponseOutparam.set(responseOut, { tag: 'ok', val: resp });
+  const out = unwrap(body.write());
+  for (let off = 0; off < bytes.length; off += WRITE_CHUNK) {
+    out.blockingWriteAndFlush(bytes.subarray(off, Math.min(off + WRITE_CHUNK, bytes.length)));
+  }
+  out[Symbol.dispose]();
+  OutgoingBody.finish(body, undefined);
+}
+
+function errorMessage(e) {
+  if (e instanceof Error) return e.message;
+  if (typeof e === 'string') return e;
+  try {
+    return JSON.stringify(e);
+  } catch {
+    return String(e);
+  }
+}
+
+export function makeIncomingHandler(userModule, funcName) {
+  const mod = userModule && userModule.default && !(funcName in userModule) ? userModule.default : userModule;
+  const fn = mod && mod[funcName];
+  if (typeof fn !== 'function') {
+    // Thrown at build time (wizer init), so a wrong handler name fails the build.
+    throw new Error(
+      `wasmless: handler function '${funcName}' not found in module.exports (exports: ${Object.keys(mod || {}).join(', ') || 'none'})`,
+    );
+  }
+
+  async function run(request) {
+    const env = readEnv();
+    const event = buildEvent(request, readBody(request));
+    const context = buildContext(env);
+    return await fn.call(mod, event, context);
+  }
+
+  return {
+    async handle(request, responseOut) {
+      let status, ctype, bytes;
+      try {
+        [status, ctype, bytes] = encodeResult(await run(request));
+      } catch (e) {
+        status = e instanceof HttpError ? e.status : 500;
+        ctype = 'text/plain; charset=utf-8';
+        bytes = encoder.encode(errorMessage(e));
+        if (status === 500) console.error(`function error: ${e && e.stack ? e.stack : errorMessage(e)}`);
+      }
+      sendResponse(responseOut, status, ctype, bytes);
+    },
+  };
+}

@@ -1,0 +1,185 @@
+"""wasmless glue: adapts wasi:http/incoming-handler to the Kubeless Python contract.
+
+This module is bundled into every Python function component by build.sh. The
+entry module that componentize-py wraps is a small generated `wasmless_app.py`:
+
+    import <MOD_NAME> as _user_module
+    from wasmless_glue import make_incoming_handler
+    IncomingHandler = make_incoming_handler(_user_module.<func>, "<MOD_NAME>.<func>")
+
+so the user's module is imported (and snapshotted) at build time, whatever its
+name, and componentize-py finds the `IncomingHandler` class it expects.
+
+Contract (see README.md):
+  handler(event, context) where
+    event = {"data", "event-id", "event-type", "event-time", "event-namespace",
+             "extensions": {"request": {"method", "path", "query", "headers", ...}}}
+    context = {"function-name", "timeout", "runtime", "memory-limit"}
+  return str -> 200 text/plain; dict/list -> 200 application/json;
+         bytes/bytearray -> 200 application/octet-stream; None -> 200 empty;
+         other -> str(value) as text/plain; exception -> 500, body = str(exception).
+"""
+
+import datetime
+import json
+import os
+import sys
+import traceback
+import uuid
+from urllib.parse import parse_qsl
+
+from componentize_py_types import Err, Ok
+from wit_world import exports
+from wit_world.imports import types as http
+from wit_world.imports.streams import StreamError_Closed
+
+_READ_CHUNK = 64 * 1024
+_WRITE_CHUNK = 4096  # blocking-write-and-flush accepts at most 4096 bytes per call
+
+
+def _method_name(method) -> str:
+    if isinstance(method, http.Method_Other):
+        return method.value
+    # Method_Get -> "GET"
+    return type(method).__name__.split("_", 1)[1].upper()
+
+
+def _read_body(request) -> bytes:
+    chunks = []
+    body = request.consume()
+    with body:
+        stream = body.stream()
+        with stream:
+            while True:
+                try:
+                    chunk = stream.blocking_read(_READ_CHUNK)
+                except Err as e:
+                    if isinstance(e.value, StreamError_Closed):
+                        break
+                    raise
+                chunks.append(chunk)
+        # dropping the body here is fine: we don't care about request trailers
+    return b"".join(chunks)
+
+
+def _headers_dict(fields) -> dict:
+    out = {}
+    for name, value in fields.entries():
+        name = name.lower()
+        text = value.decode("latin-1")
+        out[name] = out[name] + ", " + text if name in out else text
+    return out
+
+
+def _now_rfc3339() -> str:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + "%06dZ" % now.microsecond
+
+
+def _context() -> dict:
+    env = os.environ
+    return {
+        "function-name": env.get("FUNC_NAME", ""),
+        "timeout": env.get("FUNC_TIMEOUT", "180"),
+        "runtime": env.get("FUNC_RUNTIME", "python"),
+        "memory-limit": env.get("FUNC_MEMORY_LIMIT", ""),
+    }
+
+
+class _BadRequest(Exception):
+    pass
+
+
+def _event(request) -> dict:
+    headers = _headers_dict(request.headers())
+    method = _method_name(request.method())
+    path_with_query = request.path_with_query() or "/"
+    path, _, query_string = path_with_query.partition("?")
+    # last value wins for repeated keys (like bottle's request.query[key])
+    query = dict(parse_qsl(query_string, keep_blank_values=True))
+
+    raw = _read_body(request)
+    content_type = headers.get("content-type", "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type == "application/json" or media_type.endswith("+json"):
+        if raw.strip():
+            try:
+                data = json.loads(raw)
+            except ValueError as e:
+                raise _BadRequest("invalid JSON body: %s" % e)
+        else:
+            data = None
+    else:
+        try:
+            data = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            data = raw  # not text: hand over the bytes untouched
+
+    return {
+        "data": data,
+        "event-id": headers.get("event-id") or str(uuid.uuid4()),
+        "event-type": headers.get("event-type") or (media_type or "application/octet-stream"),
+        "event-time": headers.get("event-time") or _now_rfc3339(),
+        "event-namespace": headers.get("event-namespace") or "wasmless.dev",
+        "extensions": {
+            "request": {
+                "method": method,
+                "path": path,
+                "query": query,
+                "query_string": query_string,
+                "headers": headers,
+                "authority": request.authority(),
+            }
+        },
+    }
+
+
+def _encode_result(result):
+    """-> (status, content-type, body bytes)"""
+    if result is None:
+        return 200, "text/plain; charset=utf-8", b""
+    if isinstance(result, str):
+        return 200, "text/plain; charset=utf-8", result.encode("utf-8")
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        return 200, "application/octet-stream", bytes(result)
+    if isinstance(result, (dict, list, tuple)):
+        return 200, "application/json", json.dumps(result).encode("utf-8")
+    if isinstance(result, (bool, int, float)):
+        return 200, "application/json", json.dumps(result).encode("utf-8")
+    return 200, "text/plain; charset=utf-8", str(result).encode("utf-8")
+
+
+def _send(response_out, status: int, content_type: str, body: bytes) -> None:
+    headers = http.Fields.from_list([
+        ("content-type", content_type.encode("latin-1")),
+        ("content-length", str(len(body)).encode("latin-1")),
+    ])
+    response = http.OutgoingResponse(headers)
+    response.set_status_code(status)
+    outgoing = response.body()
+    http.ResponseOutparam.set(response_out, Ok(response))
+    stream = outgoing.write()
+    with stream:
+        for i in range(0, len(body), _WRITE_CHUNK):
+            stream.blocking_write_and_flush(body[i:i + _WRITE_CHUNK])
+    http.OutgoingBody.finish(outgoing, None)
+
+
+def make_incoming_handler(func, handler_name: str):
+    class IncomingHandler(exports.IncomingHandler):
+        def handle(self, request, response_out) -> None:
+            try:
+                event = _event(request)
+            except _BadRequest as e:
+                _send(response_out, 400, "text/plain; charset=utf-8", str(e).encode("utf-8"))
+                return
+            try:
+                result = func(event, _context())
+                status, content_type, body = _encode_result(result)
+            except Exception as e:
+                traceback.print_exc(file=sys.stderr)  # the host keeps stderr as the function's log
+                status, content_type, body = 500, "text/plain; charset=utf-8", str(e).encode("utf-8")
+            _send(response_out, status, content_type, body)
+
+    IncomingHandler.__qualname__ = "IncomingHandler[%s]" % handler_name
+    return IncomingHandler

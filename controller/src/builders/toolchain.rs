@@ -1,0 +1,67 @@
+//! Running a compiler: a clear error when it is missing (with how to install it), the
+//! compiler's own message when the build fails.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::BuildError;
+
+/// Runs `command` in `dir`; its stderr (trimmed) becomes the error when it fails.
+pub fn run(mut command: Command, dir: &Path, install_hint: &'static str) -> Result<(), BuildError> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let output = command.current_dir(dir).output().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            BuildError::Toolchain {
+                tool: program.clone(),
+                hint: install_hint,
+            }
+        } else {
+            BuildError::Compile(format!("cannot run {program}: {e}"))
+        }
+    })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let mut message = String::from_utf8_lossy(&output.stderr).trim().to_string();
+    if message.is_empty() {
+        message = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    }
+    // Paths of the temporary build directory mean nothing to the user.
+    let message = message.replace(&format!("{}/", dir.display()), "");
+    Err(BuildError::Compile(message))
+}
+
+/// A scratch directory for one build.
+pub fn workdir() -> Result<tempfile::TempDir, BuildError> {
+    tempfile::Builder::new()
+        .prefix("wasmless-build-")
+        .tempdir()
+        .map_err(|e| BuildError::Compile(format!("cannot create a build directory: {e}")))
+}
+
+pub fn write(path: &Path, contents: &[u8]) -> Result<(), BuildError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| BuildError::Compile(format!("cannot write {}: {e}", path.display())))?;
+    }
+    std::fs::write(path, contents)
+        .map_err(|e| BuildError::Compile(format!("cannot write {}: {e}", path.display())))
+}
+
+pub fn read(path: &Path) -> Result<Vec<u8>, BuildError> {
+    std::fs::read(path)
+        .map_err(|e| BuildError::Compile(format!("the build wrote no {}: {e}", path.display())))
+}
+
+/// Splits Kubeless's `file.func` handler.
+pub fn split_handler(handler: &str) -> Result<(&str, &str), BuildError> {
+    handler
+        .trim()
+        .rsplit_once('.')
+        .filter(|(file, func)| !file.is_empty() && !func.is_empty())
+        .ok_or_else(|| {
+            BuildError::Compile(format!(
+                "handler {handler:?} is not of the form file.function"
+            ))
+        })
+}
