@@ -87,24 +87,33 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         .watch(&args.dir, RecursiveMode::Recursive)
         .with_context(|| format!("cannot watch {}", args.dir.display()))?;
 
-    let mut loader = DirLoader::new(host.clone(), pipeline, args.dir.clone());
-    loader.sync().await;
-    host.set_ready();
-    tracing::info!(dir = %args.dir.display(), store = %store.display(), functions = host.registry().len(), "ready");
-
-    // One signal listener for the whole loop: a SIGTERM that arrives during a sync is kept.
+    // One signal listener for the whole run; it also interrupts a sync (builds can be long).
     let shutdown = server::shutdown_signal();
     tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            event = events.recv() => {
-                if event.is_none() { break }
-                // Editors write a file in several steps: wait for a quiet moment, then sync once.
-                while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(150), events.recv()).await {}
-                loader.sync().await;
-            }
-        }
+    let mut loader = DirLoader::new(host.clone(), pipeline, args.dir.clone());
+    let mut stopping = tokio::select! {
+        _ = &mut shutdown => true,
+        _ = loader.sync() => false,
+    };
+    if !stopping {
+        host.set_ready();
+        tracing::info!(dir = %args.dir.display(), store = %store.display(), functions = host.registry().len(), "ready");
+    }
+    while !stopping {
+        stopping = tokio::select! {
+            _ = &mut shutdown => true,
+            event = events.recv() => match event {
+                None => true,
+                Some(_) => {
+                    // Editors write a file in several steps: wait for a quiet moment, then sync once.
+                    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(150), events.recv()).await {}
+                    tokio::select! {
+                        _ = &mut shutdown => true,
+                        _ = loader.sync() => false,
+                    }
+                }
+            },
+        };
     }
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);

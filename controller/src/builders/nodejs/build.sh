@@ -44,19 +44,30 @@ mkdir -p "$TC"
 T_ALL=$(now_ms)
 
 # ---- 1. toolchain (once; serialised with flock) --------------------------------
+# toolchain.package.json pins the three direct packages; toolchain.package-lock.json
+# (next to this script) pins the whole tree and is installed with `npm ci`.
 T=$(now_ms)
-STAMP=$TC/.installed-componentize-js-$COMPONENTIZE_JS_VERSION-esbuild-$ESBUILD_VERSION-preview2-shim-$PREVIEW2_SHIM_VERSION
+LOCKSUM=$(cat "$HERE/toolchain.package.json" "$HERE/toolchain.package-lock.json" 2>/dev/null | sha256sum | cut -c1-12)
+STAMP=$TC/.installed-componentize-js-$COMPONENTIZE_JS_VERSION-esbuild-$ESBUILD_VERSION-preview2-shim-$PREVIEW2_SHIM_VERSION-$LOCKSUM
 exec 9>"$TC/.lock"
 flock 9
 if [ ! -f "$STAMP" ]; then
   echo "build.sh: installing @bytecodealliance/componentize-js@$COMPONENTIZE_JS_VERSION esbuild@$ESBUILD_VERSION @bytecodealliance/preview2-shim@$PREVIEW2_SHIM_VERSION into $TC" >&2
-  cat >"$TC/package.json" <<EOF
+  rm -f "$TC"/.installed-*
+  if [ -f "$HERE/toolchain.package.json" ] && [ -f "$HERE/toolchain.package-lock.json" ]; then
+    cp "$HERE/toolchain.package.json" "$TC/package.json"
+    cp "$HERE/toolchain.package-lock.json" "$TC/package-lock.json"
+    (cd "$TC" && "$NPM" ci --no-audit --no-fund --loglevel=error >&2) \
+      || die "npm ci of the toolchain failed (is https://registry.npmjs.org reachable?)"
+  else
+    cat >"$TC/package.json" <<EOF
 { "name": "wasmless-nodejs-toolchain", "private": true,
   "dependencies": { "@bytecodealliance/componentize-js": "$COMPONENTIZE_JS_VERSION", "esbuild": "$ESBUILD_VERSION",
     "@bytecodealliance/preview2-shim": "$PREVIEW2_SHIM_VERSION" } }
 EOF
-  (cd "$TC" && "$NPM" install --no-audit --no-fund --loglevel=error >&2) \
-    || die "npm install of the toolchain failed (is https://registry.npmjs.org reachable?)"
+    (cd "$TC" && "$NPM" install --no-audit --no-fund --loglevel=error >&2) \
+      || die "npm install of the toolchain failed (is https://registry.npmjs.org reachable?)"
+  fi
   touch "$STAMP"
 fi
 CJS=$TC/node_modules/@bytecodealliance/componentize-js/src/cli.js

@@ -244,11 +244,26 @@ export function makeIncomingHandler(userModule, funcName) {
     );
   }
 
+  // Like Kubeless, the function to call comes from FUNC_HANDLER ("file.func")
+  // at request time when the host sets it; the build-time name is the default.
+  // So one artifact can back several manifests naming functions of the same file.
+  function pick(env) {
+    const h = env.FUNC_HANDLER;
+    if (!h) return fn;
+    const name = h.slice(h.lastIndexOf('.') + 1);
+    const f = mod[name];
+    if (typeof f !== 'function') {
+      throw new Error(`handler '${h}': function '${name}' is not exported by the module (exports: ${Object.keys(mod).join(', ')})`);
+    }
+    return f;
+  }
+
   async function run(request) {
     const env = readEnv();
+    const f = pick(env);
     const event = buildEvent(request, readBody(request));
     const context = buildContext(env);
-    return await fn.call(mod, event, context);
+    return await f.call(mod, event, context);
   }
 
   return {
@@ -260,7 +275,7 @@ export function makeIncomingHandler(userModule, funcName) {
         status = e instanceof HttpError ? e.status : 500;
         ctype = 'text/plain; charset=utf-8';
         bytes = encoder.encode(errorMessage(e));
-        if (status === 500) console.error(`function error: ${e && e.stack ? e.stack : errorMessage(e)}`);
+        if (status === 500) console.error(`function error: ${errorMessage(e)}${e && e.stack ? '\n' + e.stack : ''}`);
       }
       sendResponse(responseOut, status, ctype, bytes);
     },
