@@ -77,6 +77,64 @@ async fn go_examples() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn nodejs_examples() -> anyhow::Result<()> {
+    let up = Up::start(&functions_dir().join("nodejs"), &[]).await?;
+    let text = "text/plain; charset=utf-8";
+    assert_eq!(
+        call(&up, "js-hello", Method::GET, "/", "", &[]).await?,
+        (200, text.into(), "hello world".into())
+    );
+    assert_eq!(
+        call(&up, "js-echo", Method::POST, "/", "some data", &[]).await?,
+        (200, text.into(), "some data".into())
+    );
+    assert_eq!(
+        call(
+            &up,
+            "js-echo",
+            Method::POST,
+            "/",
+            r#"{"a": [1, true]}"#,
+            &[("content-type", "application/json")]
+        )
+        .await?,
+        (200, "application/json".into(), r#"{"a":[1,true]}"#.into()),
+        "JSON bodies arrive decoded"
+    );
+    assert_eq!(
+        call(&up, "js-json", Method::GET, "/", "", &[]).await?,
+        (
+            200,
+            "application/json".into(),
+            r#"{"function":"js-json","runtime":"nodejs20","ok":true}"#.into()
+        )
+    );
+    assert_eq!(
+        call(
+            &up,
+            "js-headers",
+            Method::GET,
+            "/path?q=42",
+            "",
+            &[("x-name", "bob"), ("event-id", "ev-1")]
+        )
+        .await?,
+        (200, text.into(), "x-name=bob q=42 event-id=ev-1".into())
+    );
+    assert_eq!(
+        call(&up, "js-env", Method::GET, "/", "", &[]).await?,
+        (200, text.into(), "GREETING=hi".into())
+    );
+    assert_eq!(
+        call(&up, "js-error", Method::GET, "/", "", &[]).await?,
+        (500, text.into(), "something went wrong".into())
+    );
+    let (status, _, body) = call(&up, "js-timeout", Method::GET, "/", "", &[]).await?;
+    assert_eq!(status, 408, "{body}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_go_syntax_error_fails_with_the_compilers_message_and_the_old_revision_serves()
 -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;

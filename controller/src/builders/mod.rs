@@ -2,6 +2,7 @@
 //! controller and `wasmless up` use the same builders.
 
 mod go;
+mod script;
 mod toolchain;
 mod wasm;
 mod wat;
@@ -27,7 +28,7 @@ pub enum BuildError {
     Toolchain { tool: String, hint: &'static str },
 }
 
-const SUPPORTED: &str = "wat, wasm, go";
+const SUPPORTED: &str = "wat, wasm, go, nodejs";
 
 pub trait Builder: Send + Sync {
     /// Changes whenever the builder's output for the same input may change; part of the build key.
@@ -53,7 +54,8 @@ pub fn for_runtime(runtime: &str) -> Result<&'static dyn Builder, BuildError> {
         "wat" => Ok(&wat::Wat),
         "wasm" => Ok(&wasm::Wasm),
         "go" => Ok(&go::Go),
-        "python" | "nodejs" | "rust" | "c" => Err(BuildError::NotYet(
+        "nodejs" => Ok(&script::NODEJS),
+        "python" | "rust" | "c" => Err(BuildError::NotYet(
             runtime.into(),
             "source runtimes arrive with their builders",
         )),
@@ -87,6 +89,6 @@ mod tests {
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(e.contains("wat, wasm, go"), "{e}");
+        assert!(e.contains("wat, wasm, go, nodejs"), "{e}");
     }
 }

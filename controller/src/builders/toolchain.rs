@@ -26,9 +26,12 @@ pub fn run(mut command: Command, dir: &Path, install_hint: &'static str) -> Resu
     if message.is_empty() {
         message = String::from_utf8_lossy(&output.stdout).trim().to_string();
     }
-    // Paths of the temporary build directory mean nothing to the user.
+    // Paths of the temporary build directory mean nothing to the user, and the end of a long
+    // log says what failed.
     let message = message.replace(&format!("{}/", dir.display()), "");
-    Err(BuildError::Compile(message))
+    let lines: Vec<&str> = message.lines().collect();
+    let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+    Err(BuildError::Compile(tail))
 }
 
 /// A scratch directory for one build.

@@ -118,7 +118,7 @@ def _event(request) -> dict:
     return {
         "data": data,
         "event-id": headers.get("event-id") or str(uuid.uuid4()),
-        "event-type": headers.get("event-type") or (media_type or "application/octet-stream"),
+        "event-type": headers.get("event-type") or (media_type or "application/json"),
         "event-time": headers.get("event-time") or _now_rfc3339(),
         "event-namespace": headers.get("event-namespace") or "wasmless.dev",
         "extensions": {

@@ -1,0 +1,69 @@
+//! Builders whose toolchain is driven by a script shipped in the binary (`nodejs/build.sh`):
+//! the script and its files are written to a scratch directory with the user's source, and run
+//! as `build.sh <src> <handler> <out.wasm> [deps file]`. The script installs its pinned toolchain
+//! once into `~/.cache/wasmless/toolchains/`.
+
+use std::process::Command;
+
+use super::toolchain::{self, run, split_handler};
+use super::{BuildError, Builder, Source};
+
+pub struct Script {
+    pub version: &'static str,
+    /// Files written next to `build.sh` (and `build.sh` itself).
+    pub files: &'static [(&'static str, &'static str)],
+    /// Extension of the user's source file (`js`).
+    pub extension: &'static str,
+    /// Name of the dependency file the script takes (`package.json`).
+    pub deps_file: &'static str,
+    pub install: &'static str,
+}
+
+impl Builder for Script {
+    fn version(&self) -> &'static str {
+        self.version
+    }
+
+    fn build(&self, source: &Source) -> Result<Vec<u8>, BuildError> {
+        let (file, _) = split_handler(source.handler)?;
+        let dir = toolchain::workdir()?;
+        let d = dir.path();
+        for (name, contents) in self.files {
+            toolchain::write(&d.join(name), contents.as_bytes())?;
+        }
+        let src = d.join("src").join(format!("{file}.{}", self.extension));
+        toolchain::write(&src, source.code)?;
+        let mut command = Command::new("bash");
+        command
+            .arg(d.join("build.sh"))
+            .arg(&src)
+            .arg(source.handler.trim())
+            .arg(d.join("function.wasm"));
+        if !source.deps.trim().is_empty() {
+            let deps = d.join(self.deps_file);
+            toolchain::write(&deps, source.deps.as_bytes())?;
+            command.arg(deps);
+        }
+        run(command, d, self.install)?;
+        toolchain::read(&d.join("function.wasm"))
+    }
+}
+
+pub const NODEJS: Script = Script {
+    version: "nodejs-1",
+    files: &[
+        ("build.sh", include_str!("nodejs/build.sh")),
+        ("glue.js", include_str!("nodejs/glue.js")),
+        (
+            "toolchain.package.json",
+            include_str!("nodejs/toolchain.package.json"),
+        ),
+        (
+            "toolchain.package-lock.json",
+            include_str!("nodejs/toolchain.package-lock.json"),
+        ),
+    ],
+    extension: "js",
+    deps_file: "package.json",
+    install: "install Node.js 18+ and npm (the build installs componentize-js itself)",
+};
