@@ -127,8 +127,10 @@ struct DirLoader {
     host: Arc<Host>,
     pipeline: Arc<Pipeline>,
     dir: PathBuf,
-    /// The manifest last tried for each function, built or not: unchanged ones are skipped.
-    attempted: HashMap<FunctionKey, FunctionManifest>,
+    /// What was last tried for each function, built or not: unchanged ones are skipped. The
+    /// source's digest is part of it, so a changed file behind `function-content-type: url`
+    /// rebuilds too.
+    attempted: HashMap<FunctionKey, (FunctionManifest, Option<String>)>,
     /// The functions each file held when it last parsed.
     file_keys: HashMap<PathBuf, Vec<FunctionKey>>,
 }
@@ -175,10 +177,14 @@ impl DirLoader {
         }
 
         for (key, (m, file)) in &desired {
-            if self.attempted.get(key) == Some(m) {
+            let source = wasmless_controller::source::decode(&m.spec, file.parent())
+                .ok()
+                .map(|code| wasmless_controller::source::digest(&code));
+            let fingerprint = (m.clone(), source);
+            if self.attempted.get(key) == Some(&fingerprint) {
                 continue;
             }
-            self.attempted.insert(key.clone(), m.clone());
+            self.attempted.insert(key.clone(), fingerprint);
             self.apply(m, file).await;
         }
 

@@ -135,6 +135,64 @@ async fn nodejs_examples() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn python_examples() -> anyhow::Result<()> {
+    let up = Up::start(&functions_dir().join("python"), &[]).await?;
+    let text = "text/plain; charset=utf-8";
+    assert_eq!(
+        call(&up, "py-hello", Method::GET, "/", "", &[]).await?,
+        (200, text.into(), "hello world".into())
+    );
+    assert_eq!(
+        call(&up, "py-echo", Method::POST, "/", "some data", &[]).await?,
+        (200, text.into(), "some data".into())
+    );
+    assert_eq!(
+        call(
+            &up,
+            "py-echo",
+            Method::POST,
+            "/",
+            r#"{"a": [1, true]}"#,
+            &[("content-type", "application/json")]
+        )
+        .await?,
+        (200, "application/json".into(), r#"{"a": [1, true]}"#.into()),
+        "JSON bodies arrive decoded"
+    );
+    assert_eq!(
+        call(&up, "py-json", Method::GET, "/", "", &[]).await?,
+        (
+            200,
+            "application/json".into(),
+            r#"{"function": "py-json", "runtime": "python3.12", "ok": true}"#.into()
+        )
+    );
+    assert_eq!(
+        call(
+            &up,
+            "py-headers",
+            Method::GET,
+            "/path?q=42",
+            "",
+            &[("x-name", "bob"), ("event-id", "ev-1")]
+        )
+        .await?,
+        (200, text.into(), "x-name=bob q=42 event-id=ev-1".into())
+    );
+    assert_eq!(
+        call(&up, "py-env", Method::GET, "/", "", &[]).await?,
+        (200, text.into(), "GREETING=hi".into())
+    );
+    assert_eq!(
+        call(&up, "py-error", Method::GET, "/", "", &[]).await?,
+        (500, text.into(), "something went wrong".into())
+    );
+    let (status, _, body) = call(&up, "py-timeout", Method::GET, "/", "", &[]).await?;
+    assert_eq!(status, 408, "{body}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_go_syntax_error_fails_with_the_compilers_message_and_the_old_revision_serves()
 -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;

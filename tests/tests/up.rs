@@ -396,6 +396,29 @@ async fn reloads_changed_added_and_removed_manifests() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn a_changed_url_source_rebuilds() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let source = |body: &str| {
+        let text = wat_manifest("test", "u", body);
+        let start = text.find("(module").unwrap_or(0);
+        text[start..].replace("\n    ", "\n").trim_end().to_string()
+    };
+    std::fs::write(dir.path().join("u.wat"), source("one"))?;
+    std::fs::write(
+        dir.path().join("u.yaml"),
+        "apiVersion: wasmless.dev/v1alpha1\nkind: Function\nmetadata: {name: u, namespace: test}\nspec: {runtime: wat, function-content-type: url, function: u.wat}\n",
+    )?;
+    let up = Up::start(dir.path(), &[]).await?;
+    assert_eq!(up.get("u.test", "/").await?, (200, "one".into()));
+    std::fs::write(dir.path().join("u.wat"), source("two"))?;
+    wait_until(Duration::from_secs(30), || async {
+        matches!(up.get("u.test", "/").await, Ok((200, b)) if b == "two")
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_broken_manifest_or_build_leaves_the_last_good_version_serving() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("f.yaml");

@@ -28,7 +28,7 @@ pub enum BuildError {
     Toolchain { tool: String, hint: &'static str },
 }
 
-const SUPPORTED: &str = "wat, wasm, go, nodejs";
+const SUPPORTED: &str = "wat, wasm, go, nodejs, python";
 
 pub trait Builder: Send + Sync {
     /// Changes whenever the builder's output for the same input may change; part of the build key.
@@ -55,7 +55,8 @@ pub fn for_runtime(runtime: &str) -> Result<&'static dyn Builder, BuildError> {
         "wasm" => Ok(&wasm::Wasm),
         "go" => Ok(&go::Go),
         "nodejs" => Ok(&script::NODEJS),
-        "python" | "rust" | "c" => Err(BuildError::NotYet(
+        "python" => Ok(&script::PYTHON),
+        "rust" | "c" => Err(BuildError::NotYet(
             runtime.into(),
             "source runtimes arrive with their builders",
         )),
@@ -89,6 +90,6 @@ mod tests {
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(e.contains("wat, wasm, go, nodejs"), "{e}");
+        assert!(e.contains("wat, wasm, go, nodejs, python"), "{e}");
     }
 }
