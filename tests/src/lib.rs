@@ -177,7 +177,9 @@ impl Served {
             admin,
         };
         let ready = format!("http://{}/readyz", served.admin);
-        wait_until(Duration::from_secs(120), || async {
+        // Ready comes after the first build of every function: Python and Node components take
+        // tens of seconds each to build and compile on 2 cores.
+        wait_until(Duration::from_secs(900), || async {
             matches!(client().get(&ready).send().await, Ok(r) if r.status() == 200)
         })
         .await

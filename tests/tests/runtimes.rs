@@ -6,6 +6,9 @@ use std::time::Duration;
 use reqwest::Method;
 use wasmless_e2e::{Up, functions_dir, wait_until};
 
+/// Builds are CPU-bound and the machine has 2 cores: one suite builds at a time.
+static BUILDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn call(
     up: &Up,
     function: &str,
@@ -33,6 +36,7 @@ async fn call(
 
 #[tokio::test]
 async fn go_examples() -> anyhow::Result<()> {
+    let _one_at_a_time = BUILDING.lock().await;
     let up = Up::start(&functions_dir().join("go"), &[]).await?;
     let text = "text/plain; charset=utf-8";
     assert_eq!(
@@ -78,6 +82,7 @@ async fn go_examples() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn nodejs_examples() -> anyhow::Result<()> {
+    let _one_at_a_time = BUILDING.lock().await;
     let up = Up::start(&functions_dir().join("nodejs"), &[]).await?;
     let text = "text/plain; charset=utf-8";
     assert_eq!(
@@ -136,6 +141,7 @@ async fn nodejs_examples() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn python_examples() -> anyhow::Result<()> {
+    let _one_at_a_time = BUILDING.lock().await;
     let up = Up::start(&functions_dir().join("python"), &[]).await?;
     let text = "text/plain; charset=utf-8";
     assert_eq!(
