@@ -292,6 +292,8 @@ fn manifest_files(dir: &Path) -> Vec<PathBuf> {
             }
         }
     }
-    out.sort();
+    // Shallow files first: the quick top-level examples serve before the source runtimes in
+    // subdirectories have built.
+    out.sort_by_key(|p| (p.components().count(), p.clone()));
     out
 }

@@ -3,11 +3,19 @@
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use wasmless_e2e::{Up, copy_functions, functions_dir, metric, wait_until, wat_manifest};
+use wasmless_e2e::{Up, copy_functions, metric, wait_until, wat_manifest};
 
 #[tokio::test]
 async fn both_abis_answer() -> anyhow::Result<()> {
-    let up = Up::start(&functions_dir(), &[]).await?;
+    let dir = copy_functions(&[
+        "hello-world.yaml",
+        "created.yaml",
+        "echo.yaml",
+        "cgi-env.yaml",
+        "hello-http.yaml",
+        "hello-http.wasm",
+    ])?;
+    let up = Up::start(dir.path(), &[]).await?;
 
     // WAGI: a WAT module writing CGI output.
     let r = up
