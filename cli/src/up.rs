@@ -234,7 +234,11 @@ impl DirLoader {
                 tracing::error!(function = %key, file = %file.display(), "build failed{keeps}: {message}");
                 self.host.set_status(
                     &key,
-                    Some(status(Phase::Failed, trim_message(&message), serving)),
+                    Some(status(
+                        Phase::Failed,
+                        wasmless_controller::status::trim(&message),
+                        serving,
+                    )),
                 );
             }
         }
@@ -259,15 +263,6 @@ impl DirLoader {
         def.revision = artifact.digest.clone();
         self.host.load(def, &compiled)?;
         Ok(artifact.digest)
-    }
-}
-
-/// Status messages stay short: the first lines of a compiler's output say what is wrong.
-fn trim_message(message: &str) -> String {
-    const MAX: usize = 2_000;
-    match message.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}…", &message[..i]),
-        None => message.to_string(),
     }
 }
 

@@ -4,7 +4,7 @@
 //! S3-compatible object store); `DirStore` is the directory one (a PersistentVolume in a cluster,
 //! `~/.cache/wasmless` locally).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use thiserror::Error;
@@ -76,7 +76,9 @@ impl ArtifactStore for DirStore {
     }
 
     fn put(&self, object: Object, bytes: &[u8]) -> Result<(), StoreError> {
-        write_atomic(&self.path(object), bytes)
+        let path = self.path(object);
+        wasmless_runtime::files::write_atomic(&path, bytes)
+            .map_err(|source| StoreError { path, source })
     }
 
     fn contains(&self, object: Object) -> bool {
@@ -86,25 +88,6 @@ impl ArtifactStore for DirStore {
     fn local_path(&self, object: Object) -> Option<PathBuf> {
         Some(self.path(object))
     }
-}
-
-/// Writes through a temporary file and a rename, so readers never see half a file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let err = |source| StoreError {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let tmp = dir.join(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("artifact")
-    ));
-    std::fs::write(&tmp, bytes).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
 }
 
 /// `GET /artifacts/sha256:<hex>` serves a wasm binary; `…/precompiled/<engine-key>` its form

@@ -114,7 +114,7 @@ impl Hook {
         let service = children::service(parent, &self.children);
         let url = children::url(parent);
         let generation = parent.metadata.generation;
-        let now = now();
+        let now = status::now();
         let (status, resync) = match self.outcome(parent) {
             Outcome::Done(result) => (
                 status::built(
@@ -182,10 +182,6 @@ enum Outcome {
 
 fn to_value<T: Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
-}
-
-fn now() -> String {
-    k8s_openapi::jiff::Timestamp::now().to_string()
 }
 
 /// `POST /metacontroller/sync` and `POST /metacontroller/finalize`.

@@ -118,7 +118,7 @@ async fn reconcile(function: Arc<Function>, ctx: Arc<Context>) -> Result<Action,
 
     let api = Api::<Function>::namespaced(ctx.client.clone(), &namespace);
     let url = children::url(&function);
-    let now = now();
+    let now = status::now();
     write_status(
         &api,
         &name,
@@ -188,8 +188,4 @@ async fn write_status(
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
     Ok(())
-}
-
-fn now() -> String {
-    k8s_openapi::jiff::Timestamp::now().to_string()
 }

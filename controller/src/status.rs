@@ -8,6 +8,11 @@ use crate::pipeline::Artifact;
 /// Longest message kept in a condition: a compiler's first lines say what is wrong.
 const MAX_MESSAGE: usize = 2_000;
 
+/// The current time as Kubernetes writes it (RFC 3339).
+pub fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
 pub fn trim(message: &str) -> String {
     match message.char_indices().nth(MAX_MESSAGE) {
         Some((i, _)) => format!("{}…", &message[..i]),

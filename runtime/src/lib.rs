@@ -9,6 +9,7 @@
 
 pub mod abi;
 pub mod engine;
+pub mod files;
 pub mod function;
 pub mod host;
 pub mod limits;

@@ -4,7 +4,7 @@
 //! serves again without the controller.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
@@ -163,7 +163,10 @@ impl KubeSource {
                     })??
             }
         };
-        write_atomic(&path, &bytes)?;
+        crate::files::write_atomic(&path, &bytes).map_err(|source| WatchError::Cache {
+            path: path.clone(),
+            source,
+        })?;
         Ok(engine::load_precompiled(engine, &path)?)
     }
 
@@ -196,16 +199,4 @@ impl KubeSource {
 
 fn key_of(f: &Function) -> FunctionKey {
     FunctionKey::new(&f.namespace().unwrap_or_default(), &f.name_any())
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WatchError> {
-    let err = |source| WatchError::Cache {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
 }
