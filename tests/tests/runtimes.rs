@@ -152,43 +152,99 @@ async fn nodejs_examples() -> anyhow::Result<()> {
     kubeless_examples("nodejs", "js", "nodejs20", str::to_string).await
 }
 
+/// `{"a": [1, true]}` for `{"a":[1,true]}`: how Python's json.dumps prints, and how the C
+/// examples write their JSON (C echoes the request's JSON text as sent).
+fn spaced(compact: &str) -> String {
+    compact.replace(':', ": ").replace(',', ", ")
+}
+
 #[tokio::test]
 async fn python_examples() -> anyhow::Result<()> {
-    // Python's json.dumps puts a space after ':' and ','.
-    kubeless_examples("python", "py", "python3.12", |compact| {
-        compact.replace(':', ": ").replace(',', ", ")
+    kubeless_examples("python", "py", "python3.12", spaced).await
+}
+
+#[tokio::test]
+async fn rust_examples() -> anyhow::Result<()> {
+    kubeless_examples("rust", "rs", "rust", str::to_string).await
+}
+
+#[tokio::test]
+async fn c_examples() -> anyhow::Result<()> {
+    kubeless_examples("c", "c", "c", spaced).await
+}
+
+/// A broken revision of a function that served: the phase turns Failed with the compiler's own
+/// message, pointing at the user's file, and the previous revision keeps answering.
+async fn syntax_error(
+    runtime: &str,
+    handler: &str,
+    code: fn(&str) -> String,
+    good: &str,
+    bad: &str,
+    expect: &[&str],
+) -> anyhow::Result<()> {
+    let _one_at_a_time = BUILDING.lock().await;
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("f.yaml");
+    let manifest = |body: &str| {
+        let source: String = code(body).lines().map(|l| format!("    {l}\n")).collect();
+        format!(
+            "apiVersion: wasmless.dev/v1alpha1\nkind: Function\nmetadata: {{name: f, namespace: test}}\nspec:\n  runtime: {runtime}\n  handler: {handler}\n  function: |\n{source}"
+        )
+    };
+    std::fs::write(&file, manifest(good))?;
+    let up = Up::start(dir.path(), &[]).await?;
+    assert_eq!(up.get("f.test", "/").await?, (200, "v1".into()));
+
+    std::fs::write(&file, manifest(bad))?;
+    wait_until(Duration::from_secs(180), || async {
+        matches!(up.phase("test", "f").await, Some((p, _)) if p == "Failed")
     })
-    .await
+    .await?;
+    let (_, message) = up.phase("test", "f").await.unwrap_or_default();
+    for part in expect {
+        assert!(message.contains(part), "{runtime}: {part:?} in: {message}");
+    }
+    assert_eq!(up.get("f.test", "/").await?, (200, "v1".into()));
+    Ok(())
 }
 
 #[tokio::test]
 async fn a_go_syntax_error_fails_with_the_compilers_message_and_the_old_revision_serves()
 -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let file = dir.path().join("f.yaml");
-    let manifest = |body: &str| {
-        format!(
-            "apiVersion: wasmless.dev/v1alpha1\nkind: Function\nmetadata: {{name: f, namespace: test}}\nspec:\n  runtime: go\n  handler: handler.F\n  function: |\n    package kubeless\n    import \"github.com/kubeless/kubeless/pkg/functions\"\n    func F(event functions.Event, context functions.Context) (string, error) {{\n      {body}\n    }}\n"
-        )
-    };
-    std::fs::write(&file, manifest(r#"return "v1", nil"#))?;
-    let up = Up::start(dir.path(), &[]).await?;
-    assert_eq!(up.get("f.test", "/").await?, (200, "v1".into()));
+    syntax_error(
+        "go",
+        "handler.F",
+        |body| format!("package kubeless\nimport \"github.com/kubeless/kubeless/pkg/functions\"\nfunc F(event functions.Event, context functions.Context) (string, error) {{\n  {body}\n}}"),
+        r#"return "v1", nil"#,
+        r#"return "v2" nil"#,
+        &["syntax error", "handler.go:"],
+    )
+    .await
+}
 
-    std::fs::write(&file, manifest(r#"return "v2" nil"#))?;
-    wait_until(Duration::from_secs(120), || async {
-        matches!(up.phase("test", "f").await, Some((p, _)) if p == "Failed")
-    })
-    .await?;
-    let (_, message) = up.phase("test", "f").await.unwrap_or_default();
-    assert!(
-        message.contains("syntax error"),
-        "the Go compiler's message: {message}"
-    );
-    assert!(
-        message.contains("handler.go:"),
-        "points at the user's file: {message}"
-    );
-    assert_eq!(up.get("f.test", "/").await?, (200, "v1".into()));
-    Ok(())
+#[tokio::test]
+async fn a_rust_syntax_error_fails_with_the_compilers_message() -> anyhow::Result<()> {
+    syntax_error(
+        "rust",
+        "handler.f",
+        |body| format!("pub fn f(_: wasmless::Event, _: wasmless::Context) -> Result<&'static str, String> {{\n  {body}\n}}"),
+        r#"Ok("v1")"#,
+        r#"Ok("v2"))"#,
+        &["error", "handler.rs:"],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_c_syntax_error_fails_with_the_compilers_message() -> anyhow::Result<()> {
+    syntax_error(
+        "c",
+        "handler.f",
+        |body| format!("#include <wasmless.h>\nint f(const struct wasmless_event *e, const struct wasmless_context *c, struct wasmless_reply *r) {{\n  {body}\n}}"),
+        r#"return wasmless_text(r, "v1");"#,
+        r#"return wasmless_text(r, "v2")"#,
+        &["error: expected ';'", "handler.c:"],
+    )
+    .await
 }

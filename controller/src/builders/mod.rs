@@ -1,7 +1,9 @@
 //! One builder per runtime, behind one trait: source bytes in, a WebAssembly binary out. The
 //! controller and `wasmless up` use the same builders.
 
+mod c;
 mod go;
+mod rust;
 mod script;
 mod toolchain;
 mod wasm;
@@ -20,15 +22,13 @@ pub struct Source<'a> {
 pub enum BuildError {
     #[error("unknown runtime {0:?}: this build supports {SUPPORTED}")]
     UnknownRuntime(String),
-    #[error("runtime {0:?} ({1}) has no builder in this build yet: it supports {SUPPORTED}")]
-    NotYet(String, &'static str),
     #[error("{0}")]
     Compile(String),
     #[error("{tool} is not installed: {hint}")]
     Toolchain { tool: String, hint: &'static str },
 }
 
-const SUPPORTED: &str = "wat, wasm, go, nodejs, python";
+const SUPPORTED: &str = "wat, wasm, go, nodejs, python, rust, c";
 
 pub trait Builder: Send + Sync {
     /// Changes whenever the builder's output for the same input may change; part of the build key.
@@ -56,10 +56,8 @@ pub fn for_runtime(runtime: &str) -> Result<&'static dyn Builder, BuildError> {
         "go" => Ok(&go::Go),
         "nodejs" => Ok(&script::NODEJS),
         "python" => Ok(&script::PYTHON),
-        "rust" | "c" => Err(BuildError::NotYet(
-            runtime.into(),
-            "source runtimes arrive with their builders",
-        )),
+        "rust" => Ok(&rust::Rust),
+        "c" => Ok(&c::C),
         _ => Err(BuildError::UnknownRuntime(runtime.into())),
     }
 }
@@ -83,11 +81,11 @@ mod tests {
         }
         assert!(for_runtime("wat").is_ok());
         assert!(for_runtime("python3.8").is_ok());
-        assert!(matches!(for_runtime("rust"), Err(BuildError::NotYet(..))));
+        assert!(for_runtime("rust").is_ok() && for_runtime("c").is_ok());
         let e = for_runtime("cobol")
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(e.contains("wat, wasm, go, nodejs, python"), "{e}");
+        assert!(e.contains("wat, wasm, go, nodejs, python, rust, c"), "{e}");
     }
 }

@@ -68,3 +68,25 @@ pub fn split_handler(handler: &str) -> Result<(&str, &str), BuildError> {
             ))
         })
 }
+
+/// Where a runtime keeps what its builds share (installed toolchains, compiled dependencies):
+/// `$WASMLESS_CACHE/toolchains/<runtime>`, else under `$XDG_CACHE_HOME/wasmless` or
+/// `~/.cache/wasmless` (as the build scripts do).
+pub fn cache_dir(runtime: &str) -> std::path::PathBuf {
+    let env = |k: &str| std::env::var_os(k).map(std::path::PathBuf::from);
+    env("WASMLESS_CACHE")
+        .or_else(|| env("XDG_CACHE_HOME").map(|c| c.join("wasmless")))
+        .or_else(|| env("HOME").map(|h| h.join(".cache/wasmless")))
+        .unwrap_or_else(|| std::env::temp_dir().join("wasmless"))
+        .join("toolchains")
+        .join(runtime)
+}
+
+/// A C or Rust identifier (ASCII): what a handler's names must be to be pasted into glue code.
+pub fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}

@@ -1,0 +1,56 @@
+//! `c`: a function `int foo(const struct wasmless_event *, const struct wasmless_context *,
+//! struct wasmless_reply *)` in `file.c` (handler `file.foo`), built by Debian's clang-16 against
+//! wasi-libc into a WAGI module. The contract is `c/wasmless.h`; the glue (`c/main.c`) reads the
+//! CGI request and writes the reply. Standard library only: `deps` are refused.
+
+use std::process::Command;
+
+use super::toolchain::{self, is_identifier, run, split_handler};
+use super::{BuildError, Builder, Source};
+
+const MAIN: &str = include_str!("c/main.c");
+const HEADER: &str = include_str!("c/wasmless.h");
+const INSTALL: &str = "install Debian's clang-16 lld-16 wasi-libc libclang-rt-16-dev-wasm32 (scripts/toolchains.sh does)";
+
+pub struct C;
+
+impl Builder for C {
+    fn version(&self) -> &'static str {
+        "c-1"
+    }
+
+    fn build(&self, source: &Source) -> Result<Vec<u8>, BuildError> {
+        let (file, func) = split_handler(source.handler)?;
+        if !is_identifier(func) {
+            return Err(BuildError::Compile(format!(
+                "handler {:?}: {func:?} is not a C identifier",
+                source.handler
+            )));
+        }
+        if !source.deps.trim().is_empty() {
+            return Err(BuildError::Compile(
+                "C functions build with wasi-libc only: deps are not supported".into(),
+            ));
+        }
+        let dir = toolchain::workdir()?;
+        let d = dir.path();
+        toolchain::write(&d.join("wasmless.h"), HEADER.as_bytes())?;
+        toolchain::write(&d.join("wasmless_main.c"), MAIN.as_bytes())?;
+        let user = format!("{file}.c");
+        toolchain::write(&d.join(&user), source.code)?;
+
+        let mut clang = Command::new("clang-16");
+        clang
+            .args([
+                "--target=wasm32-wasi",
+                "--sysroot=/usr",
+                "-Oz",
+                "-fuse-ld=lld",
+            ])
+            .args(["-Wl,--strip-all", "-fno-color-diagnostics", "-I."])
+            .arg(format!("-DWASMLESS_HANDLER={func}"))
+            .args(["wasmless_main.c", &user, "-o", "function.wasm"]);
+        run(clang, d, INSTALL)?;
+        toolchain::read(&d.join("function.wasm"))
+    }
+}
