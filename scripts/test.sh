@@ -15,6 +15,8 @@ apt_install openssl
 WASMLESS_K8S_BIN=$(scripts/k8s-binaries.sh | tail -n 1)
 export WASMLESS_K8S_BIN
 command -v kubectl >/dev/null || { echo "kubectl is missing: the Kubernetes suite drives the real kubectl" >&2; exit 1; }
+step "toolchains of the source runtimes (go, nodejs, python, rust, c)"
+scripts/toolchains.sh
 step "cargo build: the binaries the end-to-end suites start"
 # `cargo test` builds a package's binaries only for that package's own integration tests, and the
 # suites in tests/ start the controller's, the runtime's and the CLI's.

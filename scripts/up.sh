@@ -6,5 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_cargo
+# functions/ has examples in every source runtime: their compilers first.
+scripts/toolchains.sh
 cargo build --release --locked -p wasmless-cli
 exec "$CARGO_TARGET_DIR/release/wasmless" up --dir functions "$@"
