@@ -3,6 +3,10 @@
 //! - `plain`: a plain axum "hello world" server, the baseline the host is compared with.
 //! - `instantiate`: in-process cost of one request (fresh store + instance + call) through the
 //!   host for both ABIs, and of a bare instantiation with and without keep-resident pool slots.
+//! - `runtimes`: per source runtime, build times (cold, edited, cached), the incremental compile
+//!   cache against a plain engine, artifact size and request latency (see `runtimes.rs`).
+
+mod runtimes;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -36,6 +40,15 @@ enum Command {
         #[arg(long, default_value = "functions")]
         functions: PathBuf,
     },
+    /// Build and call each source runtime's hello example.
+    Runtimes {
+        #[arg(long, default_value = "functions")]
+        functions: PathBuf,
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        /// Only these runtimes (wat, c, rust, go, nodejs, python); all by default.
+        only: Vec<String>,
+    },
 }
 
 const HELLO_WAT: &str = r#"(module
@@ -61,6 +74,11 @@ fn main() -> anyhow::Result<()> {
             iterations,
             functions,
         } => runtime.block_on(instantiate(iterations, functions)),
+        Command::Runtimes {
+            functions,
+            requests,
+            only,
+        } => runtime.block_on(runtimes::run(&functions, requests, &only)),
     }
 }
 

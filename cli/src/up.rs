@@ -11,11 +11,12 @@ use anyhow::{Context, bail};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
+use wasmless_controller::pipeline::compile_cache_dir;
 use wasmless_controller::{DirStore, Pipeline, manifest};
 use wasmless_runtime::function::{Phase, SourceStatus};
 use wasmless_runtime::limits::parse_quantity;
 use wasmless_runtime::{
-    FunctionDef, FunctionKey, FunctionManifest, Host, HostConfig, engine, server,
+    EngineConfig, FunctionDef, FunctionKey, FunctionManifest, Host, HostConfig, engine, server,
 };
 
 #[derive(clap::Args)]
@@ -59,12 +60,16 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         );
     }
     let max_body = parse_quantity(&args.max_body).with_context(|| "--max-body")?;
+    let store = args.store.clone().unwrap_or_else(default_store);
     let config = HostConfig {
         max_body_bytes: usize::try_from(max_body).context("--max-body is too large")?,
+        engine: EngineConfig {
+            compile_cache: Some(compile_cache_dir(&store)),
+            ..EngineConfig::default()
+        },
         ..HostConfig::default()
     };
     let host = Host::new(config).context("cannot start the WebAssembly host")?;
-    let store = args.store.clone().unwrap_or_else(default_store);
     let pipeline = Arc::new(Pipeline::new(
         host.engine().clone(),
         Arc::new(DirStore::new(&store)),

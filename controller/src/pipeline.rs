@@ -29,6 +29,12 @@ pub enum PipelineError {
     Store(#[from] StoreError),
 }
 
+/// Where Cranelift's incremental compilation cache lives for a store directory (see
+/// `wasmless_runtime::compile_cache`): shared by every build that uses the store.
+pub fn compile_cache_dir(store: &Path) -> PathBuf {
+    store.join("compile-cache")
+}
+
 /// A built function, ready for a host.
 #[derive(Clone, Debug, Serialize)]
 pub struct Artifact {

@@ -1,10 +1,13 @@
 //! The one wasmtime configuration. The host runs artifacts with it and the controller precompiles
 //! with it, so a precompiled artifact always matches the engine that loads it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
+
+use crate::compile_cache::DirCacheStore;
 use wasmtime::component::Component;
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig,
@@ -28,6 +31,9 @@ pub struct EngineConfig {
     pub keep_resident_bytes: usize,
     /// How often running instances reach a yield point, which is what lets timeouts fire.
     pub epoch_tick: Duration,
+    /// Directory of Cranelift's incremental compilation cache, for engines that compile (the
+    /// controller, `wasmless up`): functions shared between modules compile once.
+    pub compile_cache: Option<PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -41,6 +47,7 @@ impl Default for EngineConfig {
             total_stacks: 1_000,
             keep_resident_bytes: 64 << 10,
             epoch_tick: Duration::from_millis(10),
+            compile_cache: None,
         }
     }
 }
@@ -68,7 +75,7 @@ pub enum Compiled {
 }
 
 impl EngineConfig {
-    fn wasmtime_config(&self) -> Config {
+    fn wasmtime_config(&self) -> Result<Config, EngineError> {
         let mut pool = PoolingAllocationConfig::default();
         pool.max_memory_size(usize::try_from(self.max_memory_bytes).unwrap_or(usize::MAX))
             .total_core_instances(self.total_core_instances)
@@ -89,12 +96,17 @@ impl EngineConfig {
             // p2 WASI HTTP does not need the component-model-async machinery; without it each
             // Store is cheaper to create and drop.
             .concurrency_support(false);
-        config
+        if let Some(dir) = &self.compile_cache {
+            config
+                .enable_incremental_compilation(Arc::new(DirCacheStore::new(dir)))
+                .map_err(EngineError::Config)?;
+        }
+        Ok(config)
     }
 
     /// Builds the engine and starts the thread that advances its epoch.
     pub fn build(&self) -> Result<Engine, EngineError> {
-        let engine = Engine::new(&self.wasmtime_config()).map_err(EngineError::Config)?;
+        let engine = Engine::new(&self.wasmtime_config()?).map_err(EngineError::Config)?;
         spawn_epoch_ticker(&engine, self.epoch_tick);
         Ok(engine)
     }

@@ -2,12 +2,14 @@
 //!
 //! - [`function`]: the manifest types every part of wasmless shares.
 //! - [`engine`]: the one wasmtime configuration (pooling, copy-on-write, epochs).
+//! - [`compile_cache`]: Cranelift's incremental compilation cache, on disk.
 //! - [`host`]: the engine, the registry and how a request becomes a call.
 //! - [`abi`]: one request through one fresh instance (WAGI and WASI HTTP).
 //! - [`router`]: which function a request names.
 //! - [`server`]: the function and admin listeners.
 
 pub mod abi;
+pub mod compile_cache;
 pub mod engine;
 pub mod files;
 pub mod function;

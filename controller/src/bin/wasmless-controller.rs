@@ -88,10 +88,7 @@ fn build(file: &std::path::Path, store: PathBuf) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let manifests = manifest::parse(&text).with_context(|| file.display().to_string())?;
-    let pipeline = Pipeline::new(
-        EngineConfig::default().build()?,
-        Arc::new(DirStore::new(store)),
-    );
+    let pipeline = Pipeline::new(compiling_engine(&store)?, Arc::new(DirStore::new(&store)));
     for m in &manifests {
         let artifact = pipeline
             .build(&m.key(), &m.spec, file.parent())
@@ -102,6 +99,15 @@ fn build(file: &std::path::Path, store: PathBuf) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The hosts' engine configuration, with Cranelift's incremental cache kept next to the store.
+fn compiling_engine(store: &std::path::Path) -> anyhow::Result<wasmtime::Engine> {
+    Ok(EngineConfig {
+        compile_cache: Some(wasmless_controller::pipeline::compile_cache_dir(store)),
+        ..EngineConfig::default()
+    }
+    .build()?)
 }
 
 fn host_selector(text: &str) -> anyhow::Result<ChildConfig> {
@@ -123,10 +129,7 @@ fn host_selector(text: &str) -> anyhow::Result<ChildConfig> {
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let children = host_selector(&args.host_selector)?;
     let store: artifacts::SharedStore = Arc::new(DirStore::new(&args.store));
-    let pipeline = Arc::new(Pipeline::new(
-        EngineConfig::default().build()?,
-        store.clone(),
-    ));
+    let pipeline = Arc::new(Pipeline::new(compiling_engine(&args.store)?, store.clone()));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
