@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks (see BENCHMARKS.md): requests/s of a WAT hello through the host against a plain
-# axum hello in the same run (wrk, both on loopback), and µs per instantiation in-process.
+# axum hello in the same run (wrk, both on loopback), µs per instantiation in-process, and per
+# source runtime: build times, compile-cache speed-up, artifact size, request latency.
 #   ./scripts/bench.sh [seconds per wrk run, default 10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,12 +11,15 @@ apt_install wrk
 secs="${1:-10}"
 cargo build --release --locked -p wasmless-cli -p wasmless-bench
 bin="$CARGO_TARGET_DIR/release"
-store=$(mktemp -d); log=$(mktemp)
-cleanup() { kill $(jobs -p) 2>/dev/null || true; rm -rf "$store"; }
+store=$(mktemp -d); log=$(mktemp); served=$(mktemp -d)
+cleanup() { kill $(jobs -p) 2>/dev/null || true; rm -rf "$store" "$served"; }
 trap cleanup EXIT
+# The top-level examples only (WAT and the prebuilt component): the source runtimes' examples
+# are measured by `wasmless-bench runtimes` below.
+cp functions/*.yaml functions/*.wasm "$served"/
 
 "$bin/wasmless-bench" plain --listen 127.0.0.1:18081 >/dev/null &
-WASMLESS_LOG=warn "$bin/wasmless" up --dir functions --listen 127.0.0.1:18080 --admin 127.0.0.1:19090 --store "$store" >"$log" 2>&1 &
+WASMLESS_LOG=warn "$bin/wasmless" up --dir "$served" --listen 127.0.0.1:18080 --admin 127.0.0.1:19090 --store "$store" >"$log" 2>&1 &
 for _ in $(seq 1 100); do
   curl -fs http://127.0.0.1:19090/readyz >/dev/null 2>&1 && curl -fs http://127.0.0.1:18081/ >/dev/null 2>&1 && break
   sleep 0.2
@@ -40,3 +44,7 @@ awk -v p="$plain" -v w="$wagi" -v h="$http" 'BEGIN {
   printf "ratio vs plain axum: WAGI %.2f, wasi:http %.2f\n", w / p, h / p }' >&2
 echo >&2
 "$bin/wasmless-bench" instantiate --functions functions 2>/dev/null
+echo
+# Per runtime: build times, the incremental compile cache, size and request latency.
+scripts/toolchains.sh >/dev/null
+WASMLESS_LOG=warn "$bin/wasmless-bench" runtimes --functions functions

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 pub mod cluster;
+pub mod examples;
 
 /// A binary of this workspace, built by `cargo test` next to the test executables.
 pub fn binary(name: &str) -> PathBuf {

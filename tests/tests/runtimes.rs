@@ -1,88 +1,26 @@
-//! Source runtimes through `wasmless up`: every example of each runtime built from source by
-//! its real toolchain, then called over HTTP with exact bodies, content types and status codes.
+//! Source runtimes through `wasmless up` and on a real API server: every example of each runtime
+//! built from source by its real toolchain, then called over HTTP with exact bodies, content types
+//! and status codes.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use reqwest::Method;
+use wasmless_e2e::cluster::Cluster;
+use wasmless_e2e::report;
+
+use wasmless_e2e::examples::{self, spaced};
 use wasmless_e2e::{Up, functions_dir, wait_until};
 
 /// Builds are CPU-bound and the machine has 2 cores: one suite builds at a time.
 static BUILDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn call(
-    up: &Up,
-    function: &str,
-    method: Method,
-    path: &str,
-    body: &str,
-    headers: &[(&str, &str)],
-) -> anyhow::Result<(u16, String, String)> {
-    let mut request = up
-        .request(method, &format!("{function}.test"), path)
-        .body(body.to_string());
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    let r = request.send().await?;
-    let status = r.status().as_u16();
-    let content_type = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    Ok((status, content_type, r.text().await?))
-}
-
 #[tokio::test]
 async fn go_examples() -> anyhow::Result<()> {
     let _one_at_a_time = BUILDING.lock().await;
     let up = Up::start(&functions_dir().join("go"), &[]).await?;
-    let text = "text/plain; charset=utf-8";
-    assert_eq!(
-        call(&up, "go-hello", Method::GET, "/", "", &[]).await?,
-        (200, text.into(), "hello world".into())
-    );
-    assert_eq!(
-        call(&up, "go-echo", Method::POST, "/", "some data", &[]).await?,
-        (200, text.into(), "some data".into())
-    );
-    assert_eq!(
-        call(&up, "go-json", Method::GET, "/", "", &[]).await?,
-        (
-            200,
-            text.into(),
-            r#"{"function":"go-json","ok":true,"runtime":"go1.21"}"#.into()
-        )
-    );
-    assert_eq!(
-        call(
-            &up,
-            "go-headers",
-            Method::GET,
-            "/path?q=42",
-            "",
-            &[("x-name", "bob"), ("event-id", "ev-1")]
-        )
-        .await?,
-        (200, text.into(), "x-name=bob q=42 event-id=ev-1".into())
-    );
-    assert_eq!(
-        call(&up, "go-env", Method::GET, "/", "", &[]).await?,
-        (200, text.into(), "GREETING=hi".into())
-    );
-    assert_eq!(
-        call(&up, "go-error", Method::GET, "/", "", &[]).await?,
-        (500, text.into(), "something went wrong".into())
-    );
-    let (status, _, body) = call(&up, "go-timeout", Method::GET, "/", "", &[]).await?;
-    assert_eq!(status, 408, "{body}");
-    Ok(())
+    examples::go(&up).await
 }
 
-/// The Kubeless examples of a runtime whose handlers return objects as JSON (`nodejs`,
-/// `python`): `<prefix>-hello`, `-echo`, `-json`, `-headers`, `-env`, `-error`, `-timeout`.
-/// `json_of` is how the runtime prints `{"a": [1, true]}` and the json example's object.
+/// Serves `functions/<dir>/` with `wasmless up` and checks its examples.
 async fn kubeless_examples(
     dir: &str,
     prefix: &str,
@@ -91,71 +29,12 @@ async fn kubeless_examples(
 ) -> anyhow::Result<()> {
     let _one_at_a_time = BUILDING.lock().await;
     let up = Up::start(&functions_dir().join(dir), &[]).await?;
-    let f = |name: &str| format!("{prefix}-{name}");
-    let text = "text/plain; charset=utf-8";
-    assert_eq!(
-        call(&up, &f("hello"), Method::GET, "/", "", &[]).await?,
-        (200, text.into(), "hello world".into())
-    );
-    assert_eq!(
-        call(&up, &f("echo"), Method::POST, "/", "some data", &[]).await?,
-        (200, text.into(), "some data".into())
-    );
-    assert_eq!(
-        call(
-            &up,
-            &f("echo"),
-            Method::POST,
-            "/",
-            r#"{"a": [1, true]}"#,
-            &[("content-type", "application/json")]
-        )
-        .await?,
-        (200, "application/json".into(), json_of(r#"{"a":[1,true]}"#)),
-        "JSON bodies arrive decoded"
-    );
-    let object = format!(
-        r#"{{"function":"{}","runtime":"{runtime}","ok":true}}"#,
-        f("json")
-    );
-    assert_eq!(
-        call(&up, &f("json"), Method::GET, "/", "", &[]).await?,
-        (200, "application/json".into(), json_of(&object))
-    );
-    assert_eq!(
-        call(
-            &up,
-            &f("headers"),
-            Method::GET,
-            "/path?q=42",
-            "",
-            &[("x-name", "bob"), ("event-id", "ev-1")]
-        )
-        .await?,
-        (200, text.into(), "x-name=bob q=42 event-id=ev-1".into())
-    );
-    assert_eq!(
-        call(&up, &f("env"), Method::GET, "/", "", &[]).await?,
-        (200, text.into(), "GREETING=hi".into())
-    );
-    assert_eq!(
-        call(&up, &f("error"), Method::GET, "/", "", &[]).await?,
-        (500, text.into(), "something went wrong".into())
-    );
-    let (status, _, body) = call(&up, &f("timeout"), Method::GET, "/", "", &[]).await?;
-    assert_eq!(status, 408, "{body}");
-    Ok(())
+    examples::kubeless(&up, prefix, runtime, json_of).await
 }
 
 #[tokio::test]
 async fn nodejs_examples() -> anyhow::Result<()> {
     kubeless_examples("nodejs", "js", "nodejs20", str::to_string).await
-}
-
-/// `{"a": [1, true]}` for `{"a":[1,true]}`: how Python's json.dumps prints, and how the C
-/// examples write their JSON (C echoes the request's JSON text as sent).
-fn spaced(compact: &str) -> String {
-    compact.replace(':', ": ").replace(',', ", ")
 }
 
 #[tokio::test]
@@ -171,6 +50,98 @@ async fn rust_examples() -> anyhow::Result<()> {
 #[tokio::test]
 async fn c_examples() -> anyhow::Result<()> {
     kubeless_examples("c", "c", "c", spaced).await
+}
+
+/// Every example of every runtime, applied with kubectl to a real API server, built by the
+/// controller, served by a host; then a broken C revision fails with clang's message while the
+/// previous one serves.
+#[tokio::test]
+async fn every_example_on_the_api_server() -> anyhow::Result<()> {
+    let _one_at_a_time = BUILDING.lock().await;
+    let cluster = Cluster::with_functions().await?;
+    let (store, cache) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let (_controller, artifacts) = cluster.controller(store.path(), &[])?;
+    let host = cluster.host(&artifacts, cache.path()).await?;
+
+    let runtimes = ["c", "rust", "go", "nodejs", "python"];
+    for runtime in runtimes {
+        let started = Instant::now();
+        let yaml = std::fs::read_to_string(functions_dir().join(runtime).join("functions.yaml"))?;
+        cluster.apply(&yaml)?;
+        wait_until(Duration::from_secs(900), || async {
+            let phases = cluster
+                .kubectl(&[
+                    "get",
+                    "fn",
+                    "-n",
+                    "test",
+                    "-o",
+                    "jsonpath={.items[*].status.phase}",
+                ])
+                .unwrap_or_default();
+            let failed = phases.split(' ').any(|p| p == "Failed");
+            failed
+                || phases.split(' ').filter(|p| *p == "Ready").count()
+                    == yaml.matches("kind: Function").count() + ready_before(runtime, &runtimes)
+        })
+        .await?;
+        let failed = cluster.kubectl(&["get", "fn", "-n", "test", "-o", "jsonpath={range .items[?(@.status.phase==\"Failed\")]}{.metadata.name}: {.status.conditions}{\"\\n\"}{end}"])?;
+        assert!(failed.is_empty(), "failed builds: {failed}");
+        report(&format!(
+            "kubernetes: {runtime}: 7 examples applied → all Ready in {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    examples::kubeless(&host, "c", "c", spaced).await?;
+    examples::kubeless(&host, "rs", "rust", str::to_string).await?;
+    examples::go(&host).await?;
+    examples::kubeless(&host, "js", "nodejs20", str::to_string).await?;
+    examples::kubeless(&host, "py", "python3.12", spaced).await?;
+
+    // A syntax error: Failed with the compiler's message; the Ready revision keeps answering.
+    let hello = std::fs::read_to_string(functions_dir().join("c/functions.yaml"))?;
+    let first = hello.split("\n---\n").next().unwrap_or_default();
+    cluster.apply(&first.replace("\"hello world\");", "\"hello world\")"))?;
+    wait_until(Duration::from_secs(120), || async {
+        phase_of(&cluster, "c-hello") == "Failed"
+    })
+    .await?;
+    let message = cluster.kubectl(&[
+        "get",
+        "fn",
+        "c-hello",
+        "-n",
+        "test",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Built\")].message}",
+    ])?;
+    assert!(
+        message.contains("handler.c:") && message.contains("error: expected ';'"),
+        "clang's message in status: {message}"
+    );
+    let (status, _, body) =
+        examples::call(&host, "c-hello", reqwest::Method::GET, "/", "", &[]).await?;
+    assert_eq!((status, body.as_str()), (200, "hello world"));
+    Ok(())
+}
+
+/// Functions of the runtimes applied before `runtime` (all Ready by then).
+fn ready_before(runtime: &str, order: &[&str]) -> usize {
+    order.iter().take_while(|r| **r != runtime).count() * examples::EXAMPLES.len()
+}
+
+fn phase_of(cluster: &Cluster, name: &str) -> String {
+    cluster
+        .kubectl(&[
+            "get",
+            "fn",
+            name,
+            "-n",
+            "test",
+            "-o",
+            "jsonpath={.status.phase}",
+        ])
+        .unwrap_or_default()
 }
 
 /// A broken revision of a function that served: the phase turns Failed with the compiler's own

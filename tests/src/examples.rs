@@ -1,0 +1,166 @@
+//! The example functions' expected behaviour (`functions/<runtime>/`), checked over HTTP against
+//! any server: `wasmless up`, or a host fed by the controller from a real API server.
+
+use reqwest::Method;
+
+use crate::{Served, wait_until};
+
+/// Status, Content-Type and body of one request to `function` in namespace `test`.
+pub async fn call(
+    served: &Served,
+    function: &str,
+    method: Method,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<(u16, String, String)> {
+    let mut request = served
+        .request(method, &format!("{function}.test"), path)
+        .body(body.to_string());
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let r = request.send().await?;
+    let status = r.status().as_u16();
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    Ok((status, content_type, r.text().await?))
+}
+
+/// Each runtime's examples are `<prefix>-<example>`.
+pub const EXAMPLES: [&str; 7] = [
+    "hello", "echo", "json", "headers", "env", "error", "timeout",
+];
+
+/// Waits until `function` is routed (a host may load it a moment after its status says Ready).
+async fn routed(served: &Served, function: &str) -> anyhow::Result<()> {
+    wait_until(std::time::Duration::from_secs(60), || async {
+        matches!(served.get(&format!("{function}.test"), "/").await, Ok((s, _)) if s != 404)
+    })
+    .await
+}
+
+/// The Go examples (`go-hello` …): Go handlers return strings, as in Kubeless.
+pub async fn go(up: &Served) -> anyhow::Result<()> {
+    for name in EXAMPLES {
+        routed(up, &format!("go-{name}")).await?;
+    }
+    let text = "text/plain; charset=utf-8";
+    assert_eq!(
+        call(up, "go-hello", Method::GET, "/", "", &[]).await?,
+        (200, text.into(), "hello world".into())
+    );
+    assert_eq!(
+        call(up, "go-echo", Method::POST, "/", "some data", &[]).await?,
+        (200, text.into(), "some data".into())
+    );
+    assert_eq!(
+        call(up, "go-json", Method::GET, "/", "", &[]).await?,
+        (
+            200,
+            text.into(),
+            r#"{"function":"go-json","ok":true,"runtime":"go1.21"}"#.into()
+        )
+    );
+    assert_eq!(
+        call(
+            up,
+            "go-headers",
+            Method::GET,
+            "/path?q=42",
+            "",
+            &[("x-name", "bob"), ("event-id", "ev-1")]
+        )
+        .await?,
+        (200, text.into(), "x-name=bob q=42 event-id=ev-1".into())
+    );
+    assert_eq!(
+        call(up, "go-env", Method::GET, "/", "", &[]).await?,
+        (200, text.into(), "GREETING=hi".into())
+    );
+    assert_eq!(
+        call(up, "go-error", Method::GET, "/", "", &[]).await?,
+        (500, text.into(), "something went wrong".into())
+    );
+    let (status, _, body) = call(up, "go-timeout", Method::GET, "/", "", &[]).await?;
+    assert_eq!(status, 408, "{body}");
+    Ok(())
+}
+
+/// The examples of a runtime whose handlers return objects as JSON (`nodejs`, `python`, `rust`,
+/// `c`): `<prefix>-hello`, `-echo`, `-json`, `-headers`, `-env`, `-error`, `-timeout`.
+/// `json_of` is how the runtime prints `{"a": [1, true]}` and the json example's object.
+pub async fn kubeless(
+    up: &Served,
+    prefix: &str,
+    runtime: &str,
+    json_of: fn(&str) -> String,
+) -> anyhow::Result<()> {
+    let f = |name: &str| format!("{prefix}-{name}");
+    for name in EXAMPLES {
+        routed(up, &f(name)).await?;
+    }
+    let text = "text/plain; charset=utf-8";
+    assert_eq!(
+        call(up, &f("hello"), Method::GET, "/", "", &[]).await?,
+        (200, text.into(), "hello world".into())
+    );
+    assert_eq!(
+        call(up, &f("echo"), Method::POST, "/", "some data", &[]).await?,
+        (200, text.into(), "some data".into())
+    );
+    assert_eq!(
+        call(
+            up,
+            &f("echo"),
+            Method::POST,
+            "/",
+            r#"{"a": [1, true]}"#,
+            &[("content-type", "application/json")]
+        )
+        .await?,
+        (200, "application/json".into(), json_of(r#"{"a":[1,true]}"#)),
+        "JSON bodies arrive decoded"
+    );
+    let object = format!(
+        r#"{{"function":"{}","runtime":"{runtime}","ok":true}}"#,
+        f("json")
+    );
+    assert_eq!(
+        call(up, &f("json"), Method::GET, "/", "", &[]).await?,
+        (200, "application/json".into(), json_of(&object))
+    );
+    assert_eq!(
+        call(
+            up,
+            &f("headers"),
+            Method::GET,
+            "/path?q=42",
+            "",
+            &[("x-name", "bob"), ("event-id", "ev-1")]
+        )
+        .await?,
+        (200, text.into(), "x-name=bob q=42 event-id=ev-1".into())
+    );
+    assert_eq!(
+        call(up, &f("env"), Method::GET, "/", "", &[]).await?,
+        (200, text.into(), "GREETING=hi".into())
+    );
+    assert_eq!(
+        call(up, &f("error"), Method::GET, "/", "", &[]).await?,
+        (500, text.into(), "something went wrong".into())
+    );
+    let (status, _, body) = call(up, &f("timeout"), Method::GET, "/", "", &[]).await?;
+    assert_eq!(status, 408, "{body}");
+    Ok(())
+}
+
+/// `{"a": [1, true]}` for `{"a":[1,true]}`: how Python's json.dumps prints, and how the C
+/// examples write their JSON (C echoes the request's JSON text as sent).
+pub fn spaced(compact: &str) -> String {
+    compact.replace(':', ": ").replace(',', ", ")
+}
