@@ -219,3 +219,83 @@ async fn a_c_syntax_error_fails_with_the_compilers_message() -> anyhow::Result<(
     )
     .await
 }
+
+/// `deps` resolve at build time from the registries (PyPI, npm, crates.io) and are bundled; a
+/// package that does not exist fails that function's build with the resolver's message, and the
+/// other functions serve.
+#[tokio::test]
+async fn dependencies_are_bundled_and_a_missing_one_fails_the_build() -> anyhow::Result<()> {
+    let _one_at_a_time = BUILDING.lock().await;
+    let dir = tempfile::tempdir()?;
+    let manifest = |name: &str, runtime: &str, handler: &str, deps: &str, code: &str| {
+        let indent =
+            |text: &str| -> String { text.lines().map(|l| format!("    {l}\n")).collect() };
+        format!(
+            "apiVersion: wasmless.dev/v1alpha1\nkind: Function\nmetadata: {{name: {name}, namespace: test}}\nspec:\n  runtime: {runtime}\n  handler: {handler}\n  deps: |\n{}  function: |\n{}",
+            indent(deps),
+            indent(code)
+        )
+    };
+    let python = "import six\ndef f(event, context):\n    return 'six ' + six.__version__\n";
+    let node = "const isNumber = require('is-number');\nmodule.exports = { f: (event, context) => 'is-number ' + isNumber('42') };\n";
+    let rust = "pub fn f(_: wasmless::Event, _: wasmless::Context) -> Result<String, String> {\n    Ok(format!(\"itoa {}\", itoa::Buffer::new().format(42)))\n}\n";
+    let docs = [
+        manifest("py-deps", "python", "handler.f", "six==1.16.0", python),
+        manifest(
+            "js-deps",
+            "nodejs",
+            "handler.f",
+            r#"{"dependencies": {"is-number": "7.0.0"}}"#,
+            node,
+        ),
+        manifest("rs-deps", "rust", "handler.f", r#"itoa = "1""#, rust),
+        manifest(
+            "py-missing",
+            "python",
+            "handler.f",
+            "no-such-package-wasmless==1.0",
+            python,
+        ),
+        manifest(
+            "js-missing",
+            "nodejs",
+            "handler.f",
+            r#"{"dependencies": {"no-such-package-wasmless": "1.0.0"}}"#,
+            node,
+        ),
+        manifest(
+            "rs-missing",
+            "rust",
+            "handler.f",
+            r#"no-such-crate-wasmless = "1""#,
+            rust,
+        ),
+    ];
+    std::fs::write(dir.path().join("deps.yaml"), docs.join("---\n"))?;
+    let up = Up::start(dir.path(), &[]).await?;
+    for (name, body) in [
+        ("py-deps", "six 1.16.0"),
+        ("js-deps", "is-number true"),
+        ("rs-deps", "itoa 42"),
+    ] {
+        assert_eq!(
+            up.get(&format!("{name}.test"), "/").await?,
+            (200, body.into()),
+            "{name}"
+        );
+    }
+    for (name, expect) in [
+        ("py-missing", "no-such-package-wasmless"),
+        ("js-missing", "no-such-package-wasmless"),
+        (
+            "rs-missing",
+            "no matching package named `no-such-crate-wasmless`",
+        ),
+    ] {
+        let (phase, message) = up.phase("test", name).await.unwrap_or_default();
+        assert_eq!(phase, "Failed", "{name}: {message}");
+        assert!(message.contains(expect), "{name}: {message}");
+        assert_eq!(up.get(&format!("{name}.test"), "/").await?.0, 404, "{name}");
+    }
+    Ok(())
+}
