@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub mod cli;
 pub mod cluster;
 
 /// A binary of this workspace, built by `cargo test` next to the test executables.
