@@ -260,7 +260,7 @@ impl Cluster {
 
     /// Plays the kubelet for a host running outside the cluster: a Node, and a Running, Ready
     /// Pod labelled `app.kubernetes.io/name=wasmless-host` in `namespace` at `served`'s IP, whose
-    /// container ports `http-function-port` and `admin` are the host's. Functions' Services then
+    /// container ports `functions` and `admin` are the host's. Functions' Services then
     /// get endpoints, and the API server's service and pod proxies reach the host.
     pub async fn host_pod(
         &self,
@@ -290,7 +290,7 @@ spec:
   - name: host
     image: wasmless-host
     ports:
-    - {{name: http-function-port, containerPort: {functions}}}
+    - {{name: functions, containerPort: {functions}}}
     - {{name: admin, containerPort: {admin}}}
 "#,
             functions = served.functions.port(),

@@ -418,7 +418,7 @@ async fn every_verb_against_a_real_api_server() -> anyhow::Result<()> {
     let store = tempfile::tempdir()?;
     let cache = tempfile::tempdir()?;
     let (controller, artifacts) =
-        cluster.controller(store.path(), &["--host-port", "http-function-port"])?;
+        cluster.controller(store.path(), &["--host-port", "functions"])?;
     let host = cluster.host_on(&artifacts, cache.path(), &ip).await?;
     cluster.host_pod("test", "wasmless-host-0", &host).await?;
     wait_until(Duration::from_secs(60), || {
