@@ -33,7 +33,7 @@ enum Command {
     Up(up::UpArgs),
     /// Deploy, call and inspect functions, in a cluster or in a local `wasmless up`.
     #[command(visible_alias = "fn")]
-    Function(FunctionArgs),
+    Function(Box<FunctionArgs>),
     /// Print a shell completion script (e.g. `source <(wasmless completion bash)`).
     Completion {
         #[arg(value_enum)]
@@ -83,7 +83,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Up(args) => up::run(args),
-        Command::Function(args) => function(args),
+        Command::Function(args) => function(*args),
         Command::Completion { shell } => {
             clap_complete::generate(
                 shell,

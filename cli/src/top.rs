@@ -76,7 +76,12 @@ pub fn aggregate(texts: &[String]) -> Vec<Row> {
     let mut rows: BTreeMap<(String, String, String), Row> = BTreeMap::new();
     for text in texts {
         for line in text.lines() {
-            let Some((name, labels, value)) = sample(line) else {
+            let Some(Sample {
+                name,
+                labels,
+                value,
+            }) = sample(line)
+            else {
                 continue;
             };
             let label = |k: &str| {
@@ -110,8 +115,15 @@ pub fn aggregate(texts: &[String]) -> Vec<Row> {
         .collect()
 }
 
-/// `name{k="v",...} value` of the per-function series; anything else is `None`.
-fn sample(line: &str) -> Option<(&str, Vec<(&str, &str)>, f64)> {
+/// One line of Prometheus text: `name{k="v",...} value`.
+struct Sample<'a> {
+    name: &'a str,
+    labels: Vec<(&'a str, &'a str)>,
+    value: f64,
+}
+
+/// The per-function series' samples; anything else is `None`.
+fn sample(line: &str) -> Option<Sample<'_>> {
     let (name, rest) = line.split_once('{')?;
     if !name.starts_with("function_") {
         return None;
@@ -126,7 +138,11 @@ fn sample(line: &str) -> Option<(&str, Vec<(&str, &str)>, f64)> {
             Some((k.trim(), v.trim().trim_matches('"')))
         })
         .collect();
-    Some((name, labels, value))
+    Some(Sample {
+        name,
+        labels,
+        value,
+    })
 }
 
 #[cfg(test)]
