@@ -85,10 +85,7 @@ impl Cluster {
             }
             kube::Error::Api(s) => anyhow!("{} (HTTP {})", s.message, s.code),
             other => {
-                let mut cause: &dyn std::error::Error = &other;
-                while let Some(next) = cause.source() {
-                    cause = next;
-                }
+                let cause = crate::target::root_cause(&other);
                 anyhow!(
                     "no cluster reachable at {} ({cause}): check KUBECONFIG and --context, or start `wasmless up` and pass --local",
                     self.url

@@ -79,7 +79,8 @@ pub struct UpdateArgs {
     spec: SpecArgs,
 }
 
-pub fn dry_run(args: &DeployArgs, namespace: Option<&str>) -> anyhow::Result<()> {
+/// The spec and labels a deploy's flags ask for.
+fn new_function(args: &DeployArgs) -> anyhow::Result<(FunctionSpec, BTreeMap<String, String>)> {
     let mut spec = FunctionSpec::default();
     fill(
         &mut spec,
@@ -87,11 +88,15 @@ pub fn dry_run(args: &DeployArgs, namespace: Option<&str>) -> anyhow::Result<()>
         Some(&args.from_file),
         &args.spec,
     )?;
+    Ok((spec, pairs(&args.spec.label, "--label")?))
+}
+
+pub fn dry_run(args: &DeployArgs, namespace: Option<&str>) -> anyhow::Result<()> {
+    let (spec, labels) = new_function(args)?;
     let mut metadata = serde_json::json!({ "name": args.name });
     if let Some(ns) = namespace {
         metadata["namespace"] = ns.into();
     }
-    let labels = pairs(&args.spec.label, "--label")?;
     if !labels.is_empty() {
         metadata["labels"] = serde_json::to_value(labels)?;
     }
@@ -105,17 +110,10 @@ pub fn dry_run(args: &DeployArgs, namespace: Option<&str>) -> anyhow::Result<()>
 }
 
 pub async fn deploy(target: &Target, args: DeployArgs) -> anyhow::Result<()> {
-    let key = target.key(&args.name);
-    let mut spec = FunctionSpec::default();
-    fill(
-        &mut spec,
-        Some(&args.runtime),
-        Some(&args.from_file),
-        &args.spec,
-    )?;
+    let (spec, labels) = new_function(&args)?;
     let desired = Desired {
-        key,
-        labels: pairs(&args.spec.label, "--label")?,
+        key: target.key(&args.name),
+        labels,
         spec,
     };
     let token = target.apply(&desired, true).await?;

@@ -50,10 +50,7 @@ impl Local {
     }
 
     fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
-        let mut cause: &dyn std::error::Error = &e;
-        while let Some(next) = cause.source() {
-            cause = next;
-        }
+        let cause = crate::target::root_cause(&e);
         anyhow!(
             "no wasmless up answering at {} ({cause}): start `wasmless up`, or pass --local=ADMIN_URL",
             self.admin

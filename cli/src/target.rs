@@ -210,3 +210,12 @@ pub fn not_found(key: &FunctionKey) -> anyhow::Error {
         key.namespace
     )
 }
+
+/// The innermost cause of an error (such as "Connection refused"): what a user can act on.
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}

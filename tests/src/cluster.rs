@@ -222,20 +222,7 @@ impl Cluster {
 
     /// `wasmless-host` watching this cluster, fetching from `artifacts`, caching in `cache`.
     pub async fn host(&self, artifacts: &str, cache: &Path) -> anyhow::Result<Served> {
-        let mut command = Command::new(binary("wasmless-host"));
-        command
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--admin",
-                "127.0.0.1:0",
-                "--artifacts-url",
-                artifacts,
-                "--cache",
-            ])
-            .arg(cache)
-            .env("KUBECONFIG", &self.kubeconfig);
-        Served::start(command, "wasmless-host").await
+        self.host_on(artifacts, cache, "127.0.0.1").await
     }
 
     /// `wasmless-host` as [`Cluster::host`], listening on `ip` (free ports): an address the API

@@ -312,6 +312,14 @@ async fn every_verb(cli: &Wasmless, label: &str) -> anyhow::Result<()> {
         let out = ok("delete", cli.function(&["delete", name]));
         assert!(out.contains("deleted"), "{out}");
     }
+    // Deployed again with the same source right after its delete: it serves again.
+    ok(
+        "redeploy",
+        cli.function(&["deploy", "env", "--runtime", "wat", "--from-file", &env]),
+    );
+    let seen = ok("call redeployed", cli.function(&["call", "env"]));
+    assert!(seen.contains("REQUEST_METHOD=GET"), "{seen}");
+    ok("delete again", cli.function(&["delete", "env"]));
     let table = ok("ls after delete", cli.function(&["ls"]));
     assert!(!table.lines().any(|l| l.starts_with("hello ")), "{table}");
     for verb in ["delete", "describe", "call", "logs"] {
