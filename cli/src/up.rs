@@ -1,6 +1,9 @@
 //! `wasmless up`: the all-in-one local mode. A directory of Function manifests goes through the
 //! controller's pipeline into the runtime's host, in one process, and reloads when files change.
 //! A broken file or a failed build is logged and the last good version keeps serving.
+//! `wasmless function … --local` deploys more functions through the admin API ([`api`]).
+
+mod api;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -77,15 +80,30 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
 
     let listeners = server::Listeners::bind(&args.listen, &args.admin).await?;
     listeners.announce("wasmless up")?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut stopped = stop_rx.clone();
-    let serving = tokio::spawn(listeners.serve(host.clone(), async move {
-        let _ = stopped.wait_for(|s| *s).await;
-    }));
-
+    let (functions_addr, _) = listeners.addresses()?;
+    // File changes and API deploys both wake the loader.
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let mut watcher = notify::recommended_watcher(move |event| {
-        let _ = events_tx.send(event);
+    let deployed = api::Deployed::new(host.clone(), events_tx.clone(), functions_addr);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let admin_app = server::admin_app(host.clone()).merge(api::router(deployed.clone()));
+    let serving = [
+        tokio::spawn(server::serve(
+            listeners.functions,
+            server::function_app(host.clone()),
+            stopped(stop_rx.clone()),
+        )),
+        tokio::spawn(server::serve(
+            listeners.admin,
+            admin_app,
+            stopped(stop_rx.clone()),
+        )),
+    ];
+
+    let mut watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+        let _ = events_tx.send(());
     })
     .context("cannot watch the functions directory")?;
     watcher
@@ -95,7 +113,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     // One signal listener for the whole run; it also interrupts a sync (builds can be long).
     let shutdown = server::shutdown_signal();
     tokio::pin!(shutdown);
-    let mut loader = DirLoader::new(host.clone(), pipeline, args.dir.clone());
+    let mut loader = DirLoader::new(host.clone(), pipeline, args.dir.clone(), deployed);
     let mut stopping = tokio::select! {
         _ = &mut shutdown => true,
         _ = loader.sync() => false,
@@ -123,7 +141,9 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     drop(stop_rx);
-    serving.await.context("server task")?.context("server")?;
+    for task in serving {
+        task.await.context("server task")?.context("server")?;
+    }
     Ok(())
 }
 
@@ -132,6 +152,7 @@ struct DirLoader {
     host: Arc<Host>,
     pipeline: Arc<Pipeline>,
     dir: PathBuf,
+    deployed: Arc<api::Deployed>,
     /// What was last tried for each function, built or not: unchanged ones are skipped. The
     /// source's digest is part of it, so a changed file behind `function-content-type: url`
     /// rebuilds too.
@@ -141,11 +162,17 @@ struct DirLoader {
 }
 
 impl DirLoader {
-    fn new(host: Arc<Host>, pipeline: Arc<Pipeline>, dir: PathBuf) -> Self {
+    fn new(
+        host: Arc<Host>,
+        pipeline: Arc<Pipeline>,
+        dir: PathBuf,
+        deployed: Arc<api::Deployed>,
+    ) -> Self {
         Self {
             host,
             pipeline,
             dir,
+            deployed,
             attempted: HashMap::new(),
             file_keys: HashMap::new(),
         }
@@ -181,16 +208,36 @@ impl DirLoader {
             }
         }
 
+        self.deployed.set_files(desired.clone());
+        let mut desired: BTreeMap<FunctionKey, (FunctionManifest, Option<PathBuf>)> = desired
+            .into_iter()
+            .map(|(k, (m, f))| (k, (m, Some(f))))
+            .collect();
+        for (key, m) in self.deployed.api_manifests() {
+            match desired.get(&key) {
+                Some((_, Some(file))) => {
+                    tracing::error!(function = %key, "defined in {} and deployed through the API; serving the file's", file.display());
+                }
+                _ => {
+                    desired.insert(key, (m, None));
+                }
+            }
+        }
+
+        let statuses = self.host.statuses();
         for (key, (m, file)) in &desired {
-            let source = wasmless_controller::source::decode(&m.spec, file.parent())
+            let base = file.as_deref().and_then(Path::parent);
+            let source = wasmless_controller::source::decode(&m.spec, base)
                 .ok()
                 .map(|code| wasmless_controller::source::digest(&code));
             let fingerprint = (m.clone(), source);
-            if self.attempted.get(key) == Some(&fingerprint) {
+            // A deleted and redeployed API function is Pending or has no status: build it again.
+            let settled = statuses.get(key).is_some_and(|s| s.phase != Phase::Pending);
+            if settled && self.attempted.get(key) == Some(&fingerprint) {
                 continue;
             }
             self.attempted.insert(key.clone(), fingerprint);
-            self.apply(m, file).await;
+            self.apply(m, base, file.as_deref()).await;
         }
 
         let stale: Vec<FunctionKey> = self
@@ -207,7 +254,8 @@ impl DirLoader {
     }
 
     /// Builds and loads one manifest; on failure the serving revision (if any) stays.
-    async fn apply(&self, m: &FunctionManifest, file: &Path) {
+    async fn apply(&self, m: &FunctionManifest, base: Option<&Path>, file: Option<&Path>) {
+        let origin = file.map_or_else(|| "api".to_string(), |f| f.display().to_string());
         let key = m.key();
         let serving = self
             .host
@@ -223,7 +271,7 @@ impl DirLoader {
             &key,
             Some(status(Phase::Building, String::new(), serving.clone())),
         );
-        match self.build_and_load(m, file).await {
+        match self.build_and_load(m, base).await {
             Ok(revision) => {
                 self.host.set_status(
                     &key,
@@ -236,7 +284,7 @@ impl DirLoader {
                     Some(r) => format!("; {r} keeps serving"),
                     None => String::new(),
                 };
-                tracing::error!(function = %key, file = %file.display(), "build failed{keeps}: {message}");
+                tracing::error!(function = %key, %origin, "build failed{keeps}: {message}");
                 self.host.set_status(
                     &key,
                     Some(status(
@@ -249,12 +297,16 @@ impl DirLoader {
         }
     }
 
-    async fn build_and_load(&self, m: &FunctionManifest, file: &Path) -> anyhow::Result<String> {
+    async fn build_and_load(
+        &self,
+        m: &FunctionManifest,
+        base: Option<&Path>,
+    ) -> anyhow::Result<String> {
         let max_memory = self.host.config().engine.max_memory_bytes;
         // Check the limits before spending time on a build.
         let mut def = FunctionDef::from_manifest(m, String::new(), max_memory)?;
         let pipeline = self.pipeline.clone();
-        let (manifest, base) = (m.clone(), file.parent().map(Path::to_path_buf));
+        let (manifest, base) = (m.clone(), base.map(Path::to_path_buf));
         let artifact = tokio::task::spawn_blocking(move || {
             pipeline.build(&manifest.key(), &manifest.spec, base.as_deref())
         })

@@ -28,8 +28,9 @@ pub const FUNCTION_LABEL: &str = "wasmless.dev/function";
 pub struct ChildConfig {
     /// Labels of the shared host pods.
     pub host_selector: BTreeMap<String, String>,
-    /// The port the host serves functions on.
-    pub host_port: i32,
+    /// The host pods' function port: a number, or the name of a container port (what a chart
+    /// whose hosts listen elsewhere than 8080 uses).
+    pub host_port: IntOrString,
 }
 
 impl Default for ChildConfig {
@@ -39,7 +40,7 @@ impl Default for ChildConfig {
                 "app.kubernetes.io/name".to_string(),
                 "wasmless-host".to_string(),
             )]),
-            host_port: FUNCTION_PORT,
+            host_port: IntOrString::Int(FUNCTION_PORT),
         }
     }
 }
@@ -72,7 +73,7 @@ pub fn service(function: &Function, config: &ChildConfig) -> Service {
             ports: Some(vec![ServicePort {
                 name: Some(PORT_NAME.to_string()),
                 port: FUNCTION_PORT,
-                target_port: Some(IntOrString::Int(config.host_port)),
+                target_port: Some(config.host_port.clone()),
                 protocol: Some("TCP".to_string()),
                 ..ServicePort::default()
             }]),

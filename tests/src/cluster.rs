@@ -172,7 +172,8 @@ impl Cluster {
             ])
             .args([
                 "--controllers",
-                "garbagecollector,namespace,endpointslice,serviceaccount",
+                // endpoint: the API server's service proxy reads Endpoints, not EndpointSlices.
+                "garbagecollector,namespace,endpoint,endpointslice,serviceaccount",
             ])
             .arg("--service-account-private-key-file")
             .arg(cluster.dir.path().join("sa.key"))
@@ -221,13 +222,20 @@ impl Cluster {
 
     /// `wasmless-host` watching this cluster, fetching from `artifacts`, caching in `cache`.
     pub async fn host(&self, artifacts: &str, cache: &Path) -> anyhow::Result<Served> {
+        self.host_on(artifacts, cache, "127.0.0.1").await
+    }
+
+    /// `wasmless-host` as [`Cluster::host`], listening on `ip` (free ports): an address the API
+    /// server will proxy to, unlike loopback.
+    pub async fn host_on(&self, artifacts: &str, cache: &Path, ip: &str) -> anyhow::Result<Served> {
+        let any = format!("{ip}:0");
         let mut command = Command::new(binary("wasmless-host"));
         command
             .args([
                 "--listen",
-                "127.0.0.1:0",
+                &any,
                 "--admin",
-                "127.0.0.1:0",
+                &any,
                 "--artifacts-url",
                 artifacts,
                 "--cache",
@@ -235,6 +243,61 @@ impl Cluster {
             .arg(cache)
             .env("KUBECONFIG", &self.kubeconfig);
         Served::start(command, "wasmless-host").await
+    }
+
+    /// Plays the kubelet for a host running outside the cluster: a Node, and a Running, Ready
+    /// Pod labelled `app.kubernetes.io/name=wasmless-host` in `namespace` at `served`'s IP, whose
+    /// container ports `functions` and `admin` are the host's. Functions' Services then
+    /// get endpoints, and the API server's service and pod proxies reach the host.
+    pub async fn host_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        served: &Served,
+    ) -> anyhow::Result<()> {
+        let ip = served.functions.ip().to_string();
+        self.apply("apiVersion: v1\nkind: Node\nmetadata: {name: e2e-node}\n")?;
+        // Pod admission wants the namespace's default ServiceAccount, which kcm makes.
+        wait_until(Duration::from_secs(60), || async {
+            self.kubectl(&["get", "serviceaccount", "default", "-n", namespace])
+                .is_ok()
+        })
+        .await?;
+        self.apply(&format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  namespace: {namespace}
+  labels: {{app.kubernetes.io/name: wasmless-host}}
+spec:
+  nodeName: e2e-node
+  automountServiceAccountToken: false
+  containers:
+  - name: host
+    image: wasmless-host
+    ports:
+    - {{name: functions, containerPort: {functions}}}
+    - {{name: admin, containerPort: {admin}}}
+"#,
+            functions = served.functions.port(),
+            admin = served.admin.port()
+        ))?;
+        let status = format!(
+            r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}],"hostIP":"{ip}","conditions":[{{"type":"Ready","status":"True"}}]}}}}"#
+        );
+        self.kubectl(&[
+            "patch",
+            "pod",
+            name,
+            "-n",
+            namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status,
+        ])?;
+        Ok(())
     }
 
     /// Runs the real `kubectl` against this cluster; its stdout, or an error with its stderr.

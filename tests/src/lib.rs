@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub mod cli;
 pub mod cluster;
 pub mod examples;
 

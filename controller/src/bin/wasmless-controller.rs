@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use wasmless_controller::children::ChildConfig;
 use wasmless_controller::{
     DirStore, Pipeline, artifacts, leader, manifest, metacontroller, reconcile,
@@ -69,6 +70,9 @@ struct RunArgs {
     /// Labels of the shared host pods, which each function's Service selects (k=v,k=v).
     #[arg(long, default_value = "app.kubernetes.io/name=wasmless-host")]
     host_selector: String,
+    /// The host pods' function port each Service targets: a number or a container port's name.
+    #[arg(long, default_value = "8080")]
+    host_port: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -110,6 +114,17 @@ fn compiling_engine(store: &std::path::Path) -> anyhow::Result<wasmtime::Engine>
     .build()?)
 }
 
+fn children(args: &RunArgs) -> anyhow::Result<ChildConfig> {
+    let host_port = match args.host_port.parse::<i32>() {
+        Ok(n) => IntOrString::Int(n),
+        Err(_) => IntOrString::String(args.host_port.clone()),
+    };
+    Ok(ChildConfig {
+        host_port,
+        ..host_selector(&args.host_selector)?
+    })
+}
+
 fn host_selector(text: &str) -> anyhow::Result<ChildConfig> {
     let host_selector = text
         .split(',')
@@ -127,7 +142,7 @@ fn host_selector(text: &str) -> anyhow::Result<ChildConfig> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let children = host_selector(&args.host_selector)?;
+    let children = children(&args)?;
     let store: artifacts::SharedStore = Arc::new(DirStore::new(&args.store));
     let pipeline = Arc::new(Pipeline::new(compiling_engine(&args.store)?, store.clone()));
 

@@ -1,0 +1,396 @@
+//! The verbs against a cluster: Functions through the API, calls through the API server's
+//! service proxy (as Kubeless did, so it works from a laptop), logs and metrics through the pods
+//! proxy to each host's admin port.
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config, ResourceExt};
+
+use wasmless_controller::children::PORT_NAME;
+use wasmless_runtime::FunctionKey;
+use wasmless_runtime::function::{Function, Phase};
+
+use crate::target::{Answer, Call, Cursors, Desired, LogLine, Progress, TargetArgs, View};
+
+/// The hosts' admin port when their pods do not name one `admin`.
+const DEFAULT_ADMIN_PORT: i32 = 9090;
+
+pub struct Cluster {
+    client: Client,
+    url: String,
+    namespace: String,
+    host_selector: String,
+}
+
+impl Cluster {
+    pub async fn connect(args: &TargetArgs) -> anyhow::Result<Self> {
+        let options = KubeConfigOptions {
+            context: args.context.clone(),
+            ..KubeConfigOptions::default()
+        };
+        let loaded = match &args.kubeconfig {
+            Some(path) => match Kubeconfig::read_from(path) {
+                Ok(kc) => Config::from_custom_kubeconfig(kc, &options)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+            None if args.context.is_some() => Config::from_kubeconfig(&options)
+                .await
+                .map_err(|e| e.to_string()),
+            None => Config::infer().await.map_err(|e| e.to_string()),
+        };
+        let mut config = loaded.map_err(|e| {
+            anyhow!(
+                "no cluster configured ({e}): set KUBECONFIG or --context, or start `wasmless up` and pass --local"
+            )
+        })?;
+        config.connect_timeout = Some(Duration::from_secs(10));
+        let url = config.cluster_url.to_string();
+        let namespace = args
+            .namespace
+            .clone()
+            .unwrap_or_else(|| config.default_namespace.clone());
+        let client = Client::try_from(config).context("cannot set up the Kubernetes client")?;
+        Ok(Self {
+            client,
+            url,
+            namespace,
+            host_selector: args.host_selector.clone(),
+        })
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn functions(&self, namespace: &str) -> Api<Function> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// One line for any failed API call: the server's own message, or that nothing answered.
+    fn error(&self, e: kube::Error) -> anyhow::Error {
+        match e {
+            kube::Error::Api(s)
+                if s.code == 404 && s.message.contains("could not find the requested resource") =>
+            {
+                anyhow!(
+                    "the Function CRD is not installed at {}: kubectl apply -f charts/wasmless/crds/functions.yaml",
+                    self.url
+                )
+            }
+            kube::Error::Api(s) => anyhow!("{} (HTTP {})", s.message, s.code),
+            other => {
+                let cause = crate::target::root_cause(&other);
+                anyhow!(
+                    "no cluster reachable at {} ({cause}): check KUBECONFIG and --context, or start `wasmless up` and pass --local",
+                    self.url
+                )
+            }
+        }
+    }
+
+    pub async fn apply(&self, desired: &Desired, create: bool) -> anyhow::Result<Option<i64>> {
+        let key = &desired.key;
+        let api = self.functions(&key.namespace);
+        let mut function = if create {
+            let mut f = Function::new(&key.name, desired.spec.clone());
+            f.metadata.namespace = Some(key.namespace.clone());
+            f
+        } else {
+            let mut f = api
+                .get_opt(&key.name)
+                .await
+                .map_err(|e| self.error(e))?
+                .ok_or_else(|| crate::target::not_found(key))?;
+            f.spec = desired.spec.clone();
+            f
+        };
+        function.metadata.labels = Some(desired.labels.clone()).filter(|l| !l.is_empty());
+        let written = if create {
+            api.create(&PostParams::default(), &function).await
+        } else {
+            // The read's resourceVersion makes a concurrent change fail rather than vanish.
+            api.replace(&key.name, &PostParams::default(), &function)
+                .await
+        };
+        match written {
+            Ok(f) => Ok(f.metadata.generation),
+            Err(kube::Error::Api(s)) if s.is_already_exists() => Err(anyhow!(
+                "function {} already exists in namespace {}: use `wasmless function update`",
+                key.name,
+                key.namespace
+            )),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    pub async fn progress(
+        &self,
+        key: &FunctionKey,
+        generation: Option<i64>,
+    ) -> anyhow::Result<Progress> {
+        let f = self
+            .functions(&key.namespace)
+            .get_opt(&key.name)
+            .await
+            .map_err(|e| self.error(e))?
+            .ok_or_else(|| crate::target::not_found(key))?;
+        let status = f.status.unwrap_or_default();
+        let current = status.observed_generation >= generation;
+        Ok(match (current, status.phase) {
+            (true, Phase::Ready) => Progress::Ready {
+                url: status.url,
+                artifact: status.artifact.map(|a| a.digest),
+            },
+            (true, Phase::Failed) => Progress::Failed(built_message(&status.conditions)),
+            (_, Phase::Building) => Progress::Waiting("building".into()),
+            _ => Progress::Waiting("pending".into()),
+        })
+    }
+
+    pub async fn get(&self, key: &FunctionKey) -> anyhow::Result<Option<View>> {
+        let found = self
+            .functions(&key.namespace)
+            .get_opt(&key.name)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(found.map(view))
+    }
+
+    pub async fn list(&self, namespace: Option<&str>) -> anyhow::Result<Vec<View>> {
+        let api = match namespace {
+            Some(ns) => self.functions(ns),
+            None => Api::all(self.client.clone()),
+        };
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(list.items.into_iter().map(view).collect())
+    }
+
+    pub async fn delete(&self, key: &FunctionKey) -> anyhow::Result<()> {
+        match self
+            .functions(&key.namespace)
+            .delete(&key.name, &DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.is_not_found() => Err(crate::target::not_found(key)),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// Whether every running host serves `artifact` (hosts that cannot be asked are skipped).
+    pub async fn serving(&self, key: &FunctionKey, artifact: &str) -> anyhow::Result<bool> {
+        #[derive(serde::Deserialize)]
+        struct Loaded {
+            namespace: String,
+            name: String,
+            revision: String,
+        }
+        let hosts = match self.hosts().await {
+            Ok(hosts) => hosts,
+            Err(e) => {
+                tracing::warn!("{e:#}");
+                return Ok(true);
+            }
+        };
+        for (host, prefix) in hosts {
+            let answer = self.host_get(&prefix, "/functions").await?;
+            let Ok(loaded) = serde_json::from_slice::<Vec<Loaded>>(&answer.body) else {
+                tracing::warn!(%host, status = %answer.status, "cannot list its functions");
+                continue;
+            };
+            let serves = loaded.iter().any(|f| {
+                f.namespace == key.namespace && f.name == key.name && f.revision == artifact
+            });
+            if !serves {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Through `services/<name>:http-function-port/proxy`; the host routes by the
+    /// `/fn/<namespace>/<name>/` path, since the proxy's Host header names the pod.
+    pub async fn call(&self, key: &FunctionKey, call: Call) -> anyhow::Result<Answer> {
+        let path = format!(
+            "/api/v1/namespaces/{ns}/services/{name}:{PORT_NAME}/proxy/fn/{ns}/{name}/",
+            ns = key.namespace,
+            name = key.name
+        );
+        // A just-created Service gets its endpoints within seconds: wait that long for them.
+        let started = std::time::Instant::now();
+        loop {
+            let mut request = http::Request::builder()
+                .method(call.method.clone())
+                .uri(&path);
+            if let Some(headers) = request.headers_mut() {
+                headers.extend(call.headers.clone());
+            }
+            let request = request
+                .body(call.body.clone())
+                .context("cannot build the request")?;
+            let answer = self.send(request).await?;
+            // The API server's own refusals are a Status object, not the function's answer.
+            let no_endpoints = answer.status == http::StatusCode::SERVICE_UNAVAILABLE
+                && serde_json::from_slice::<kube::core::Status>(&answer.body)
+                    .is_ok_and(|s| s.message.contains("no endpoints available"));
+            if !no_endpoints {
+                return Ok(answer);
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                anyhow::bail!(
+                    "no wasmless host serves {key} (its Service has no endpoints): is wasmless-host running in namespace {}?",
+                    key.namespace
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn send(&self, request: http::Request<Vec<u8>>) -> anyhow::Result<Answer> {
+        let response = self
+            .client
+            .send(request.map(kube::client::Body::from))
+            .await
+            .map_err(|e| self.error(e))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect_bytes()
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(Answer {
+            status,
+            body: body.to_vec(),
+        })
+    }
+
+    /// The running host pods, with the path prefix of their admin port's proxy.
+    async fn hosts(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let list = pods
+            .list(&ListParams::default().labels(&self.host_selector))
+            .await
+            .map_err(|e| self.error(e))?;
+        let hosts: Vec<_> = list
+            .items
+            .iter()
+            .filter(|p| {
+                p.status
+                    .as_ref()
+                    .is_some_and(|s| s.phase.as_deref() == Some("Running") && s.pod_ip.is_some())
+            })
+            .map(|p| {
+                let port = admin_port(p);
+                let ns = p.namespace().unwrap_or_default();
+                let name = p.name_any();
+                (
+                    format!("{ns}/{name}"),
+                    format!("/api/v1/namespaces/{ns}/pods/{name}:{port}/proxy"),
+                )
+            })
+            .collect();
+        if hosts.is_empty() {
+            anyhow::bail!(
+                "no running wasmless host pods (label {}) at {}: deploy wasmless-host, or pass --host-selector",
+                self.host_selector,
+                self.url
+            );
+        }
+        Ok(hosts)
+    }
+
+    async fn host_get(&self, prefix: &str, path: &str) -> anyhow::Result<Answer> {
+        let request = http::Request::get(format!("{prefix}{path}"))
+            .body(Vec::new())
+            .context("cannot build the request")?;
+        self.send(request).await
+    }
+
+    pub async fn logs(
+        &self,
+        key: &FunctionKey,
+        cursors: &mut Cursors,
+    ) -> anyhow::Result<Vec<LogLine>> {
+        let mut out = Vec::new();
+        for (host, prefix) in self.hosts().await? {
+            let since = cursors.get(&host).copied().unwrap_or(0);
+            let path = format!(
+                "/functions/{}/{}/logs?since={since}",
+                key.namespace, key.name
+            );
+            let answer = self.host_get(&prefix, &path).await?;
+            match answer.status.as_u16() {
+                200 => {
+                    let lines: Vec<LogLine> = serde_json::from_slice(&answer.body)
+                        .with_context(|| format!("host {host} answered logs that are not JSON"))?;
+                    if let Some(last) = lines.last() {
+                        cursors.insert(host, last.seq);
+                    }
+                    out.extend(lines);
+                }
+                // This host has not run the function.
+                404 => {}
+                other => tracing::warn!(%host, status = other, "cannot read logs"),
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn metrics(&self) -> anyhow::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for (host, prefix) in self.hosts().await? {
+            let answer = self.host_get(&prefix, "/metrics").await?;
+            if answer.status.is_success() {
+                out.push(String::from_utf8_lossy(&answer.body).into_owned());
+            } else {
+                tracing::warn!(%host, status = %answer.status, "cannot read metrics");
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn admin_port(pod: &Pod) -> i32 {
+    pod.spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .flat_map(|c| c.ports.iter().flatten())
+        .find(|p| p.name.as_deref() == Some("admin"))
+        .map_or(DEFAULT_ADMIN_PORT, |p| p.container_port)
+}
+
+fn built_message(conditions: &[wasmless_runtime::function::Condition]) -> String {
+    conditions
+        .iter()
+        .find(|c| c.type_ == "Built")
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+fn view(f: Function) -> View {
+    let status = f.status.clone().unwrap_or_default();
+    let message = match status.phase {
+        Phase::Failed => built_message(&status.conditions),
+        _ => String::new(),
+    };
+    View {
+        key: FunctionKey::new(&f.namespace().unwrap_or_default(), &f.name_any()),
+        labels: f.labels().clone(),
+        spec: f.spec.clone(),
+        phase: format!("{:?}", status.phase),
+        message,
+        url: status.url,
+        artifact: status.artifact.map(|a| a.digest),
+        origin: "cluster".into(),
+        raw: serde_json::to_value(&f).unwrap_or_default(),
+    }
+}
