@@ -2,6 +2,19 @@
 # Builds are cached outside the repository so a fresh clone (and CI) reuses them.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wasmless/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Every CI run is a fresh clone: incremental state would only pile up on disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
+# The workspace's own build outputs are keyed by the clone's path, so each fresh clone adds a set
+# (~1 GB in debug); removes sets not written for a day. Dependencies' outputs are kept.
+prune_stale_builds() {
+  local deps="$CARGO_TARGET_DIR/debug/deps"
+  [ -d "$deps" ] || return 0
+  find "$deps" -maxdepth 1 -type f -mmin +1440 \( -name 'wasmless*' -o -name 'libwasmless*' \
+    -o -name 'up-*' -o -name 'kubernetes-*' -o -name 'metacontroller-*' -o -name 'runtimes-*' \
+    -o -name 'cli-*' \) -delete
+  rm -rf "$CARGO_TARGET_DIR/debug/incremental"
+}
 
 # apt_install PKG... : installs Debian packages that are missing (the machine runs as root).
 apt_install() {

@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_cargo
+prune_stale_builds
 step() { printf '\n== %s (%s)\n' "$1" "$(date +%T)"; }
 
 step "cargo fmt --check"
