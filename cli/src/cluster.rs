@@ -1,16 +1,18 @@
 //! The verbs against a cluster: Functions through the API, calls through the API server's
-//! service proxy (as Kubeless did, so it works from a laptop), logs and metrics through the pods
+//! service proxy (as Kubeless did, so it works from a laptop; the pods proxy for hosts in
+//! another namespace), logs and metrics through the pods
 //! proxy to each host's admin port.
 
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
 
-use wasmless_controller::children::PORT_NAME;
+use wasmless_controller::children::{PORT_NAME, SERVICE_NAME_LABEL};
 use wasmless_runtime::FunctionKey;
 use wasmless_runtime::function::{Function, Phase};
 
@@ -218,7 +220,9 @@ impl Cluster {
     }
 
     /// Through `services/<name>:http-function-port/proxy`; the host routes by the
-    /// `/fn/<namespace>/<name>/` path, since the proxy's Host header names the pod.
+    /// `/fn/<namespace>/<name>/` path, since the proxy's Host header names the pod. The service
+    /// proxy only proxies to pods in the Service's own namespace, so a function whose hosts run
+    /// elsewhere is called through the pods proxy of a host its EndpointSlices name.
     pub async fn call(&self, key: &FunctionKey, call: Call) -> anyhow::Result<Answer> {
         let path = format!(
             "/api/v1/namespaces/{ns}/services/{name}:{PORT_NAME}/proxy/fn/{ns}/{name}/",
@@ -228,16 +232,7 @@ impl Cluster {
         // A just-created Service gets its endpoints within seconds: wait that long for them.
         let started = std::time::Instant::now();
         loop {
-            let mut request = http::Request::builder()
-                .method(call.method.clone())
-                .uri(&path);
-            if let Some(headers) = request.headers_mut() {
-                headers.extend(call.headers.clone());
-            }
-            let request = request
-                .body(call.body.clone())
-                .context("cannot build the request")?;
-            let answer = self.send(request).await?;
+            let answer = self.send(request(&path, &call)?).await?;
             // The API server's own refusals are a Status object, not the function's answer.
             let no_endpoints = answer.status == http::StatusCode::SERVICE_UNAVAILABLE
                 && serde_json::from_slice::<kube::core::Status>(&answer.body)
@@ -245,14 +240,56 @@ impl Cluster {
             if !no_endpoints {
                 return Ok(answer);
             }
+            if let Some(host) = self.host_elsewhere(key).await? {
+                return self.send(request(&host, &call)?).await;
+            }
             if started.elapsed() > Duration::from_secs(30) {
                 anyhow::bail!(
-                    "no wasmless host serves {key} (its Service has no endpoints): is wasmless-host running in namespace {}?",
-                    key.namespace
+                    "no wasmless host serves {key} (its Service has no endpoints): is wasmless-host running and ready?"
                 );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    /// The function's path through the pods proxy of a ready host in another namespace than
+    /// the function's, from its Service's EndpointSlices.
+    async fn host_elsewhere(&self, key: &FunctionKey) -> anyhow::Result<Option<String>> {
+        let slices: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.namespace);
+        let list = slices
+            .list(&ListParams::default().labels(&format!("{SERVICE_NAME_LABEL}={}", key.name)))
+            .await
+            .map_err(|e| self.error(e))?;
+        for slice in &list.items {
+            let Some(port) = slice
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| p.name.as_deref() == Some(PORT_NAME))
+                .and_then(|p| p.port)
+            else {
+                continue;
+            };
+            for endpoint in &slice.endpoints {
+                let ready = endpoint.conditions.as_ref().and_then(|c| c.ready) != Some(false);
+                let Some(pod) = endpoint.target_ref.as_ref() else {
+                    continue;
+                };
+                if let (true, Some("Pod"), Some(ns), Some(name)) = (
+                    ready,
+                    pod.kind.as_deref(),
+                    pod.namespace.as_deref(),
+                    pod.name.as_deref(),
+                ) && ns != key.namespace
+                {
+                    return Ok(Some(format!(
+                        "/api/v1/namespaces/{ns}/pods/{name}:{port}/proxy/fn/{}/{}/",
+                        key.namespace, key.name
+                    )));
+                }
+            }
+        }
+        Ok(None)
     }
 
     async fn send(&self, request: http::Request<Vec<u8>>) -> anyhow::Result<Answer> {
@@ -393,4 +430,17 @@ fn view(f: Function) -> View {
         origin: "cluster".into(),
         raw: serde_json::to_value(&f).unwrap_or_default(),
     }
+}
+
+/// `call` as a request to `path`.
+fn request(path: &str, call: &Call) -> anyhow::Result<http::Request<Vec<u8>>> {
+    let mut request = http::Request::builder()
+        .method(call.method.clone())
+        .uri(path);
+    if let Some(headers) = request.headers_mut() {
+        headers.extend(call.headers.clone());
+    }
+    request
+        .body(call.body.clone())
+        .context("cannot build the request")
 }
