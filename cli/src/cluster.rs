@@ -219,47 +219,47 @@ impl Cluster {
         Ok(true)
     }
 
-    /// Through `services/<name>:http-function-port/proxy`; the host routes by the
-    /// `/fn/<namespace>/<name>/` path, since the proxy's Host header names the pod. The service
-    /// proxy only proxies to pods in the Service's own namespace, so a function whose hosts run
-    /// elsewhere is called through the pods proxy of a host its EndpointSlices name.
+    /// Through `services/<name>:http-function-port/proxy`, as Kubeless did; the host routes by
+    /// the `/fn/<namespace>/<name>/` path, since the proxy's Host header names the pod. The
+    /// service proxy only proxies to pods in the Service's own namespace, so a function whose
+    /// hosts all run elsewhere is called through the pods proxy of one of them. Which of the two
+    /// is read from the function's EndpointSlices, before the call: kube's client retries a 503
+    /// (the service proxy's "no endpoints") for minutes.
     pub async fn call(&self, key: &FunctionKey, call: Call) -> anyhow::Result<Answer> {
-        let path = format!(
-            "/api/v1/namespaces/{ns}/services/{name}:{PORT_NAME}/proxy/fn/{ns}/{name}/",
-            ns = key.namespace,
-            name = key.name
-        );
         // A just-created Service gets its endpoints within seconds: wait that long for them.
         let started = std::time::Instant::now();
         loop {
-            let answer = self.send(request(&path, &call)?).await?;
-            // The API server's own refusals are a Status object, not the function's answer.
-            let no_endpoints = answer.status == http::StatusCode::SERVICE_UNAVAILABLE
-                && serde_json::from_slice::<kube::core::Status>(&answer.body)
-                    .is_ok_and(|s| s.message.contains("no endpoints available"));
-            if !no_endpoints {
-                return Ok(answer);
-            }
-            if let Some(host) = self.host_elsewhere(key).await? {
-                return self.send(request(&host, &call)?).await;
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                anyhow::bail!(
-                    "no wasmless host serves {key} (its Service has no endpoints): is wasmless-host running and ready?"
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            let path = match self.route(key).await? {
+                Some(path) => path,
+                None if started.elapsed() < Duration::from_secs(30) => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+                None => anyhow::bail!(
+                    "no wasmless host serves {key} (its Service has no ready endpoints): is wasmless-host running and ready?"
+                ),
+            };
+            return self.send(request(&path, &call)?).await;
         }
     }
 
-    /// The function's path through the pods proxy of a ready host in another namespace than
-    /// the function's, from its Service's EndpointSlices.
-    async fn host_elsewhere(&self, key: &FunctionKey) -> anyhow::Result<Option<String>> {
-        let slices: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.namespace);
-        let list = slices
-            .list(&ListParams::default().labels(&format!("{SERVICE_NAME_LABEL}={}", key.name)))
+    /// The API path that reaches `key`: its Service's proxy when a ready host is in its
+    /// namespace (or when its EndpointSlices cannot be read: the proxy then decides), else the
+    /// pods proxy of a ready host elsewhere; `None` when no host is ready.
+    async fn route(&self, key: &FunctionKey) -> anyhow::Result<Option<String>> {
+        let (ns, name) = (&key.namespace, &key.name);
+        let service =
+            format!("/api/v1/namespaces/{ns}/services/{name}:{PORT_NAME}/proxy/fn/{ns}/{name}/");
+        let slices: Api<EndpointSlice> = Api::namespaced(self.client.clone(), ns);
+        let list = match slices
+            .list(&ListParams::default().labels(&format!("{SERVICE_NAME_LABEL}={name}")))
             .await
-            .map_err(|e| self.error(e))?;
+        {
+            Ok(list) => list,
+            Err(kube::Error::Api(s)) if s.code == 403 => return Ok(Some(service)),
+            Err(e) => return Err(self.error(e)),
+        };
+        let mut elsewhere = None;
         for slice in &list.items {
             let Some(port) = slice
                 .ports
@@ -272,24 +272,26 @@ impl Cluster {
             };
             for endpoint in &slice.endpoints {
                 let ready = endpoint.conditions.as_ref().and_then(|c| c.ready) != Some(false);
-                let Some(pod) = endpoint.target_ref.as_ref() else {
-                    continue;
-                };
-                if let (true, Some("Pod"), Some(ns), Some(name)) = (
+                let pod = endpoint.target_ref.as_ref();
+                match (
                     ready,
-                    pod.kind.as_deref(),
-                    pod.namespace.as_deref(),
-                    pod.name.as_deref(),
-                ) && ns != key.namespace
-                {
-                    return Ok(Some(format!(
-                        "/api/v1/namespaces/{ns}/pods/{name}:{port}/proxy/fn/{}/{}/",
-                        key.namespace, key.name
-                    )));
+                    pod.and_then(|p| p.kind.as_deref()),
+                    pod.and_then(|p| p.namespace.as_deref()),
+                    pod.and_then(|p| p.name.as_deref()),
+                ) {
+                    (true, Some("Pod"), Some(pod_ns), _) if pod_ns == ns => {
+                        return Ok(Some(service));
+                    }
+                    (true, Some("Pod"), Some(pod_ns), Some(pod)) => {
+                        elsewhere.get_or_insert_with(|| {
+                            format!("/api/v1/namespaces/{pod_ns}/pods/{pod}:{port}/proxy/fn/{ns}/{name}/")
+                        });
+                    }
+                    _ => {}
                 }
             }
         }
-        Ok(None)
+        Ok(elsewhere)
     }
 
     async fn send(&self, request: http::Request<Vec<u8>>) -> anyhow::Result<Answer> {
