@@ -214,8 +214,10 @@ fn pod_ref(host: &Host) -> ObjectReference {
 pub fn endpoints(function: &Function, hosts: &[Host]) -> Endpoints {
     let mut by_port: BTreeMap<i32, Vec<EndpointAddress>> = BTreeMap::new();
     for h in hosts {
+        // Endpoints are single-stack: the primary IP.
+        let Some(ip) = h.ips.first() else { continue };
         by_port.entry(h.port).or_default().push(EndpointAddress {
-            ip: h.ips[0].clone(),
+            ip: ip.clone(),
             node_name: h.node_name.clone(),
             target_ref: Some(pod_ref(h)),
             ..EndpointAddress::default()
