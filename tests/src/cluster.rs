@@ -285,27 +285,28 @@ spec:
             functions = served.functions.port(),
             admin = served.admin.port()
         ))?;
-        let status = format!(
-            r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}],"hostIP":"{ip}","conditions":[{{"type":"Ready","status":"True"}}]}}}}"#
-        );
-        self.kubectl(&[
-            "patch",
-            "pod",
-            name,
-            "-n",
+        self.patch_pod_status(
             namespace,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status,
-        ])?;
-        Ok(())
+            name,
+            &format!(
+                r#"{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}],"hostIP":"{ip}","conditions":[{{"type":"Ready","status":"True"}}]}}"#
+            ),
+        )
     }
 
     /// Sets the Ready condition of a pod [`Cluster::host_pod`] made, as a kubelet would when its
     /// readiness probe starts failing or passes again.
     pub fn pod_ready(&self, namespace: &str, name: &str, ready: bool) -> anyhow::Result<()> {
         let status = if ready { "True" } else { "False" };
+        self.patch_pod_status(
+            namespace,
+            name,
+            &format!(r#"{{"conditions":[{{"type":"Ready","status":"{status}"}}]}}"#),
+        )
+    }
+
+    /// Merges `status` (JSON) into a pod's status, as the kubelet writes it.
+    fn patch_pod_status(&self, namespace: &str, name: &str, status: &str) -> anyhow::Result<()> {
         self.kubectl(&[
             "patch",
             "pod",
@@ -315,7 +316,7 @@ spec:
             "--subresource=status",
             "--type=merge",
             "-p",
-            &format!(r#"{{"status":{{"conditions":[{{"type":"Ready","status":"{status}"}}]}}}}"#),
+            &format!(r#"{{"status":{status}}}"#),
         ])?;
         Ok(())
     }

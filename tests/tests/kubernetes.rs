@@ -443,6 +443,23 @@ fn endpoints_of(cluster: &Cluster, name: &str) -> (String, String) {
     (from_endpoints.join(" "), from_slices.join(" "))
 }
 
+/// The names of every EndpointSlice of the function's Service, whoever made them.
+fn slice_names(cluster: &Cluster, name: &str) -> anyhow::Result<String> {
+    Ok(cluster
+        .kubectl(&[
+            "get",
+            "endpointslices",
+            "-n",
+            "test",
+            "-l",
+            &format!("kubernetes.io/service-name={name}"),
+            "-o",
+            "name",
+        ])?
+        .trim()
+        .to_string())
+}
+
 /// Waits until both the Endpoints and the EndpointSlices read `want`; returns how long it took.
 async fn until_endpoints(cluster: &Cluster, name: &str, want: &str) -> anyhow::Result<Duration> {
     let started = Instant::now();
@@ -573,16 +590,7 @@ async fn functions_get_endpoints_from_hosts_in_another_namespace() -> anyhow::Re
     cluster.pod_ready("wasmless", "wasmless-host-0", false)?;
     let unready = until_endpoints(&cluster, "across", "").await?;
     assert_eq!(
-        cluster.kubectl(&[
-            "get",
-            "endpointslices",
-            "-n",
-            "test",
-            "-l",
-            "kubernetes.io/service-name=across",
-            "-o",
-            "name"
-        ])?,
+        slice_names(&cluster, "across")?,
         "",
         "no ready host, no slices"
     );
@@ -628,18 +636,7 @@ async fn functions_get_endpoints_from_hosts_in_another_namespace() -> anyhow::Re
         let gone = cluster
             .kubectl(&["get", "endpoints", "across", "-n", "test"])
             .is_err()
-            && cluster
-                .kubectl(&[
-                    "get",
-                    "endpointslices",
-                    "-n",
-                    "test",
-                    "-l",
-                    "kubernetes.io/service-name=across",
-                    "-o",
-                    "name",
-                ])
-                .is_ok_and(|o| o.trim().is_empty());
+            && slice_names(&cluster, "across").is_ok_and(|o| o.is_empty());
         async move { gone }
     })
     .await?;
