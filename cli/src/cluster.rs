@@ -1,16 +1,18 @@
 //! The verbs against a cluster: Functions through the API, calls through the API server's
-//! service proxy (as Kubeless did, so it works from a laptop), logs and metrics through the pods
+//! service proxy (as Kubeless did, so it works from a laptop; the pods proxy for hosts in
+//! another namespace), logs and metrics through the pods
 //! proxy to each host's admin port.
 
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
 
-use wasmless_controller::children::PORT_NAME;
+use wasmless_controller::children::{PORT_NAME, SERVICE_NAME_LABEL};
 use wasmless_runtime::FunctionKey;
 use wasmless_runtime::function::{Function, Phase};
 
@@ -217,42 +219,79 @@ impl Cluster {
         Ok(true)
     }
 
-    /// Through `services/<name>:http-function-port/proxy`; the host routes by the
-    /// `/fn/<namespace>/<name>/` path, since the proxy's Host header names the pod.
+    /// Through `services/<name>:http-function-port/proxy`, as Kubeless did; the host routes by
+    /// the `/fn/<namespace>/<name>/` path, since the proxy's Host header names the pod. The
+    /// service proxy only proxies to pods in the Service's own namespace, so a function whose
+    /// hosts all run elsewhere is called through the pods proxy of one of them. Which of the two
+    /// is read from the function's EndpointSlices, before the call: kube's client retries a 503
+    /// (the service proxy's "no endpoints") for minutes.
     pub async fn call(&self, key: &FunctionKey, call: Call) -> anyhow::Result<Answer> {
-        let path = format!(
-            "/api/v1/namespaces/{ns}/services/{name}:{PORT_NAME}/proxy/fn/{ns}/{name}/",
-            ns = key.namespace,
-            name = key.name
-        );
         // A just-created Service gets its endpoints within seconds: wait that long for them.
         let started = std::time::Instant::now();
         loop {
-            let mut request = http::Request::builder()
-                .method(call.method.clone())
-                .uri(&path);
-            if let Some(headers) = request.headers_mut() {
-                headers.extend(call.headers.clone());
-            }
-            let request = request
-                .body(call.body.clone())
-                .context("cannot build the request")?;
-            let answer = self.send(request).await?;
-            // The API server's own refusals are a Status object, not the function's answer.
-            let no_endpoints = answer.status == http::StatusCode::SERVICE_UNAVAILABLE
-                && serde_json::from_slice::<kube::core::Status>(&answer.body)
-                    .is_ok_and(|s| s.message.contains("no endpoints available"));
-            if !no_endpoints {
-                return Ok(answer);
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                anyhow::bail!(
-                    "no wasmless host serves {key} (its Service has no endpoints): is wasmless-host running in namespace {}?",
-                    key.namespace
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            let path = match self.route(key).await? {
+                Some(path) => path,
+                None if started.elapsed() < Duration::from_secs(30) => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+                None => anyhow::bail!(
+                    "no wasmless host serves {key} (its Service has no ready endpoints): is wasmless-host running and ready?"
+                ),
+            };
+            return self.send(request(&path, &call)?).await;
         }
+    }
+
+    /// The API path that reaches `key`: its Service's proxy when a ready host is in its
+    /// namespace (or when its EndpointSlices cannot be read: the proxy then decides), else the
+    /// pods proxy of a ready host elsewhere; `None` when no host is ready.
+    async fn route(&self, key: &FunctionKey) -> anyhow::Result<Option<String>> {
+        let (ns, name) = (&key.namespace, &key.name);
+        let service =
+            format!("/api/v1/namespaces/{ns}/services/{name}:{PORT_NAME}/proxy/fn/{ns}/{name}/");
+        let slices: Api<EndpointSlice> = Api::namespaced(self.client.clone(), ns);
+        let list = match slices
+            .list(&ListParams::default().labels(&format!("{SERVICE_NAME_LABEL}={name}")))
+            .await
+        {
+            Ok(list) => list,
+            Err(kube::Error::Api(s)) if s.code == 403 => return Ok(Some(service)),
+            Err(e) => return Err(self.error(e)),
+        };
+        let mut elsewhere = None;
+        for slice in &list.items {
+            let Some(port) = slice
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| p.name.as_deref() == Some(PORT_NAME))
+                .and_then(|p| p.port)
+            else {
+                continue;
+            };
+            for endpoint in &slice.endpoints {
+                let ready = endpoint.conditions.as_ref().and_then(|c| c.ready) != Some(false);
+                let pod = endpoint.target_ref.as_ref();
+                match (
+                    ready,
+                    pod.and_then(|p| p.kind.as_deref()),
+                    pod.and_then(|p| p.namespace.as_deref()),
+                    pod.and_then(|p| p.name.as_deref()),
+                ) {
+                    (true, Some("Pod"), Some(pod_ns), _) if pod_ns == ns => {
+                        return Ok(Some(service));
+                    }
+                    (true, Some("Pod"), Some(pod_ns), Some(pod)) => {
+                        elsewhere.get_or_insert_with(|| {
+                            format!("/api/v1/namespaces/{pod_ns}/pods/{pod}:{port}/proxy/fn/{ns}/{name}/")
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(elsewhere)
     }
 
     async fn send(&self, request: http::Request<Vec<u8>>) -> anyhow::Result<Answer> {
@@ -393,4 +432,17 @@ fn view(f: Function) -> View {
         origin: "cluster".into(),
         raw: serde_json::to_value(&f).unwrap_or_default(),
     }
+}
+
+/// `call` as a request to `path`.
+fn request(path: &str, call: &Call) -> anyhow::Result<http::Request<Vec<u8>>> {
+    let mut request = http::Request::builder()
+        .method(call.method.clone())
+        .uri(path);
+    if let Some(headers) = request.headers_mut() {
+        headers.extend(call.headers.clone());
+    }
+    request
+        .body(call.body.clone())
+        .context("cannot build the request")
 }

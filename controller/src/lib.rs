@@ -8,6 +8,7 @@ pub mod artifacts;
 pub mod builders;
 pub mod children;
 pub mod crd;
+pub mod endpoints;
 pub mod leader;
 pub mod manifest;
 pub mod metacontroller;

@@ -4,6 +4,11 @@
 //! writes. Builds run in the background; until one finishes the answer is `Building` with
 //! `resyncAfterSeconds`. The same request always gets the same answer.
 //!
+//! Its Service keeps a selector for the host pods, so Kubernetes fills its endpoints and the hosts
+//! must run in the function's namespace. Writing endpoints for hosts elsewhere would need the
+//! hosts in the request, and Metacontroller hands a namespaced parent's hooks related objects
+//! of the parent's own namespace only.
+//!
 //! A Function is reconciled by exactly one mode: the native controller skips Functions labelled
 //! `wasmless.dev/controller: metacontroller`, and this hook leaves every other Function as it is.
 
@@ -23,7 +28,7 @@ use serde_json::Value;
 use wasmless_runtime::FunctionKey;
 use wasmless_runtime::function::Function;
 
-use crate::children::{self, ChildConfig};
+use crate::children::{self, ChildConfig, EndpointsBy};
 use crate::pipeline::{Artifact, Pipeline};
 use crate::status;
 
@@ -111,7 +116,7 @@ impl Hook {
                 finalized: Some(true),
             };
         }
-        let service = children::service(parent, &self.children);
+        let service = children::service(parent, &self.children, EndpointsBy::Selector);
         let url = children::url(parent);
         let generation = parent.metadata.generation;
         let now = status::now();

@@ -1,6 +1,7 @@
 //! The native controller: a kube-runtime `Controller` over Functions. Level-triggered and
 //! idempotent: for each generation it builds (or finds the build in the store), writes status,
-//! and applies the per-function Service.
+//! and applies the per-function Service and its endpoints. Host pod changes that move endpoints
+//! reconcile every Function ([`crate::endpoints`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,8 @@ use thiserror::Error;
 use wasmless_runtime::FunctionKey;
 use wasmless_runtime::function::{Function, FunctionStatus, Phase};
 
-use crate::children::{self, ChildConfig};
+use crate::children::{self, ChildConfig, EndpointsBy};
+use crate::endpoints::{self, Hosts};
 use crate::pipeline::Pipeline;
 use crate::status;
 
@@ -29,6 +31,8 @@ pub enum Error {
     NoNamespace,
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error("endpoints: {0}")]
+    Endpoints(#[from] endpoints::Error),
     #[error("build task: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -56,8 +60,15 @@ impl Context {
     }
 }
 
+/// One leadership term: the context and the host pods watched during it.
+struct Term {
+    ctx: Arc<Context>,
+    hosts: Hosts,
+}
+
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let (hosts, host_changes) = Hosts::watch(ctx.client.clone(), &ctx.children);
     let functions = Api::<Function>::all(ctx.client.clone());
     let services = Api::<Service>::all(ctx.client.clone());
     // Functions handed to the Metacontroller hook are not ours.
@@ -75,8 +86,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
                 children::MANAGED_BY.1
             )),
         )
+        .reconcile_all_on(host_changes)
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, Arc::new(Term { ctx, hosts }))
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!("reconcile: {e}");
@@ -85,22 +97,25 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         .await;
 }
 
-fn error_policy(_: Arc<Function>, error: &Error, _: Arc<Context>) -> Action {
+fn error_policy(_: Arc<Function>, error: &Error, _: Arc<Term>) -> Action {
     tracing::warn!("reconcile failed, retrying in 5 s: {error}");
     Action::requeue(Duration::from_secs(5))
 }
 
-async fn reconcile(function: Arc<Function>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(function: Arc<Function>, term: Arc<Term>) -> Result<Action, Error> {
+    let ctx = &term.ctx;
     let namespace = function.namespace().ok_or(Error::NoNamespace)?;
     let name = function.name_any();
     let key = FunctionKey::new(&namespace, &name);
     let generation = function.metadata.generation;
     let params = PatchParams::apply(MANAGER).force();
 
-    let service = children::service(&function, &ctx.children);
+    let service = children::service(&function, &ctx.children, EndpointsBy::Controller);
     Api::<Service>::namespaced(ctx.client.clone(), &namespace)
         .patch(&name, &params, &Patch::Apply(&service))
         .await?;
+    let hosts = term.hosts.apply(&ctx.client, &function, &params).await?;
+    tracing::debug!(function = %key, hosts, "endpoints applied");
 
     let previous = function.status.clone().unwrap_or_default();
     let settled = previous.observed_generation == generation

@@ -172,7 +172,8 @@ impl Cluster {
             ])
             .args([
                 "--controllers",
-                // endpoint: the API server's service proxy reads Endpoints, not EndpointSlices.
+                // endpoint, endpointslice: for Services with a selector (Metacontroller mode's);
+                // the native controller writes its Services' Endpoints and EndpointSlices itself.
                 "garbagecollector,namespace,endpoint,endpointslice,serviceaccount",
             ])
             .arg("--service-account-private-key-file")
@@ -248,7 +249,8 @@ impl Cluster {
     /// Plays the kubelet for a host running outside the cluster: a Node, and a Running, Ready
     /// Pod labelled `app.kubernetes.io/name=wasmless-host` in `namespace` at `served`'s IP, whose
     /// container ports `functions` and `admin` are the host's. Functions' Services then
-    /// get endpoints, and the API server's service and pod proxies reach the host.
+    /// get endpoints, and the API server's service proxy (for Services in `namespace`) and pods
+    /// proxy reach the host.
     pub async fn host_pod(
         &self,
         namespace: &str,
@@ -283,9 +285,28 @@ spec:
             functions = served.functions.port(),
             admin = served.admin.port()
         ))?;
-        let status = format!(
-            r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}],"hostIP":"{ip}","conditions":[{{"type":"Ready","status":"True"}}]}}}}"#
-        );
+        self.patch_pod_status(
+            namespace,
+            name,
+            &format!(
+                r#"{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}],"hostIP":"{ip}","conditions":[{{"type":"Ready","status":"True"}}]}}"#
+            ),
+        )
+    }
+
+    /// Sets the Ready condition of a pod [`Cluster::host_pod`] made, as a kubelet would when its
+    /// readiness probe starts failing or passes again.
+    pub fn pod_ready(&self, namespace: &str, name: &str, ready: bool) -> anyhow::Result<()> {
+        let status = if ready { "True" } else { "False" };
+        self.patch_pod_status(
+            namespace,
+            name,
+            &format!(r#"{{"conditions":[{{"type":"Ready","status":"{status}"}}]}}"#),
+        )
+    }
+
+    /// Merges `status` (JSON) into a pod's status, as the kubelet writes it.
+    fn patch_pod_status(&self, namespace: &str, name: &str, status: &str) -> anyhow::Result<()> {
         self.kubectl(&[
             "patch",
             "pod",
@@ -295,7 +316,7 @@ spec:
             "--subresource=status",
             "--type=merge",
             "-p",
-            &status,
+            &format!(r#"{{"status":{status}}}"#),
         ])?;
         Ok(())
     }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use wasmless_e2e::cli::{Run, Wasmless, run, wat_cgi};
 use wasmless_e2e::cluster::Cluster;
-use wasmless_e2e::{Up, functions_dir, report, wait_until};
+use wasmless_e2e::{Up, functions_dir, local_ip, report, wait_until};
 
 /// The source of the first inline `function: |` block of an example manifest.
 fn inline_source(manifest: &str) -> String {
@@ -423,12 +423,19 @@ async fn every_verb_against_a_real_api_server() -> anyhow::Result<()> {
         }
     };
     let cluster = Cluster::with_functions().await?;
+    // The hosts in a namespace of their own, as a chart installs them: the functions in `test`
+    // get their endpoints from the controller, and `call` reaches them through the pods proxy.
+    cluster.kubectl(&["create", "namespace", "wasmless"])?;
     let store = tempfile::tempdir()?;
     let cache = tempfile::tempdir()?;
-    let (controller, artifacts) =
-        cluster.controller(store.path(), &["--host-port", "functions"])?;
+    let (controller, artifacts) = cluster.controller(
+        store.path(),
+        &["--host-port", "functions", "--host-namespace", "wasmless"],
+    )?;
     let host = cluster.host_on(&artifacts, cache.path(), &ip).await?;
-    cluster.host_pod("test", "wasmless-host-0", &host).await?;
+    cluster
+        .host_pod("wasmless", "wasmless-host-0", &host)
+        .await?;
     wait_until(Duration::from_secs(60), || {
         let leading = controller.log_contains("leading: reconciling");
         async move { leading }
@@ -441,22 +448,7 @@ async fn every_verb_against_a_real_api_server() -> anyhow::Result<()> {
         "-n".into(),
         "test".into(),
     ]);
-    // The proxied call waits for the Service's endpoints, which kcm fills within seconds.
+    // The proxied call waits for the Service's endpoints, which the controller writes.
     every_verb(&cli, "cluster").await?;
     Ok(())
-}
-
-/// A non-loopback IPv4 address of this machine: the API server refuses to proxy to loopback.
-fn local_ip() -> Option<String> {
-    let out = std::process::Command::new("hostname")
-        .arg("-I")
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .find(|a| {
-            a.parse::<std::net::Ipv4Addr>()
-                .is_ok_and(|ip| !ip.is_loopback())
-        })
-        .map(str::to_string)
 }

@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 
 use sha2::Digest;
 
+use wasmless_e2e::cli::Wasmless;
 use wasmless_e2e::cluster::Cluster;
-use wasmless_e2e::{Process, Served, client, functions_dir, report, wait_until, wat_manifest};
+use wasmless_e2e::{
+    Process, Served, client, functions_dir, local_ip, report, wait_until, wat_manifest,
+};
 
 fn phase(cluster: &Cluster, name: &str) -> String {
     cluster
@@ -141,6 +144,10 @@ async fn functions_on_a_real_api_server() -> anyhow::Result<()> {
     assert_eq!(svc["spec"]["ports"][0]["port"], 8080);
     assert_eq!(svc["spec"]["ports"][0]["name"], "http-function-port");
     assert_eq!(svc["metadata"]["ownerReferences"][0]["kind"], "Function");
+    assert!(
+        svc["spec"]["selector"].is_null(),
+        "the controller keeps its endpoints: {svc}"
+    );
     let table = cluster.kubectl(&["get", "fn", "-A"])?;
     let header = table.lines().next().unwrap_or_default();
     for column in ["NAMESPACE", "NAME", "RUNTIME", "STATUS", "URL", "AGE"] {
@@ -361,6 +368,276 @@ spec:
             .unwrap_or_default()
             .contains("checksum mismatch");
         async move { failed }
+    })
+    .await?;
+    Ok(())
+}
+
+/// The function's endpoints as kubectl shows them, `ip@namespace/pod:port` sorted and joined by
+/// spaces: those of its Endpoints, and the ready ones of its EndpointSlices.
+fn endpoints_of(cluster: &Cluster, name: &str) -> (String, String) {
+    let get = |args: &[&str]| -> serde_json::Value {
+        cluster
+            .kubectl(args)
+            .ok()
+            .and_then(|o| serde_json::from_str(&o).ok())
+            .unwrap_or_default()
+    };
+    let items = |v: &serde_json::Value, key: &str| v[key].as_array().cloned().unwrap_or_default();
+    let port = |subset: &serde_json::Value| {
+        items(subset, "ports")
+            .iter()
+            .find(|p| p["name"] == "http-function-port")
+            .map(|p| p["port"].to_string())
+            .unwrap_or_default()
+    };
+    let at = |ip: &serde_json::Value, target: &serde_json::Value, port: &str| {
+        format!(
+            "{}@{}/{}:{port}",
+            ip.as_str().unwrap_or_default(),
+            target["namespace"].as_str().unwrap_or_default(),
+            target["name"].as_str().unwrap_or_default()
+        )
+    };
+    let endpoints = get(&["get", "endpoints", name, "-n", "test", "-o", "json"]);
+    let mut from_endpoints: Vec<String> = items(&endpoints, "subsets")
+        .iter()
+        .flat_map(|subset| {
+            let port = port(subset);
+            items(subset, "addresses")
+                .iter()
+                .map(|a| at(&a["ip"], &a["targetRef"], &port))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let slices = get(&[
+        "get",
+        "endpointslices",
+        "-n",
+        "test",
+        "-l",
+        &format!(
+            "kubernetes.io/service-name={name},endpointslice.kubernetes.io/managed-by=wasmless.dev"
+        ),
+        "-o",
+        "json",
+    ]);
+    let mut from_slices: Vec<String> = items(&slices, "items")
+        .iter()
+        .flat_map(|slice| {
+            let port = port(slice);
+            items(slice, "endpoints")
+                .iter()
+                .filter(|e| e["conditions"]["ready"] == true)
+                .flat_map(|e| {
+                    items(e, "addresses")
+                        .iter()
+                        .map(|ip| at(ip, &e["targetRef"], &port))
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    from_endpoints.sort();
+    from_slices.sort();
+    (from_endpoints.join(" "), from_slices.join(" "))
+}
+
+/// The names of every EndpointSlice of the function's Service, whoever made them.
+fn slice_names(cluster: &Cluster, name: &str) -> anyhow::Result<String> {
+    Ok(cluster
+        .kubectl(&[
+            "get",
+            "endpointslices",
+            "-n",
+            "test",
+            "-l",
+            &format!("kubernetes.io/service-name={name}"),
+            "-o",
+            "name",
+        ])?
+        .trim()
+        .to_string())
+}
+
+/// Waits until both the Endpoints and the EndpointSlices read `want`; returns how long it took.
+async fn until_endpoints(cluster: &Cluster, name: &str, want: &str) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    wait_until(Duration::from_secs(30), || {
+        let (endpoints, slices) = endpoints_of(cluster, name);
+        async move { endpoints == want && slices == want }
+    })
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{e}: wanted {want:?}, have {:?}",
+            endpoints_of(cluster, name)
+        )
+    })?;
+    Ok(started.elapsed())
+}
+
+#[tokio::test]
+async fn functions_get_endpoints_from_hosts_in_another_namespace() -> anyhow::Result<()> {
+    let Some(ip) = local_ip() else {
+        report("endpoints: skipped: no non-loopback IPv4 address for the API server to proxy to");
+        return Ok(());
+    };
+    let cluster = Cluster::with_functions().await?;
+    cluster.kubectl(&["create", "namespace", "wasmless"])?;
+    let store = tempfile::tempdir()?;
+    let cache = tempfile::tempdir()?;
+    // Hosts in any namespace (the default), on the container port named `functions`.
+    let (_controller, artifacts) =
+        cluster.controller(store.path(), &["--host-port", "functions"])?;
+    let host = cluster.host_on(&artifacts, cache.path(), &ip).await?;
+    cluster
+        .host_pod("wasmless", "wasmless-host-0", &host)
+        .await?;
+    let port = host.functions.port();
+
+    cluster.apply(&wat_manifest("test", "across", "hello across namespaces"))?;
+    wait_until(Duration::from_secs(60), || {
+        let ready = phase(&cluster, "across") == "Ready";
+        async move { ready }
+    })
+    .await?;
+
+    // The function's Service in `test` has the host pod in `wasmless` as its endpoint, in the
+    // Endpoints and in the EndpointSlice, with the pod as targetRef and the resolved port.
+    let one = format!("{ip}@wasmless/wasmless-host-0:{port}");
+    until_endpoints(&cluster, "across", &one).await?;
+    let slice: serde_json::Value = serde_json::from_str(&cluster.kubectl(&[
+        "get",
+        "endpointslice",
+        &format!("across-ipv4-{port}"),
+        "-n",
+        "test",
+        "-o",
+        "json",
+    ])?)?;
+    assert_eq!(slice["addressType"], "IPv4");
+    assert_eq!(
+        slice["metadata"]["labels"]["kubernetes.io/service-name"],
+        "across"
+    );
+    assert_eq!(slice["metadata"]["ownerReferences"][0]["kind"], "Function");
+    let endpoints: serde_json::Value = serde_json::from_str(&cluster.kubectl(&[
+        "get",
+        "endpoints",
+        "across",
+        "-n",
+        "test",
+        "-o",
+        "json",
+    ])?)?;
+    assert_eq!(
+        endpoints["metadata"]["labels"]["endpointslice.kubernetes.io/skip-mirror"], "true",
+        "{endpoints}"
+    );
+    assert_eq!(
+        endpoints["metadata"]["ownerReferences"][0]["kind"],
+        "Function"
+    );
+
+    // Through the API server: the service proxy proxies only to pods of the Service's own
+    // namespace (kube-apiserver's isValidAddress), so it refuses; the pods proxy and the CLI
+    // (which falls back to it) reach the function.
+    let proxy = "/api/v1/namespaces/test/services/across:http-function-port/proxy/fn/test/across/";
+    let refused = cluster.kubectl(&["get", "--raw", proxy]);
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("no endpoints available")),
+        "{refused:?}"
+    );
+    let body = cluster.kubectl(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/namespaces/wasmless/pods/wasmless-host-0:{port}/proxy/fn/test/across/"),
+    ])?;
+    assert_eq!(body, "hello across namespaces");
+    let cli = Wasmless::new([
+        "--kubeconfig".into(),
+        cluster.kubeconfig.clone().into_os_string(),
+        "-n".into(),
+        "test".into(),
+    ]);
+    let called = cli.function(&["call", "across"]);
+    assert!(called.ok(), "{}{}", called.stdout, called.stderr);
+    assert_eq!(called.stdout.trim(), "hello across namespaces");
+
+    // A host in the function's own namespace joins the endpoints, and the service proxy, which
+    // reads the Endpoints we wrote, reaches it.
+    cluster.host_pod("test", "wasmless-host-1", &host).await?;
+    let two = format!("{ip}@test/wasmless-host-1:{port} {one}");
+    until_endpoints(&cluster, "across", &two).await?;
+    assert_eq!(
+        cluster.kubectl(&["get", "--raw", proxy])?,
+        "hello across namespaces"
+    );
+    cluster.kubectl(&[
+        "delete",
+        "pod",
+        "wasmless-host-1",
+        "-n",
+        "test",
+        "--wait=false",
+    ])?;
+    until_endpoints(&cluster, "across", &one).await?;
+
+    // Not ready → no endpoints; ready again → back. Deleted → none; a new pod → back.
+    cluster.pod_ready("wasmless", "wasmless-host-0", false)?;
+    let unready = until_endpoints(&cluster, "across", "").await?;
+    assert_eq!(
+        slice_names(&cluster, "across")?,
+        "",
+        "no ready host, no slices"
+    );
+    cluster.pod_ready("wasmless", "wasmless-host-0", true)?;
+    let ready = until_endpoints(&cluster, "across", &one).await?;
+    cluster.kubectl(&[
+        "delete",
+        "pod",
+        "wasmless-host-0",
+        "-n",
+        "wasmless",
+        "--wait=false",
+    ])?;
+    let deleted = until_endpoints(&cluster, "across", "").await?;
+    cluster
+        .host_pod("wasmless", "wasmless-host-2", &host)
+        .await?;
+    let readded = until_endpoints(
+        &cluster,
+        "across",
+        &format!("{ip}@wasmless/wasmless-host-2:{port}"),
+    )
+    .await?;
+    let called = cli.function(&["call", "across"]);
+    assert_eq!(
+        called.stdout.trim(),
+        "hello across namespaces",
+        "{}",
+        called.stderr
+    );
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    report(&format!(
+        "timing: endpoints follow the host pod (kubectl polling): not ready {:.0} ms, ready {:.0} ms, deleted {:.0} ms, new pod {:.0} ms",
+        ms(unready),
+        ms(ready),
+        ms(deleted),
+        ms(readded)
+    ));
+
+    // Deleting the Function garbage-collects its Endpoints and EndpointSlices.
+    cluster.kubectl(&["delete", "fn", "across", "-n", "test"])?;
+    wait_until(Duration::from_secs(60), || {
+        let gone = cluster
+            .kubectl(&["get", "endpoints", "across", "-n", "test"])
+            .is_err()
+            && slice_names(&cluster, "across").is_ok_and(|o| o.is_empty());
+        async move { gone }
     })
     .await?;
     Ok(())

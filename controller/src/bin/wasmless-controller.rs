@@ -67,10 +67,16 @@ struct RunArgs {
     /// Namespace of the leader-election Lease (native mode).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
-    /// Labels of the shared host pods, which each function's Service selects (k=v,k=v).
+    /// Labels of the shared host pods (k=v,k=v): native mode makes each function's endpoints
+    /// from the ready ones; metacontroller mode's Services select them.
     #[arg(long, default_value = "app.kubernetes.io/name=wasmless-host")]
     host_selector: String,
-    /// The host pods' function port each Service targets: a number or a container port's name.
+    /// Namespace of the host pods (native mode); unset: any namespace. Setting it keeps pods
+    /// labelled like hosts in other namespaces from receiving functions' traffic, and lets a
+    /// Role in that namespace grant the pod watch.
+    #[arg(long, env = "WASMLESS_HOST_NAMESPACE")]
+    host_namespace: Option<String>,
+    /// The host pods' function port: a number or a container port's name.
     #[arg(long, default_value = "8080")]
     host_port: String,
 }
@@ -121,6 +127,7 @@ fn children(args: &RunArgs) -> anyhow::Result<ChildConfig> {
     };
     Ok(ChildConfig {
         host_port,
+        host_namespace: args.host_namespace.clone().filter(|ns| !ns.is_empty()),
         ..host_selector(&args.host_selector)?
     })
 }

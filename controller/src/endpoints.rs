@@ -1,0 +1,152 @@
+//! Keeps the endpoints of every Function's Service (native mode): a watch of the host pods
+//! (`--host-selector`, in `--host-namespace` or all namespaces) whose changes reconcile every
+//! Function, and the writes of the objects [`children`] describes.
+//!
+//! Only changes that alter the endpoints trigger (a ready host added or gone, a new IP or
+//! port), so routine pod status updates cost no API calls.
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Endpoints, Pod};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use thiserror::Error;
+
+use wasmless_runtime::function::Function;
+
+use crate::children::{self, ChildConfig, Host};
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("the watch of the host pods stopped")]
+    WatchStopped,
+}
+
+/// The host pods as the watch last saw them.
+#[derive(Clone)]
+pub struct Hosts {
+    store: Store<Pod>,
+    config: ChildConfig,
+}
+
+impl Hosts {
+    /// Starts nothing by itself: the returned stream drives the watch, and yields `()` each time
+    /// the set of endpoints changes (also once the first list is in).
+    pub fn watch(
+        client: Client,
+        config: &ChildConfig,
+    ) -> (Self, impl Stream<Item = ()> + Send + use<>) {
+        let api: Api<Pod> = match &config.host_namespace {
+            Some(ns) => Api::namespaced(client, ns),
+            None => Api::all(client),
+        };
+        let (store, writer) = reflector::store();
+        let hosts = Self {
+            store,
+            config: config.clone(),
+        };
+        let watched = hosts.clone();
+        // The store fills at the first InitDone; until then there is nothing to compare.
+        let (mut listed, mut last) = (false, None::<Vec<Host>>);
+        let changes = watcher(
+            api,
+            watcher::Config::default().labels(&config.selector_string()),
+        )
+        .default_backoff()
+        .reflect(writer)
+        .filter_map(move |event| {
+            let changed = match event {
+                Ok(event) if listed || matches!(event, watcher::Event::InitDone) => {
+                    listed = true;
+                    let now = watched.ready();
+                    let changed = last.as_ref() != Some(&now);
+                    if changed {
+                        tracing::info!(hosts = now.len(), "host endpoints changed");
+                    }
+                    last = Some(now);
+                    changed
+                }
+                Ok(_) => false,
+                Err(e) => {
+                    tracing::warn!("watching host pods: {e}");
+                    false
+                }
+            };
+            std::future::ready(changed.then_some(()))
+        });
+        (hosts, changes)
+    }
+
+    /// The ready hosts, sorted (so the same pods always give the same objects).
+    pub fn ready(&self) -> Vec<Host> {
+        let mut hosts: Vec<Host> = self
+            .store
+            .state()
+            .iter()
+            .filter_map(|p| children::host(p, &self.config))
+            .collect();
+        hosts.sort();
+        hosts
+    }
+
+    /// Server-side applies the function's Endpoints and EndpointSlices and deletes slices of its
+    /// Service that are no longer wanted (a host port or address family gone, or those
+    /// Kubernetes made while the Service still had a selector). Waits for the first list of
+    /// host pods: writing before it would empty every Service at each controller start.
+    pub async fn apply(
+        &self,
+        client: &Client,
+        function: &Function,
+        params: &PatchParams,
+    ) -> Result<usize, Error> {
+        self.store
+            .wait_until_ready()
+            .await
+            .map_err(|_| Error::WatchStopped)?;
+        let namespace = function.namespace().unwrap_or_default();
+        let name = function.name_any();
+        let hosts = self.ready();
+
+        Api::<Endpoints>::namespaced(client.clone(), &namespace)
+            .patch(
+                &name,
+                params,
+                &Patch::Apply(&children::endpoints(function, &hosts)),
+            )
+            .await?;
+
+        let slices = Api::<EndpointSlice>::namespaced(client.clone(), &namespace);
+        let wanted = children::endpoint_slices(function, &hosts);
+        for slice in &wanted {
+            slices
+                .patch(&slice.name_any(), params, &Patch::Apply(slice))
+                .await?;
+        }
+        let existing = slices
+            .list(
+                &ListParams::default().labels(&format!("{}={name}", children::SERVICE_NAME_LABEL)),
+            )
+            .await?;
+        for stale in existing
+            .items
+            .iter()
+            .filter(|s| !wanted.iter().any(|w| w.name_any() == s.name_any()))
+        {
+            tracing::info!(function = %format!("{namespace}/{name}"), slice = %stale.name_any(), "deleting a stale EndpointSlice");
+            match slices
+                .delete(&stale.name_any(), &DeleteParams::default())
+                .await
+            {
+                Ok(_) => {}
+                // Already gone: what we wanted.
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(hosts.len())
+    }
+}
