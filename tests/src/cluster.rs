@@ -321,6 +321,20 @@ spec:
         Ok(())
     }
 
+    /// The phase of Function `name` in namespace `test` ("" when unknown).
+    pub fn phase(&self, name: &str) -> String {
+        self.kubectl(&[
+            "get",
+            "fn",
+            name,
+            "-n",
+            "test",
+            "-o",
+            "jsonpath={.status.phase}",
+        ])
+        .unwrap_or_default()
+    }
+
     /// Runs the real `kubectl` against this cluster; its stdout, or an error with its stderr.
     pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
         let out = Command::new("kubectl")

@@ -15,20 +15,6 @@ use wasmless_e2e::{
     Process, Served, client, functions_dir, local_ip, report, wait_until, wat_manifest,
 };
 
-fn phase(cluster: &Cluster, name: &str) -> String {
-    cluster
-        .kubectl(&[
-            "get",
-            "fn",
-            name,
-            "-n",
-            "test",
-            "-o",
-            "jsonpath={.status.phase}",
-        ])
-        .unwrap_or_default()
-}
-
 /// Polls the host until `host` answers 200 with `body`.
 async fn until_body(served: &Served, host: &str, body: &str) -> anyhow::Result<()> {
     wait_until(Duration::from_secs(60), || async {
@@ -98,7 +84,7 @@ async fn functions_on_a_real_api_server() -> anyhow::Result<()> {
         ms(first_200),
         ms(first_200 - applied)
     ));
-    assert_eq!(phase(&cluster, "hello-world"), "Ready");
+    assert_eq!(cluster.phase("hello-world"), "Ready");
 
     // Status, Service, columns, explain.
     let status: serde_json::Value = serde_json::from_str(&cluster.kubectl(&[
@@ -208,7 +194,7 @@ async fn functions_on_a_real_api_server() -> anyhow::Result<()> {
     // A broken update: the old body keeps serving and status says why.
     cluster.apply(&v2.replace("(memory", "(memory oops"))?;
     wait_until(Duration::from_secs(60), || {
-        let failed = phase(&cluster, "hello-world") == "Failed";
+        let failed = cluster.phase("hello-world") == "Failed";
         async move { failed }
     })
     .await?;
@@ -266,7 +252,7 @@ async fn functions_on_a_real_api_server() -> anyhow::Result<()> {
     // A new function builds; the settled ones are not built again.
     cluster.apply(&wat_manifest("test", "second", "second"))?;
     wait_until(Duration::from_secs(60), || {
-        let ready = phase(&cluster, "second") == "Ready";
+        let ready = cluster.phase("second") == "Ready";
         async move { ready }
     })
     .await?;
@@ -498,7 +484,7 @@ async fn functions_get_endpoints_from_hosts_in_another_namespace() -> anyhow::Re
 
     cluster.apply(&wat_manifest("test", "across", "hello across namespaces"))?;
     wait_until(Duration::from_secs(60), || {
-        let ready = phase(&cluster, "across") == "Ready";
+        let ready = cluster.phase("across") == "Ready";
         async move { ready }
     })
     .await?;

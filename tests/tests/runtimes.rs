@@ -103,7 +103,7 @@ async fn every_example_on_the_api_server() -> anyhow::Result<()> {
     let first = hello.split("\n---\n").next().unwrap_or_default();
     cluster.apply(&first.replace("\"hello world\");", "\"hello world\")"))?;
     wait_until(Duration::from_secs(120), || async {
-        phase_of(&cluster, "c-hello") == "Failed"
+        cluster.phase("c-hello") == "Failed"
     })
     .await?;
     let message = cluster.kubectl(&[
@@ -128,20 +128,6 @@ async fn every_example_on_the_api_server() -> anyhow::Result<()> {
 /// Functions of the runtimes applied before `runtime` (all Ready by then).
 fn ready_before(runtime: &str, order: &[&str]) -> usize {
     order.iter().take_while(|r| **r != runtime).count() * examples::EXAMPLES.len()
-}
-
-fn phase_of(cluster: &Cluster, name: &str) -> String {
-    cluster
-        .kubectl(&[
-            "get",
-            "fn",
-            name,
-            "-n",
-            "test",
-            "-o",
-            "jsonpath={.status.phase}",
-        ])
-        .unwrap_or_default()
 }
 
 /// A broken revision of a function that served: the phase turns Failed with the compiler's own
