@@ -52,6 +52,9 @@ impl Cluster {
             )
         })?;
         config.connect_timeout = Some(Duration::from_secs(10));
+        // A command answers at once; kube's retries would also re-send a call to a function that
+        // itself answers 503 (or 429), for minutes.
+        config.default_retry = false;
         let url = config.cluster_url.to_string();
         let namespace = args
             .namespace

@@ -65,7 +65,7 @@ async fn every_verb(cli: &Wasmless, label: &str) -> anyhow::Result<()> {
     let broken = write("broken.wat", "(module (memory oops))")?;
     let boom = write(
         "boom.wat",
-        &wat_cgi("Status: 500\\nContent-Type: text/plain\\n\\nboom", ""),
+        &wat_cgi("Status: 503\\nContent-Type: text/plain\\n\\nboom", ""),
     )?;
     let env = write(
         "env.wat",
@@ -209,7 +209,8 @@ async fn every_verb(cli: &Wasmless, label: &str) -> anyhow::Result<()> {
     );
     let r = cli.function(&["call", "boom"]);
     assert_eq!(r.stdout.trim(), "boom");
-    fails("call a 500", &r, "500");
+    // 503 on purpose: the Kubernetes client must hand a function's own 503 back, not retry it.
+    fails("call a 503", &r, "503");
 
     // logs and top.
     let logs = ok("logs", cli.function(&["logs", "hello"]));
