@@ -226,8 +226,8 @@ impl Cluster {
     /// the `/fn/<namespace>/<name>/` path, since the proxy's Host header names the pod. The
     /// service proxy only proxies to pods in the Service's own namespace, so a function whose
     /// hosts all run elsewhere is called through the pods proxy of one of them. Which of the two
-    /// is read from the function's EndpointSlices, before the call: kube's client retries a 503
-    /// (the service proxy's "no endpoints") for minutes.
+    /// is read from the function's EndpointSlices, before the call, which also lets a new
+    /// Service's endpoints arrive instead of failing on the proxy's "no endpoints" 503.
     pub async fn call(&self, key: &FunctionKey, call: Call) -> anyhow::Result<Answer> {
         // A just-created Service gets its endpoints within seconds: wait that long for them.
         let started = std::time::Instant::now();
