@@ -323,34 +323,12 @@ spec:
 
     /// The phase of Function `name` in namespace `test` ("" when unknown).
     pub fn phase(&self, name: &str) -> String {
-        self.kubectl(&[
-            "get",
-            "fn",
-            name,
-            "-n",
-            "test",
-            "-o",
-            "jsonpath={.status.phase}",
-        ])
-        .unwrap_or_default()
+        phase_at(&self.kubeconfig, name)
     }
 
     /// Runs the real `kubectl` against this cluster; its stdout, or an error with its stderr.
     pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .output()
-            .context("run kubectl")?;
-        if !out.status.success() {
-            bail!(
-                "kubectl {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        kubectl_at(&self.kubeconfig, args)
     }
 
     /// `kubectl apply -f -` with `yaml` on stdin.
@@ -394,4 +372,39 @@ impl Drop for Cluster {
             let _ = child.wait();
         }
     }
+}
+
+/// [`Cluster::phase`] for code that holds only the kubeconfig (a thread polling beside a test).
+pub fn phase_at(kubeconfig: &Path, name: &str) -> String {
+    kubectl_at(
+        kubeconfig,
+        &[
+            "get",
+            "fn",
+            name,
+            "-n",
+            "test",
+            "-o",
+            "jsonpath={.status.phase}",
+        ],
+    )
+    .unwrap_or_default()
+}
+
+/// [`Cluster::kubectl`] for code that holds only the kubeconfig.
+pub fn kubectl_at(kubeconfig: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .context("run kubectl")?;
+    if !out.status.success() {
+        bail!(
+            "kubectl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -2,7 +2,6 @@
 //! driven with the real kubectl; the controller and the host run as processes of their own and
 //! functions answer over real HTTP on loopback.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -10,7 +9,7 @@ use std::time::{Duration, Instant};
 use sha2::Digest;
 
 use wasmless_e2e::cli::Wasmless;
-use wasmless_e2e::cluster::Cluster;
+use wasmless_e2e::cluster::{self, Cluster};
 use wasmless_e2e::{
     Process, Served, client, functions_dir, local_ip, report, wait_until, wat_manifest,
 };
@@ -49,20 +48,7 @@ async fn functions_on_a_real_api_server() -> anyhow::Result<()> {
         let kubeconfig = cluster.kubeconfig.clone();
         std::thread::spawn(move || {
             while started.elapsed() < Duration::from_secs(60) {
-                let out = Command::new("kubectl")
-                    .arg("--kubeconfig")
-                    .arg(&kubeconfig)
-                    .args([
-                        "get",
-                        "fn",
-                        "hello-world",
-                        "-n",
-                        "test",
-                        "-o",
-                        "jsonpath={.status.phase}",
-                    ])
-                    .output();
-                if out.is_ok_and(|o| o.stdout == b"Ready") {
+                if cluster::phase_at(&kubeconfig, "hello-world") == "Ready" {
                     return Some(started.elapsed());
                 }
             }
