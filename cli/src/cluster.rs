@@ -13,10 +13,12 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
 
 use wasmless_controller::children::{PORT_NAME, SERVICE_NAME_LABEL};
-use wasmless_runtime::FunctionKey;
 use wasmless_runtime::function::{Function, Phase};
+use wasmless_runtime::{FunctionKey, router};
 
-use crate::target::{Answer, Call, Cursors, Desired, LogLine, Progress, TargetArgs, View};
+use crate::target::{
+    Answer, Call, Cursors, Desired, LogLine, Progress, TargetArgs, View, already_exists,
+};
 
 /// The hosts' admin port when their pods do not name one `admin`.
 const DEFAULT_ADMIN_PORT: i32 = 9090;
@@ -125,11 +127,7 @@ impl Cluster {
         };
         match written {
             Ok(f) => Ok(f.metadata.generation),
-            Err(kube::Error::Api(s)) if s.is_already_exists() => Err(anyhow!(
-                "function {} already exists in namespace {}: use `wasmless function update`",
-                key.name,
-                key.namespace
-            )),
+            Err(kube::Error::Api(s)) if s.is_already_exists() => Err(already_exists(key)),
             Err(e) => Err(self.error(e)),
         }
     }
@@ -250,9 +248,8 @@ impl Cluster {
     /// namespace (or when its EndpointSlices cannot be read: the proxy then decides), else the
     /// pods proxy of a ready host elsewhere; `None` when no host is ready.
     async fn route(&self, key: &FunctionKey) -> anyhow::Result<Option<String>> {
-        let (ns, name) = (&key.namespace, &key.name);
-        let service =
-            format!("/api/v1/namespaces/{ns}/services/{name}:{PORT_NAME}/proxy/fn/{ns}/{name}/");
+        let (ns, name, route) = (&key.namespace, &key.name, router::path(key));
+        let service = format!("/api/v1/namespaces/{ns}/services/{name}:{PORT_NAME}/proxy{route}");
         let slices: Api<EndpointSlice> = Api::namespaced(self.client.clone(), ns);
         let list = match slices
             .list(&ListParams::default().labels(&format!("{SERVICE_NAME_LABEL}={name}")))
@@ -287,7 +284,7 @@ impl Cluster {
                     }
                     (true, Some("Pod"), Some(pod_ns), Some(pod)) => {
                         elsewhere.get_or_insert_with(|| {
-                            format!("/api/v1/namespaces/{pod_ns}/pods/{pod}:{port}/proxy/fn/{ns}/{name}/")
+                            format!("/api/v1/namespaces/{pod_ns}/pods/{pod}:{port}/proxy{route}")
                         });
                     }
                     _ => {}

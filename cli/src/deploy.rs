@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use base64::Engine as _;
 
 use wasmless_controller::builders::{BuildError, for_runtime};
 use wasmless_controller::source;
@@ -214,11 +213,8 @@ fn fill(
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         spec.checksum = source::digest(&bytes);
-        (spec.function, spec.function_content_type) = match String::from_utf8(bytes) {
-            Ok(text) if !text.contains('\0') => (text, "text".into()),
-            Ok(text) => (encode(text.as_bytes()), "base64".into()),
-            Err(e) => (encode(e.as_bytes()), "base64".into()),
-        };
+        let (function, content_type) = source::encode(bytes);
+        (spec.function, spec.function_content_type) = (function, content_type.into());
     }
     if let Some(handler) = &args.handler {
         spec.handler = handler.clone();
@@ -241,10 +237,6 @@ fn fill(
         spec.memory = Some(memory.clone());
     }
     Ok(())
-}
-
-fn encode(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// `K=V` flags as a map.

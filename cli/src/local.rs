@@ -7,10 +7,14 @@ use anyhow::{Context, anyhow, bail};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
-use wasmless_runtime::function::{API_VERSION, KIND, Metadata, Phase, SourceStatus};
-use wasmless_runtime::{FunctionKey, FunctionManifest};
+use wasmless_runtime::function::{
+    API_VERSION, DEFAULT_NAMESPACE, KIND, Metadata, Phase, SourceStatus,
+};
+use wasmless_runtime::{FunctionKey, FunctionManifest, router};
 
-use crate::target::{Answer, Call, Cursors, Desired, LogLine, Progress, View, not_found};
+use crate::target::{
+    Answer, Call, Cursors, Desired, LogLine, Progress, View, already_exists, not_found,
+};
 
 pub struct Local {
     admin: String,
@@ -40,7 +44,7 @@ impl Local {
             .context("cannot set up the HTTP client")?;
         Ok(Self {
             admin: admin.trim_end_matches('/').to_string(),
-            namespace: namespace.unwrap_or_else(|| "default".into()),
+            namespace: namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
             http,
         })
     }
@@ -124,11 +128,7 @@ impl Local {
         let (status, body) = self.send(request).await?;
         match status {
             s if s.is_success() => Ok(()),
-            StatusCode::PRECONDITION_FAILED => Err(anyhow!(
-                "function {} already exists in namespace {}: use `wasmless function update`",
-                key.name,
-                key.namespace
-            )),
+            StatusCode::PRECONDITION_FAILED => Err(already_exists(key)),
             StatusCode::NOT_FOUND => Err(not_found(key)),
             _ => Err(refused(status, &body)),
         }
@@ -157,10 +157,9 @@ impl Local {
 
     async fn url(&self, key: &FunctionKey) -> anyhow::Result<String> {
         Ok(format!(
-            "{}/fn/{}/{}/",
+            "{}{}",
             self.functions_url().await?,
-            key.namespace,
-            key.name
+            router::path(key)
         ))
     }
 
@@ -180,7 +179,7 @@ impl Local {
                 continue;
             }
             let status = statuses.remove(&key).unwrap_or_default();
-            let url = format!("{functions}/fn/{}/{}/", key.namespace, key.name);
+            let url = format!("{functions}{}", router::path(&key));
             let mut raw = serde_json::to_value(&manifest).unwrap_or_default();
             raw["status"] = serde_json::json!({
                 "phase": status.phase,

@@ -203,6 +203,14 @@ impl Target {
     }
 }
 
+pub fn already_exists(key: &FunctionKey) -> anyhow::Error {
+    anyhow::anyhow!(
+        "function {} already exists in namespace {}: use `wasmless function update`",
+        key.name,
+        key.namespace
+    )
+}
+
 pub fn not_found(key: &FunctionKey) -> anyhow::Error {
     anyhow::anyhow!(
         "function {} not found in namespace {}: see `wasmless function ls`",

@@ -59,6 +59,17 @@ pub fn decode(spec: &FunctionSpec, base_dir: Option<&Path>) -> Result<Vec<u8>, S
     Ok(bytes)
 }
 
+/// The inverse of [`decode`] for a file's bytes: `(function, function-content-type)`, text when
+/// they are UTF-8 without NUL (what a user can read in the manifest), else base64.
+pub fn encode(bytes: Vec<u8>) -> (String, &'static str) {
+    let base64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    match String::from_utf8(bytes) {
+        Ok(text) if !text.contains('\0') => (text, "text"),
+        Ok(text) => (base64(text.as_bytes()), "base64"),
+        Err(e) => (base64(e.as_bytes()), "base64"),
+    }
+}
+
 fn read_url(url: &str, base_dir: Option<&Path>) -> Result<Vec<u8>, SourceError> {
     let path = match url.strip_prefix("file://") {
         Some(p) => PathBuf::from(p),

@@ -34,6 +34,11 @@ pub fn key_from_host(host: &str) -> Option<FunctionKey> {
         .then(|| FunctionKey::new(namespace, name))
 }
 
+/// The path route of `key`: `/fn/<namespace>/<name>/` (what [`key_from_path`] reads).
+pub fn path(key: &FunctionKey) -> String {
+    format!("{PATH_PREFIX}{}/{}/", key.namespace, key.name)
+}
+
 /// The function a `/fn/<namespace>/<name>/rest` path names, and the path the function sees.
 pub fn key_from_path(path_and_query: &str) -> Option<(FunctionKey, String)> {
     let rest = path_and_query.strip_prefix(PATH_PREFIX)?;
