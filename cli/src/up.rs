@@ -47,14 +47,6 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         .block_on(serve(args))
 }
 
-fn default_store() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("wasmless")
-}
-
 async fn serve(args: UpArgs) -> anyhow::Result<()> {
     if !args.dir.is_dir() {
         bail!(
@@ -63,7 +55,10 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         );
     }
     let max_body = parse_quantity(&args.max_body).with_context(|| "--max-body")?;
-    let store = args.store.clone().unwrap_or_else(default_store);
+    let store = args
+        .store
+        .clone()
+        .unwrap_or_else(wasmless_runtime::files::user_cache);
     let config = HostConfig {
         max_body_bytes: usize::try_from(max_body).context("--max-body is too large")?,
         engine: EngineConfig {

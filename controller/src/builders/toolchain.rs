@@ -70,14 +70,12 @@ pub fn split_handler(handler: &str) -> Result<(&str, &str), BuildError> {
 }
 
 /// Where a runtime keeps what its builds share (installed toolchains, compiled dependencies):
-/// `$WASMLESS_CACHE/toolchains/<runtime>`, else under `$XDG_CACHE_HOME/wasmless` or
-/// `~/.cache/wasmless` (as the build scripts do).
+/// `<cache>/toolchains/<runtime>`, the cache being `$WASMLESS_CACHE` or the user's (as the build
+/// scripts do).
 pub fn cache_dir(runtime: &str) -> std::path::PathBuf {
-    let env = |k: &str| std::env::var_os(k).map(std::path::PathBuf::from);
-    env("WASMLESS_CACHE")
-        .or_else(|| env("XDG_CACHE_HOME").map(|c| c.join("wasmless")))
-        .or_else(|| env("HOME").map(|h| h.join(".cache/wasmless")))
-        .unwrap_or_else(|| std::env::temp_dir().join("wasmless"))
+    std::env::var_os("WASMLESS_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(wasmless_runtime::files::user_cache)
         .join("toolchains")
         .join(runtime)
 }
