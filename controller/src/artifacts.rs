@@ -108,8 +108,8 @@ async fn serve_wasm(
     axum::extract::State(store): axum::extract::State<SharedStore>,
     axum::extract::Path(digest): axum::extract::Path<String>,
 ) -> axum::response::Response {
-    let object = is_digest(&digest).then_some(Object::Wasm(&digest));
-    serve(&store, object)
+    let wanted = is_digest(&digest).then_some(Wanted::Wasm(digest));
+    serve(store, wanted).await
 }
 
 async fn serve_precompiled(
@@ -117,24 +117,40 @@ async fn serve_precompiled(
     axum::extract::Path((digest, engine)): axum::extract::Path<(String, String)>,
 ) -> axum::response::Response {
     let engine_ok = !engine.is_empty() && engine.bytes().all(|b| b.is_ascii_hexdigit());
-    let object = (is_digest(&digest) && engine_ok).then_some(Object::Precompiled {
-        engine: &engine,
-        digest: &digest,
-    });
-    serve(&store, object)
+    let wanted =
+        (is_digest(&digest) && engine_ok).then_some(Wanted::Precompiled { engine, digest });
+    serve(store, wanted).await
 }
 
-fn serve(store: &SharedStore, object: Option<Object>) -> axum::response::Response {
+/// An [`Object`] a request names, owned so that the read can move to a blocking thread.
+enum Wanted {
+    Wasm(String),
+    Precompiled { engine: String, digest: String },
+}
+
+impl Wanted {
+    fn object(&self) -> Object<'_> {
+        match self {
+            Wanted::Wasm(digest) => Object::Wasm(digest),
+            Wanted::Precompiled { engine, digest } => Object::Precompiled { engine, digest },
+        }
+    }
+}
+
+async fn serve(store: SharedStore, wanted: Option<Wanted>) -> axum::response::Response {
     use axum::response::IntoResponse;
     use http::StatusCode;
-    let Some(object) = object else {
+    let Some(wanted) = wanted else {
         return (StatusCode::BAD_REQUEST, "expected sha256:<64 hex digits>").into_response();
     };
-    match store.get(object) {
-        Ok(Some(bytes)) => {
+    // Precompiled artifacts are tens of MB: read them off the async workers.
+    let read = tokio::task::spawn_blocking(move || store.get(wanted.object())).await;
+    match read {
+        Ok(Ok(Some(bytes))) => {
             ([(http::header::CONTENT_TYPE, "application/wasm")], bytes).into_response()
         }
-        Ok(None) => (StatusCode::NOT_FOUND, "no such artifact").into_response(),
+        Ok(Ok(None)) => (StatusCode::NOT_FOUND, "no such artifact").into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
