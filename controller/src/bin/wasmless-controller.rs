@@ -225,19 +225,16 @@ where
         }
         tracing::info!(%identity, "leading: reconciling Functions");
         let mut lost = leadership.leading.clone();
-        let (stop, stop_now) = (
-            stopped(),
-            Arc::new(std::sync::atomic::AtomicBool::new(false)),
-        );
-        let flag = stop_now.clone();
+        let stop = stopped();
         reconcile::run(ctx.clone(), async move {
             tokio::select! {
-                _ = stop => flag.store(true, std::sync::atomic::Ordering::Relaxed),
+                _ = stop => {}
                 _ = lost.wait_for(|l| !*l) => tracing::warn!("lost the lease"),
             }
         })
         .await;
-        if stop_now.load(std::sync::atomic::Ordering::Relaxed) {
+        // Stopped (rather than the lease lost): the shutdown future is ready now too.
+        if futures::FutureExt::now_or_never(shutdown.as_mut()).is_some() {
             break;
         }
     }
