@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use wasmless_controller::children::DEFAULT_HOST_SELECTOR;
 use wasmless_runtime::{FunctionKey, FunctionSpec};
 
 use crate::cluster::Cluster;
@@ -32,7 +32,7 @@ pub struct TargetArgs {
     #[arg(
         long,
         global = true,
-        default_value = "app.kubernetes.io/name=wasmless-host"
+        default_value = DEFAULT_HOST_SELECTOR
     )]
     pub host_selector: String,
 }
@@ -79,12 +79,7 @@ pub enum Progress {
 }
 
 /// One line of a function's stderr, as the hosts keep them.
-#[derive(Clone, Debug, Deserialize)]
-pub struct LogLine {
-    pub seq: u64,
-    pub time: f64,
-    pub line: String,
-}
+pub use wasmless_runtime::logs::LogLine;
 
 /// A request to a function: what `call` sends.
 pub struct Call {

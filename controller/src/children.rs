@@ -54,13 +54,14 @@ pub struct ChildConfig {
     pub host_port: IntOrString,
 }
 
+/// The labels of the shared host pods, as a selector (the chart's, and the flags' default).
+pub const DEFAULT_HOST_SELECTOR: &str = "app.kubernetes.io/name=wasmless-host";
+
 impl Default for ChildConfig {
     fn default() -> Self {
+        let (key, value) = DEFAULT_HOST_SELECTOR.split_once('=').unwrap_or_default();
         Self {
-            host_selector: BTreeMap::from([(
-                "app.kubernetes.io/name".to_string(),
-                "wasmless-host".to_string(),
-            )]),
+            host_selector: BTreeMap::from([(key.to_string(), value.to_string())]),
             host_namespace: None,
             host_port: IntOrString::Int(FUNCTION_PORT),
         }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use wasmless_controller::children::ChildConfig;
+use wasmless_controller::children::{self, ChildConfig};
 use wasmless_controller::{
     DirStore, Pipeline, artifacts, leader, manifest, metacontroller, reconcile,
 };
@@ -69,7 +69,7 @@ struct RunArgs {
     lease_namespace: String,
     /// Labels of the shared host pods (k=v,k=v): native mode makes each function's endpoints
     /// from the ready ones; metacontroller mode's Services select them.
-    #[arg(long, default_value = "app.kubernetes.io/name=wasmless-host")]
+    #[arg(long, default_value = children::DEFAULT_HOST_SELECTOR)]
     host_selector: String,
     /// Namespace of the host pods (native mode); unset: any namespace. Setting it keeps pods
     /// labelled like hosts in other namespaces from receiving functions' traffic, and lets a
