@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use super::toolchain::{self, is_identifier, run, split_handler};
+use super::toolchain::{self, run, split_handler};
 use super::{BuildError, Builder, Source};
 
 const MAIN: &str = include_str!("c/main.c");
@@ -21,17 +21,8 @@ impl Builder for C {
 
     fn build(&self, source: &Source) -> Result<Vec<u8>, BuildError> {
         let (file, func) = split_handler(source.handler)?;
-        if !is_identifier(func) {
-            return Err(BuildError::Compile(format!(
-                "handler {:?}: {func:?} is not a C identifier",
-                source.handler
-            )));
-        }
-        if !source.deps.trim().is_empty() {
-            return Err(BuildError::Compile(
-                "C functions build with wasi-libc only: deps are not supported".into(),
-            ));
-        }
+        toolchain::identifiers(source.handler, "C", &[func])?;
+        toolchain::no_deps(source, "C functions build with wasi-libc only")?;
         let dir = toolchain::workdir()?;
         let d = dir.path();
         toolchain::write(&d.join("wasmless.h"), HEADER.as_bytes())?;

@@ -21,12 +21,7 @@ impl Builder for Go {
 
     fn build(&self, source: &Source) -> Result<Vec<u8>, BuildError> {
         let (file, func) = split_handler(source.handler)?;
-        if !source.deps.trim().is_empty() {
-            return Err(BuildError::Compile(
-                "Go functions build with the standard library only: deps are not supported yet"
-                    .into(),
-            ));
-        }
+        toolchain::no_deps(source, "Go functions build with the standard library only")?;
         let dir = toolchain::workdir()?;
         let d = dir.path();
         toolchain::write(

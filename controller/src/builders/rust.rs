@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::toolchain::{self, is_identifier, run, split_handler};
+use super::toolchain::{self, run, split_handler};
 use super::{BuildError, Builder, Source};
 
 const MAIN: &str = include_str!("rust/main.rs");
@@ -31,14 +31,7 @@ impl Builder for Rust {
 
     fn build(&self, source: &Source) -> Result<Vec<u8>, BuildError> {
         let (file, func) = split_handler(source.handler)?;
-        for (what, name) in [("file", file), ("function", func)] {
-            if !is_identifier(name) {
-                return Err(BuildError::Compile(format!(
-                    "handler {:?}: the {what} name {name:?} is not a Rust identifier",
-                    source.handler
-                )));
-            }
-        }
+        toolchain::identifiers(source.handler, "Rust", &[file, func])?;
         target_installed()?;
         let cache = toolchain::cache_dir("rust");
         let glue = cache.join(VERSION);

@@ -80,8 +80,29 @@ pub fn cache_dir(runtime: &str) -> std::path::PathBuf {
         .join(runtime)
 }
 
-/// A C or Rust identifier (ASCII): what a handler's names must be to be pasted into glue code.
-pub fn is_identifier(s: &str) -> bool {
+/// Refuses handler names that are not `language` identifiers: they are pasted into glue code.
+pub fn identifiers(handler: &str, language: &str, names: &[&str]) -> Result<(), BuildError> {
+    match names.iter().find(|n| !is_identifier(n)) {
+        Some(name) => Err(BuildError::Compile(format!(
+            "handler {handler:?}: {name:?} is not a {language} identifier"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Refuses `deps` for a runtime that builds with its standard library only (`why`).
+pub fn no_deps(source: &super::Source, why: &str) -> Result<(), BuildError> {
+    if source.deps.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(BuildError::Compile(format!(
+            "{why}: deps are not supported"
+        )))
+    }
+}
+
+/// A C or Rust identifier (ASCII).
+fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     chars
         .next()
