@@ -105,9 +105,7 @@ impl Pipeline {
         base_dir: Option<&Path>,
     ) -> Result<Artifact, PipelineError> {
         let plan = Plan::new(spec, base_dir)?;
-        if let Some(artifact) = self.lookup_plan(&plan)? {
-            return Ok(artifact);
-        }
+        // Built before: precompiled too, unless the engine is new (then compiled once here).
         if let Some(digest) = self.build_result(&plan.build_key)? {
             return self.precompiled(key, digest, true);
         }
@@ -140,20 +138,23 @@ impl Pipeline {
         let Some(digest) = self.build_result(&plan.build_key)? else {
             return Ok(None);
         };
-        let object = self.precompiled_object(&digest);
-        let Some(precompiled) = self.store.get(object)? else {
+        let Some(precompiled) = self.store.get(self.precompiled_object(&digest))? else {
             return Ok(None);
         };
         let wasm = self.store.get(Object::Wasm(&digest))?.unwrap_or_default();
-        let precompiled_path = self.store.local_path(object);
-        Ok(Some(Artifact {
+        Ok(Some(self.artifact(digest, &wasm, &precompiled, true)))
+    }
+
+    /// What status and hosts are told about a stored wasm and its precompiled form.
+    fn artifact(&self, digest: String, wasm: &[u8], precompiled: &[u8], cached: bool) -> Artifact {
+        Artifact {
             size: wasm.len() as u64,
-            abi: Abi::of_wasm(&wasm),
-            precompiled: precompiled_path,
-            precompiled_digest: source::digest(&precompiled),
-            cached: true,
+            abi: Abi::of_wasm(wasm),
+            precompiled: self.store.local_path(self.precompiled_object(&digest)),
+            precompiled_digest: source::digest(precompiled),
+            cached,
             digest,
-        }))
+        }
     }
 
     fn precompiled_object<'a>(&'a self, digest: &'a str) -> Object<'a> {
@@ -180,8 +181,6 @@ impl Pipeline {
         cached: bool,
     ) -> Result<Artifact, PipelineError> {
         let wasm = self.store.get(Object::Wasm(&digest))?.unwrap_or_default();
-        let abi = Abi::of_wasm(&wasm);
-        let size = wasm.len() as u64;
         let object = self.precompiled_object(&digest);
         let (bytes, cached) = match self.store.get(object)? {
             Some(bytes) => (bytes, cached),
@@ -193,15 +192,7 @@ impl Pipeline {
                 (bytes, false)
             }
         };
-        let precompiled = self.store.local_path(object);
-        Ok(Artifact {
-            digest,
-            size,
-            abi,
-            precompiled,
-            precompiled_digest: source::digest(&bytes),
-            cached,
-        })
+        Ok(self.artifact(digest, &wasm, &bytes, cached))
     }
 }
 
