@@ -11,9 +11,9 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --locked --workspace --all-targets -- -D warnings
-step "Kubernetes binaries: etcd, kube-apiserver, kube-controller-manager (built once from the Go module proxy, cached)"
+step "Kubernetes binaries: etcd, kube-apiserver, kube-controller-manager, a node's, kubectl, helm (built once from the Go module proxy, cached)"
 apt_install openssl
-WASMLESS_K8S_BIN=$(scripts/k8s-binaries.sh | tail -n 1)
+WASMLESS_K8S_BIN=$(scripts/k8s-binaries.sh --node | tail -n 1)
 export WASMLESS_K8S_BIN
 command -v kubectl >/dev/null || { echo "kubectl is missing: the Kubernetes suite drives the real kubectl" >&2; exit 1; }
 step "toolchains of the source runtimes (go, nodejs, python, rust, c)"

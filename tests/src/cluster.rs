@@ -18,14 +18,17 @@ pub struct Cluster {
     pub kubeconfig: PathBuf,
 }
 
-/// The directory with etcd, kube-apiserver and kube-controller-manager (built once, cached).
-fn binaries() -> anyhow::Result<PathBuf> {
+/// The directory with etcd, kube-apiserver and kube-controller-manager, and with `node` also
+/// the node's binaries, kubectl and helm (`scripts/k8s-binaries.sh`: built once, cached).
+/// `scripts/test.sh` passes it in `WASMLESS_K8S_BIN`, with everything.
+pub fn k8s_binaries(node: bool) -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("WASMLESS_K8S_BIN") {
         return Ok(dir.into());
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/k8s-binaries.sh");
     let out = Command::new("bash")
         .arg(&script)
+        .args(node.then_some("--node"))
         .stderr(Stdio::inherit())
         .output()
         .context("run scripts/k8s-binaries.sh")?;
@@ -49,7 +52,7 @@ const TOKEN: &str = "wasmless-e2e-admin-token";
 impl Cluster {
     pub async fn start() -> anyhow::Result<Self> {
         let started = Instant::now();
-        let bin = binaries()?;
+        let bin = k8s_binaries(false)?;
         let dir = tempfile::tempdir()?;
         let d = dir.path().to_path_buf();
         let log = |name: &str| -> anyhow::Result<Stdio> {

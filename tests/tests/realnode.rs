@@ -1,0 +1,396 @@
+//! wasmless installed on a real node (kubelet, containerd, kube-proxy, CoreDNS: see
+//! `tests/realnode/`), the way a user installs it: images from `scripts/images.sh` imported into
+//! containerd, `helm install` of `charts/wasmless`, `kubectl apply` of a Function, and a client
+//! pod calling `http://<name>.<namespace>:8080` through cluster DNS and kube-proxy.
+//!
+//! One test: the node's bridge, device and iptables chain are host-wide, so it cannot run twice
+//! at once, and starting it costs ~15 s.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use wasmless_e2e::realnode::RealNode;
+use wasmless_e2e::{functions_dir, report};
+
+/// The release's namespace and name, and so the names of what the chart makes.
+const NS: &str = "wasmless-system";
+const RELEASE: &str = "wasmless";
+const HOSTS: &str = "deployment/wasmless-host";
+const HELLO_URL: &str = "http://hello-world.test:8080/";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `scripts/images.sh` with the debug binaries `scripts/test.sh` built (a release build would add
+/// ~10 minutes to CI); returns (image, archive) pairs.
+fn build_images() -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/images.sh"))
+        .args(["--profile", "debug", "--skip-build"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("run scripts/images.sh")?;
+    if !out.status.success() {
+        bail!("scripts/images.sh failed ({})", out.status);
+    }
+    let images: Vec<(String, PathBuf)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(image, archive)| (image.to_string(), PathBuf::from(archive)))
+        .collect();
+    if images.len() < 2 {
+        bail!("scripts/images.sh printed {images:?}, expected an image and archive per line");
+    }
+    Ok(images)
+}
+
+#[test]
+fn wasmless_installed_with_helm_on_a_real_node() -> anyhow::Result<()> {
+    let images = build_images()?;
+    let node = RealNode::start()?;
+    let result = scenario(&node, &images);
+    if result.is_err() {
+        node.dump(NS);
+    }
+    result
+}
+
+fn scenario(node: &RealNode, images: &[(String, PathBuf)]) -> anyhow::Result<()> {
+    let chart = repo().join("charts/wasmless");
+    let chart = chart.to_str().context("chart path")?;
+
+    let lint = node.helm(&["lint", "--strict", chart])?;
+    assert!(lint.contains("0 chart(s) failed"), "helm lint: {lint}");
+
+    for (_, archive) in images {
+        node.import_image(archive)?;
+    }
+    let tag = image_tag(images)?;
+
+    // The artifact store: a PersistentVolume on the node's disk (no provisioner here), which
+    // the chart's claim binds through its storage class.
+    let store = node_dir(node, "store")?;
+    node.apply(&format!(
+        r#"apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: wasmless-store}}
+spec:
+  capacity: {{storage: 2Gi}}
+  accessModes: [ReadWriteOnce]
+  storageClassName: wasmless-test
+  persistentVolumeReclaimPolicy: Retain
+  hostPath: {{path: {store}, type: Directory}}
+"#,
+        store = store.display()
+    ))?;
+
+    let started = Instant::now();
+    node.helm(&[
+        "install",
+        RELEASE,
+        chart,
+        "--namespace",
+        NS,
+        "--create-namespace",
+        "--set",
+        &format!("image.tag={tag}"),
+        "--set",
+        "image.pullPolicy=Never",
+        "--set",
+        "store.storageClassName=wasmless-test",
+        "--wait",
+        "--timeout",
+        "5m",
+    ])?;
+    node.kubectl(&[
+        "wait",
+        "-n",
+        NS,
+        "--for=condition=Ready",
+        "pods",
+        "--all",
+        "--timeout=120s",
+    ])?;
+    let pods = node.kubectl(&["get", "pods", "-n", NS, "-o", "name"])?;
+    assert_eq!(pods.lines().count(), 4, "2 controllers and 2 hosts: {pods}");
+    report(&format!(
+        "timing: helm install → every pod Ready {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+
+    node.client_pod("client")?;
+    node.kubectl(&["create", "namespace", "test"])?;
+    hello_world_by_dns(node)?;
+    rolling_restart_loses_nothing(node)?;
+    force_deleted_host(node)?;
+    rbac_is_least_privilege(node)?;
+    Ok(())
+}
+
+/// The tag the chart should run: the archives' `<version>-<commit>` one.
+fn image_tag(images: &[(String, PathBuf)]) -> anyhow::Result<String> {
+    images
+        .iter()
+        .filter_map(|(image, _)| image.rsplit_once(':').map(|(_, tag)| tag))
+        .find(|tag| tag.contains('-'))
+        .or_else(|| images[0].0.rsplit_once(':').map(|(_, tag)| tag))
+        .map(str::to_string)
+        .context("no image tag")
+}
+
+/// A directory for a hostPath volume, writable by the images' user (65532); down.sh removes it.
+fn node_dir(node: &RealNode, name: &str) -> anyhow::Result<PathBuf> {
+    let dir = node.path(name);
+    std::fs::create_dir_all(&dir)?;
+    let status = Command::new("chown")
+        .arg("65532:65532")
+        .arg(&dir)
+        .status()?;
+    if !status.success() {
+        bail!("chown {}", dir.display());
+    }
+    Ok(dir)
+}
+
+/// apply → the first 200 from a pod, through CoreDNS (`hello-world.test` via the pod's search
+/// path) and kube-proxy (the per-function Service's endpoints, written by the controller).
+fn hello_world_by_dns(node: &RealNode) -> anyhow::Result<()> {
+    let hello = std::fs::read_to_string(functions_dir().join("hello-world.yaml"))?;
+    let started = Instant::now();
+    node.apply(&hello)?;
+    let applied = started.elapsed();
+    // The client asks every 50 ms from inside the cluster; each answer that is not the body is
+    // a miss (no Service yet: NXDOMAIN; no endpoints yet: refused).
+    let out = node.sh(
+        "client",
+        &format!(
+            "n=0; until [ \"$(timeout 5 wget -qO- {HELLO_URL} 2>/dev/null)\" = 'hello world' ]; do \
+             n=$((n+1)); [ $n -lt 1200 ] || exit 1; usleep 50000; done; echo misses=$n"
+        ),
+    )?;
+    let first_200 = started.elapsed();
+    report(&format!(
+        "timing: WAT hello-world through cluster DNS: kubectl apply returned {:.0} ms, apply → first 200 from a pod {:.0} ms ({})",
+        applied.as_secs_f64() * 1e3,
+        first_200.as_secs_f64() * 1e3,
+        out.trim()
+    ));
+    let body = node.sh("client", &format!("wget -qO- {HELLO_URL}"))?;
+    assert_eq!(body, "hello world");
+    // The long Service names resolve too.
+    let body = node.sh(
+        "client",
+        "wget -qO- http://hello-world.test.svc.cluster.local:8080/",
+    )?;
+    assert_eq!(body, "hello world");
+    Ok(())
+}
+
+/// A client loop in the `client` pod until /tmp/stop exists: prints `ok=N fail=M`.
+fn start_loop(node: &RealNode) -> anyhow::Result<std::process::Child> {
+    node.sh("client", "rm -f /tmp/stop")?;
+    node.sh_background(
+        "client",
+        &format!(
+            "ok=0; fail=0; while [ ! -e /tmp/stop ]; do \
+             if [ \"$(timeout 5 wget -qO- {HELLO_URL} 2>&1)\" = 'hello world' ]; \
+             then ok=$((ok+1)); else fail=$((fail+1)); fi; done; echo ok=$ok fail=$fail"
+        ),
+    )
+}
+
+/// Stops the loop; returns (ok, failed).
+fn stop_loop(node: &RealNode, child: std::process::Child) -> anyhow::Result<(u64, u64)> {
+    node.sh("client", "touch /tmp/stop")?;
+    let out = child.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let count = |key: &str| -> anyhow::Result<u64> {
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .with_context(|| format!("no {key} in the loop's output {text:?}"))?
+            .parse()
+            .context("count")
+    };
+    Ok((count("ok=")?, count("fail=")?))
+}
+
+fn host_pods(node: &RealNode) -> anyhow::Result<Vec<String>> {
+    Ok(node
+        .kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            NS,
+            "-l",
+            "app.kubernetes.io/name=wasmless-host",
+            "--field-selector=status.phase=Running",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.status.podIP}{\"\\n\"}{end}",
+        ])?
+        .lines()
+        .map(str::to_string)
+        .collect())
+}
+
+/// The ready addresses in hello-world's EndpointSlices, sorted.
+fn endpoint_ips(node: &RealNode) -> anyhow::Result<Vec<String>> {
+    let out = node.kubectl(&[
+        "get",
+        "endpointslices",
+        "-n",
+        "test",
+        "-l",
+        "kubernetes.io/service-name=hello-world",
+        "-o",
+        "jsonpath={range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]}{\"\\n\"}{end}",
+    ])?;
+    let mut ips: Vec<String> = out.lines().map(str::to_string).collect();
+    ips.sort();
+    Ok(ips)
+}
+
+/// `kubectl rollout restart` of the hosts while a pod loops on a function: nothing fails
+/// (maxUnavailable 0, readiness on /readyz, the preStop drain, endpoints without terminating pods).
+fn rolling_restart_loses_nothing(node: &RealNode) -> anyhow::Result<()> {
+    let before = host_pods(node)?;
+    let looping = start_loop(node)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let started = Instant::now();
+    node.kubectl(&["rollout", "restart", "-n", NS, HOSTS])?;
+    node.kubectl(&["rollout", "status", "-n", NS, HOSTS, "--timeout=300s"])?;
+    let rolled = started.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    let (ok, failed) = stop_loop(node, looping)?;
+    report(&format!(
+        "rollout restart of the hosts: {:.1} s, {ok} requests answered, {failed} failed",
+        rolled.as_secs_f64()
+    ));
+    let after = host_pods(node)?;
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "every host pod was replaced: {before:?} → {after:?}"
+    );
+    assert!(ok > 0, "the loop ran");
+    assert_eq!(failed, 0, "a rolling update loses no request");
+    Ok(())
+}
+
+/// `kubectl delete pod --force` of one host under the same loop: failures are counted (a killed
+/// pod loses what it was serving), and the endpoints drop it and take in its replacement.
+fn force_deleted_host(node: &RealNode) -> anyhow::Result<()> {
+    let hosts = host_pods(node)?;
+    let (victim, victim_ip) = hosts
+        .first()
+        .and_then(|l| l.split_once(' '))
+        .context("a running host pod")?;
+    let looping = start_loop(node)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let started = Instant::now();
+    node.kubectl(&[
+        "delete",
+        "pod",
+        "-n",
+        NS,
+        victim,
+        "--force",
+        "--grace-period=0",
+    ])?;
+    let dropped = node.poll(
+        "the endpoints to drop the deleted pod",
+        Duration::from_secs(30),
+        || {
+            endpoint_ips(node)
+                .ok()
+                .filter(|ips| !ips.iter().any(|ip| ip == victim_ip))
+                .map(|_| started.elapsed())
+        },
+    )?;
+    let refilled = node.poll(
+        "a replacement host in the endpoints",
+        Duration::from_secs(120),
+        || {
+            endpoint_ips(node)
+                .ok()
+                .filter(|ips| ips.len() == 2)
+                .map(|_| started.elapsed())
+        },
+    )?;
+    std::thread::sleep(Duration::from_secs(1));
+    let (ok, failed) = stop_loop(node, looping)?;
+    report(&format!(
+        "force delete of host {victim}: endpoints dropped it after {:.2} s, two ready again after {:.1} s; {ok} requests answered, {failed} failed",
+        dropped.as_secs_f64(),
+        refilled.as_secs_f64()
+    ));
+    let body = node.sh("client", &format!("wget -qO- {HELLO_URL}"))?;
+    assert_eq!(body, "hello world");
+    Ok(())
+}
+
+/// The chart's ServiceAccounts can do what the binaries need and nothing else asked here.
+fn rbac_is_least_privilege(node: &RealNode) -> anyhow::Result<()> {
+    let can = |sa: &str, args: &[&str]| -> anyhow::Result<bool> {
+        let who = format!("system:serviceaccount:{NS}:{sa}");
+        let mut full = vec!["auth", "can-i", "--as", &who];
+        full.extend_from_slice(args);
+        // can-i exits 1 for "no": read its answer, not its status.
+        let out = node
+            .command("kubectl")
+            .args(&full)
+            .output()
+            .context("kubectl auth can-i")?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim() == "yes")
+    };
+    let controller = "wasmless-controller";
+    let host = "wasmless-host";
+    for (sa, args, expected) in [
+        (
+            controller,
+            &["patch", "functions.wasmless.dev/status", "-n", "test"][..],
+            true,
+        ),
+        (
+            controller,
+            &["create", "endpointslices.discovery.k8s.io", "-n", "test"],
+            true,
+        ),
+        (controller, &["watch", "pods", "-n", NS], true),
+        (controller, &["get", "secrets", "-A"][..], false),
+        (controller, &["get", "secrets", "-n", NS], false),
+        (controller, &["delete", "pods", "-n", NS], false),
+        (controller, &["watch", "pods", "-n", "test"], false),
+        (
+            controller,
+            &["create", "deployments.apps", "-n", "test"],
+            false,
+        ),
+        (
+            controller,
+            &["delete", "functions.wasmless.dev", "-n", "test"],
+            false,
+        ),
+        (controller, &["*", "*"], false),
+        (host, &["watch", "functions.wasmless.dev", "-A"], true),
+        (
+            host,
+            &["patch", "functions.wasmless.dev", "-n", "test"],
+            false,
+        ),
+        (host, &["get", "secrets", "-A"], false),
+        (host, &["list", "pods", "-n", NS], false),
+        (host, &["delete", "pods", "-n", NS], false),
+    ] {
+        assert_eq!(
+            can(sa, args)?,
+            expected,
+            "kubectl auth can-i --as {sa} {}",
+            args.join(" ")
+        );
+    }
+    report("rbac: controller and host ServiceAccounts checked with kubectl auth can-i (15 checks)");
+    Ok(())
+}
