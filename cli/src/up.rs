@@ -17,12 +17,12 @@ use tokio::sync::{mpsc, watch};
 use wasmless_controller::pipeline::compile_cache_dir;
 use wasmless_controller::{DirStore, Pipeline, manifest};
 use wasmless_runtime::function::{Phase, SourceStatus};
-use wasmless_runtime::limits::parse_quantity;
 use wasmless_runtime::{
-    EngineConfig, FunctionDef, FunctionKey, FunctionManifest, Host, HostConfig, engine, server,
+    FunctionDef, FunctionKey, FunctionManifest, Host, HostArgs, engine, server,
 };
 
 #[derive(clap::Args)]
+#[command(after_help = wasmless_runtime::LOGGING_HELP)]
 pub struct UpArgs {
     /// Directory of Function manifests (*.yaml, *.yml; several documents per file).
     #[arg(long, default_value = "functions")]
@@ -36,9 +36,8 @@ pub struct UpArgs {
     /// Artifact store directory [default: $XDG_CACHE_HOME/wasmless or ~/.cache/wasmless].
     #[arg(long, env = "WASMLESS_STORE")]
     store: Option<PathBuf>,
-    /// Largest request body; larger ones get 413.
-    #[arg(long, default_value = "8Mi")]
-    max_body: String,
+    #[command(flatten)]
+    host: HostArgs,
 }
 
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -54,19 +53,13 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
             args.dir.display()
         );
     }
-    let max_body = parse_quantity(&args.max_body).with_context(|| "--max-body")?;
     let store = args
         .store
         .clone()
         .unwrap_or_else(wasmless_runtime::files::user_cache);
-    let config = HostConfig {
-        max_body_bytes: usize::try_from(max_body).context("--max-body is too large")?,
-        engine: EngineConfig {
-            compile_cache: Some(compile_cache_dir(&store)),
-            ..EngineConfig::default()
-        },
-        ..HostConfig::default()
-    };
+    let mut config = args.host.host_config();
+    // `up` compiles too: Cranelift's incremental cache lives next to the store.
+    config.engine.compile_cache = Some(compile_cache_dir(&store));
     let host = Host::new(config).context("cannot start the WebAssembly host")?;
     let pipeline = Arc::new(Pipeline::new(
         host.engine().clone(),

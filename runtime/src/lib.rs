@@ -2,6 +2,7 @@
 //!
 //! - [`function`]: the manifest types every part of wasmless shares.
 //! - [`engine`]: the one wasmtime configuration (pooling, copy-on-write, epochs).
+//! - [`config`]: the host's and engine's settings as command-line flags.
 //! - [`compile_cache`]: Cranelift's incremental compilation cache, on disk.
 //! - [`host`]: the engine, the registry and how a request becomes a call.
 //! - [`abi`]: one request through one fresh instance (WAGI and WASI HTTP).
@@ -10,6 +11,7 @@
 
 pub mod abi;
 pub mod compile_cache;
+pub mod config;
 pub mod engine;
 pub mod files;
 pub mod function;
@@ -22,20 +24,46 @@ pub mod router;
 pub mod server;
 pub mod watch;
 
+pub use config::HostArgs;
 pub use engine::{Compiled, EngineConfig};
 pub use function::{FunctionKey, FunctionManifest, FunctionSpec};
 pub use host::{Host, HostConfig};
 pub use registry::FunctionDef;
 
-/// Logs to stderr, filtered by `WASMLESS_LOG` (default `info`, with wasmtime's compiler quiet);
-/// colours only on a terminal. Every wasmless binary calls this first.
+/// How logging is configured, for each binary's `--help`.
+pub const LOGGING_HELP: &str = "\
+Logging (stderr):
+  RUST_LOG       filter, e.g. debug or info,wasmless_runtime=debug [default: info, with
+                 wasmtime's compiler at warn]
+  WASMLESS_LOG   the same, read when RUST_LOG is unset";
+
+/// The variables [`init_tracing`] reads, first set wins.
+const LOG_VARS: [&str; 2] = ["RUST_LOG", "WASMLESS_LOG"];
+
+/// Logs to stderr, filtered by `RUST_LOG`, else `WASMLESS_LOG` (default `info`, with wasmtime's
+/// compiler quiet); colours only on a terminal. Every wasmless binary calls this first.
 pub fn init_tracing() {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WASMLESS_LOG")
-        .unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn".into());
+    use tracing_subscriber::EnvFilter;
+    let default = || EnvFilter::new("info,cranelift=warn,wasmtime=warn");
+    let chosen = LOG_VARS.iter().find_map(|var| {
+        let value = std::env::var(var).ok().filter(|v| !v.trim().is_empty())?;
+        Some((*var, value))
+    });
+    let (filter, refused) = match chosen {
+        None => (default(), None),
+        Some((var, value)) => match EnvFilter::try_new(&value) {
+            Ok(filter) => (filter, None),
+            Err(e) => (default(), Some(format!("{var}={value:?}: {e}"))),
+        },
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    // Only now can it be logged; a typo should not silence the process.
+    if let Some(refused) = refused {
+        tracing::warn!("ignoring an invalid log filter, logging at info: {refused}");
+    }
 }

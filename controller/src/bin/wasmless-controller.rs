@@ -21,7 +21,8 @@ use wasmless_runtime::{EngineConfig, server};
 #[command(
     name = "wasmless-controller",
     version,
-    about = "Builds and reconciles wasmless Functions"
+    about = "Builds and reconciles wasmless Functions",
+    after_help = after_help()
 )]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -56,6 +57,7 @@ enum Mode {
 
 #[derive(clap::Args)]
 struct RunArgs {
+    /// How Functions are reconciled.
     #[arg(long, value_enum, env = "WASMLESS_MODE", default_value = "native")]
     mode: Mode,
     /// Artifact store directory (a PersistentVolume in a cluster).
@@ -69,7 +71,7 @@ struct RunArgs {
     lease_namespace: String,
     /// Labels of the shared host pods (k=v,k=v): native mode makes each function's endpoints
     /// from the ready ones; metacontroller mode's Services select them.
-    #[arg(long, default_value = children::DEFAULT_HOST_SELECTOR)]
+    #[arg(long, env = "WASMLESS_HOST_SELECTOR", default_value = children::DEFAULT_HOST_SELECTOR)]
     host_selector: String,
     /// Namespace of the host pods (native mode); unset: any namespace. Setting it keeps pods
     /// labelled like hosts in other namespaces from receiving functions' traffic, and lets a
@@ -77,8 +79,23 @@ struct RunArgs {
     #[arg(long, env = "WASMLESS_HOST_NAMESPACE")]
     host_namespace: Option<String>,
     /// The host pods' function port: a number or a container port's name.
-    #[arg(long, default_value = "8080")]
+    #[arg(long, env = "WASMLESS_HOST_PORT", default_value = "8080")]
     host_port: String,
+}
+
+/// Logging, and what the process needs of its environment.
+fn after_help() -> String {
+    format!(
+        "{}\n\n\
+Environment:
+  POD_NAME         this replica's name in the Lease (with the process id) [default:
+                   wasmless-controller]
+  XDG_CACHE_HOME   builds keep toolchain caches (Python venv, Node packages, compiled Rust
+                   dependencies) in $WASMLESS_CACHE, else $XDG_CACHE_HOME/wasmless, else
+                   $HOME/.cache/wasmless: one of them must be writable
+  TMPDIR           where each build's scratch directory goes [default: /tmp]; must be writable",
+        wasmless_runtime::LOGGING_HELP
+    )
 }
 
 fn main() -> anyhow::Result<()> {

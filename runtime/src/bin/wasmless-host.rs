@@ -8,13 +8,14 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use wasmless_runtime::watch::KubeSource;
-use wasmless_runtime::{Host, HostConfig, server};
+use wasmless_runtime::{Host, HostArgs, server};
 
 #[derive(Parser)]
 #[command(
     name = "wasmless-host",
     version,
-    about = "The shared wasmless function host"
+    about = "The shared wasmless function host",
+    after_help = wasmless_runtime::LOGGING_HELP
 )]
 struct Args {
     /// Address for function traffic.
@@ -30,13 +31,15 @@ struct Args {
     /// Where fetched artifacts are kept across restarts.
     #[arg(long, env = "WASMLESS_CACHE", default_value = "/var/cache/wasmless")]
     cache: PathBuf,
+    #[command(flatten)]
+    host: HostArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     wasmless_runtime::init_tracing();
     let args = Args::parse();
-    let host = Host::new(HostConfig::default()).context("cannot start the WebAssembly host")?;
+    let host = Host::new(args.host.host_config()).context("cannot start the WebAssembly host")?;
     let listeners = server::Listeners::bind(&args.listen, &args.admin).await?;
     listeners.announce("wasmless-host")?;
     let (functions, admin) = listeners.addresses()?;

@@ -1,0 +1,111 @@
+{{/* Name prefix of every object: "wasmless" unless overridden. Room is left for suffixes. */}}
+{{- define "wasmless.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 45 | trimSuffix "-" -}}
+{{- else -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 45 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "wasmless.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels of every object. */}}
+{{- define "wasmless.labels" -}}
+helm.sh/chart: {{ include "wasmless.chart" . }}
+app.kubernetes.io/part-of: wasmless
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end -}}
+
+{{/* The controller's pods. */}}
+{{- define "wasmless.controller.selectorLabels" -}}
+app.kubernetes.io/name: wasmless-controller
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: controller
+{{- end -}}
+
+{{/* The host pods: exactly what the controller's --host-selector names. */}}
+{{- define "wasmless.host.selectorLabels" -}}
+app.kubernetes.io/name: wasmless-host
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "wasmless.host.hostSelector" -}}
+app.kubernetes.io/name=wasmless-host,app.kubernetes.io/instance={{ .Release.Name }}
+{{- end -}}
+
+{{- define "wasmless.controller.labels" -}}
+{{ include "wasmless.labels" . }}
+{{ include "wasmless.controller.selectorLabels" . }}
+{{- end -}}
+
+{{- define "wasmless.host.labels" -}}
+{{ include "wasmless.labels" . }}
+{{ include "wasmless.host.selectorLabels" . }}
+app.kubernetes.io/component: host
+{{- end -}}
+
+{{/* "registry/repository:tag"; call with (list . .Values.host.image). */}}
+{{- define "wasmless.image" -}}
+{{- $root := index . 0 -}}
+{{- $image := index . 1 -}}
+{{- $tag := $image.tag | default $root.Values.image.tag | default $root.Chart.AppVersion -}}
+{{- if $root.Values.image.registry -}}
+{{- printf "%s/%s:%s" (trimSuffix "/" $root.Values.image.registry) $image.repository $tag -}}
+{{- else -}}
+{{- printf "%s:%s" $image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The controller Service's in-cluster URL (artifacts, and the Metacontroller hooks). */}}
+{{- define "wasmless.controller.url" -}}
+{{- printf "http://%s-controller.%s:8090" (include "wasmless.fullname" .) .Release.Namespace -}}
+{{- end -}}
+
+{{/* native, or metacontroller when the chart wires Metacontroller up. */}}
+{{- define "wasmless.controller.mode" -}}
+{{- if .Values.metacontroller.enabled -}}metacontroller{{- else -}}native{{- end -}}
+{{- end -}}
+
+{{/* The claim of the artifact store, empty without persistence. */}}
+{{- define "wasmless.store.claim" -}}
+{{- if .Values.store.persistence -}}
+{{- .Values.store.existingClaim | default (printf "%s-store" (include "wasmless.fullname" .)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The host.config value of each host flag. */}}
+{{- define "wasmless.host.flags" -}}
+maxBody: max-body
+logLines: log-lines
+funcPort: func-port
+maxMemory: max-memory
+totalCoreInstances: total-core-instances
+totalComponentInstances: total-component-instances
+totalMemories: total-memories
+totalTables: total-tables
+totalStacks: total-stacks
+keepResident: keep-resident
+epochTickMs: epoch-tick-ms
+{{- end -}}
+
+{{/* `--flag=value` args for each set host.config value, in a stable order. */}}
+{{- define "wasmless.host.configArgs" -}}
+{{- $flags := include "wasmless.host.flags" . | fromYaml -}}
+{{- $config := .Values.host.config | default dict -}}
+{{- range $key, $value := $config -}}
+{{- if not (hasKey $flags $key) -}}
+{{- fail (printf "host.config.%s is not a host setting; known: %s" $key (keys $flags | sortAlpha | join ", ")) -}}
+{{- end -}}
+{{- end -}}
+{{- range $key := keys $flags | sortAlpha -}}
+{{- $value := index $config $key -}}
+{{- if or (kindIs "float64" $value) (kindIs "int64" $value) (kindIs "int" $value) }}
+{{ printf "--%s=%d" (index $flags $key) (int64 $value) | quote | printf "- %s" }}
+{{- else if and (not (kindIs "invalid" $value)) (ne (toString $value) "") }}
+{{ printf "--%s=%s" (index $flags $key) (toString $value) | quote | printf "- %s" }}
+{{- end -}}
+{{- end -}}
+{{- end -}}
