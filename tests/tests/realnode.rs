@@ -66,7 +66,9 @@ fn scenario(node: &RealNode, images: &[(String, PathBuf)]) -> anyhow::Result<()>
     let lint = node.helm(&["lint", "--strict", chart])?;
     assert!(lint.contains("0 chart(s) failed"), "helm lint: {lint}");
 
-    for (_, archive) in images {
+    let mut archives: Vec<&PathBuf> = images.iter().map(|(_, archive)| archive).collect();
+    archives.dedup(); // one archive holds both tags of an image
+    for archive in archives {
         node.import_image(archive)?;
     }
     let tag = image_tag(images)?;
@@ -79,7 +81,7 @@ fn scenario(node: &RealNode, images: &[(String, PathBuf)]) -> anyhow::Result<()>
 kind: PersistentVolume
 metadata: {{name: wasmless-store}}
 spec:
-  capacity: {{storage: 2Gi}}
+  capacity: {{storage: 10Gi}}
   accessModes: [ReadWriteOnce]
   storageClassName: wasmless-test
   persistentVolumeReclaimPolicy: Retain
@@ -218,6 +220,7 @@ fn stop_loop(node: &RealNode, child: std::process::Child) -> anyhow::Result<(u64
     Ok((count("ok=")?, count("fail=")?))
 }
 
+/// The running host pods that are not being deleted, as "name ip".
 fn host_pods(node: &RealNode) -> anyhow::Result<Vec<String>> {
     Ok(node
         .kubectl(&[
@@ -229,10 +232,13 @@ fn host_pods(node: &RealNode) -> anyhow::Result<Vec<String>> {
             "app.kubernetes.io/name=wasmless-host",
             "--field-selector=status.phase=Running",
             "-o",
-            "jsonpath={range .items[*]}{.metadata.name} {.status.podIP}{\"\\n\"}{end}",
+            "jsonpath={range .items[*]}{.metadata.name} {.status.podIP} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
         ])?
         .lines()
-        .map(str::to_string)
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            (fields.len() == 2).then(|| fields.join(" "))
+        })
         .collect())
 }
 
