@@ -12,16 +12,13 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
 
-use wasmless_controller::children::{PORT_NAME, SERVICE_NAME_LABEL};
+use wasmless_controller::children::{PORT_NAME, SERVICE_NAME_LABEL, admin_port};
 use wasmless_runtime::function::{Function, Phase};
 use wasmless_runtime::{FunctionKey, router};
 
 use crate::target::{
     Answer, Call, Cursors, Desired, LogLine, Progress, TargetArgs, View, already_exists,
 };
-
-/// The hosts' admin port when their pods do not name one `admin`.
-const DEFAULT_ADMIN_PORT: i32 = 9090;
 
 pub struct Cluster {
     client: Client,
@@ -152,6 +149,7 @@ impl Cluster {
             },
             (true, Phase::Failed) => Progress::Failed(built_message(&status.conditions)),
             (_, Phase::Building) => Progress::Waiting("building".into()),
+            (true, Phase::Loading) => Progress::Waiting("loading".into()),
             _ => Progress::Waiting("pending".into()),
         })
     }
@@ -396,15 +394,6 @@ impl Cluster {
         }
         Ok(out)
     }
-}
-
-fn admin_port(pod: &Pod) -> i32 {
-    pod.spec
-        .iter()
-        .flat_map(|s| &s.containers)
-        .flat_map(|c| c.ports.iter().flatten())
-        .find(|p| p.name.as_deref() == Some("admin"))
-        .map_or(DEFAULT_ADMIN_PORT, |p| p.container_port)
 }
 
 fn built_message(conditions: &[wasmless_runtime::function::Condition]) -> String {

@@ -151,6 +151,7 @@ impl Local {
             },
             Phase::Failed => Progress::Failed(status.message),
             Phase::Building => Progress::Waiting("building".into()),
+            Phase::Loading => Progress::Waiting("loading".into()),
             Phase::Pending => Progress::Waiting("pending".into()),
         })
     }

@@ -147,6 +147,21 @@ pub struct Host {
     pub node_name: Option<String>,
     /// The function port, resolved against this pod's container ports.
     pub port: i32,
+    /// The admin port ([`admin_port`]), where the host lists what it serves.
+    pub admin_port: i32,
+}
+
+/// The host's admin port when its pod names none (`wasmless-host --admin`'s default).
+pub const DEFAULT_ADMIN_PORT: i32 = 9090;
+
+/// A host pod's admin port: its container port named `admin`, else [`DEFAULT_ADMIN_PORT`].
+pub fn admin_port(pod: &Pod) -> i32 {
+    pod.spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .flat_map(|c| c.ports.iter().flatten())
+        .find(|p| p.name.as_deref() == Some("admin"))
+        .map_or(DEFAULT_ADMIN_PORT, |p| p.container_port)
 }
 
 /// `pod` as an endpoint, if it is Running, Ready, not being deleted, has an IP and (for a named
@@ -196,6 +211,7 @@ pub fn host(pod: &Pod, config: &ChildConfig) -> Option<Host> {
         ips,
         node_name: spec.node_name.clone(),
         port,
+        admin_port: admin_port(pod),
     })
 }
 

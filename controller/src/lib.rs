@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod metacontroller;
 pub mod pipeline;
 pub mod reconcile;
+pub mod serving;
 pub mod source;
 pub mod status;
 

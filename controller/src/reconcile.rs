@@ -1,7 +1,8 @@
 //! The native controller: a kube-runtime `Controller` over Functions. Level-triggered and
 //! idempotent: for each generation it builds (or finds the build in the store), writes status,
-//! and applies the per-function Service and its endpoints. Host pod changes that move endpoints
-//! reconcile every Function ([`crate::endpoints`]).
+//! and applies the per-function Service and its endpoints. `Ready` waits for the ready host
+//! pods to serve the artifact ([`crate::serving`]), unless `--ready-when built`. Host pod
+//! changes that move endpoints reconcile every Function ([`crate::endpoints`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use wasmless_runtime::function::{Function, FunctionStatus, Phase};
 use crate::children::{self, ChildConfig, EndpointsBy};
 use crate::endpoints::{self, Hosts};
 use crate::pipeline::Pipeline;
+use crate::serving::Serving;
 use crate::status;
 
 pub const MANAGER: &str = "wasmless-controller";
@@ -37,16 +39,33 @@ pub enum Error {
     Join(#[from] tokio::task::JoinError),
 }
 
+/// When a built Function is `Ready`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReadyWhen {
+    /// Once every ready host pod serves its artifact (asked on each host's admin port).
+    #[default]
+    Serving,
+    /// Once its artifact is stored: for hosts that are not pods the controller can ask.
+    Built,
+}
+
 /// What every reconcile needs.
 pub struct Context {
     pub client: Client,
     pub pipeline: Arc<Pipeline>,
     pub children: ChildConfig,
     pub recorder: Recorder,
+    pub ready_when: ReadyWhen,
+    serving: Serving,
 }
 
 impl Context {
-    pub fn new(client: Client, pipeline: Arc<Pipeline>, children: ChildConfig) -> Self {
+    pub fn new(
+        client: Client,
+        pipeline: Arc<Pipeline>,
+        children: ChildConfig,
+        ready_when: ReadyWhen,
+    ) -> Self {
         let reporter = Reporter {
             controller: MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -56,6 +75,8 @@ impl Context {
             client,
             pipeline,
             children,
+            ready_when,
+            serving: Serving::default(),
         }
     }
 }
@@ -114,30 +135,62 @@ async fn reconcile(function: Arc<Function>, term: Arc<Term>) -> Result<Action, E
     Api::<Service>::namespaced(ctx.client.clone(), &namespace)
         .patch(&name, &params, &Patch::Apply(&service))
         .await?;
-    let hosts = term.hosts.apply(&ctx.client, &function, &params).await?;
-    tracing::debug!(function = %key, hosts, "endpoints applied");
+    let endpoints = term.hosts.apply(&ctx.client, &function, &params).await?;
+    tracing::debug!(function = %key, hosts = endpoints, "endpoints applied");
 
     let previous = function.status.clone().unwrap_or_default();
-    let settled = previous.observed_generation == generation
-        && match previous.phase {
-            Phase::Ready => previous
-                .artifact
-                .as_ref()
-                .is_some_and(|a| ctx.pipeline.has(a)),
-            Phase::Failed => true,
-            _ => false,
-        };
-    if settled {
-        return Ok(Action::requeue(Duration::from_secs(3600)));
-    }
-
+    let current = previous.observed_generation == generation;
+    let stored = previous
+        .artifact
+        .as_ref()
+        .is_some_and(|a| ctx.pipeline.has(a));
     let api = Api::<Function>::namespaced(ctx.client.clone(), &namespace);
-    let url = children::url(&function);
-    let now = status::now();
+    let status = match previous.phase {
+        Phase::Failed if current => return Ok(Action::requeue(Duration::from_secs(3600))),
+        Phase::Ready | Phase::Loading if current && stored => previous.clone(),
+        _ => build(ctx, &function, &api, &previous).await?,
+    };
+    let (status, hosts) = match ctx.ready_when {
+        ReadyWhen::Built => (status, None),
+        ReadyWhen::Serving => {
+            let hosts = term.hosts.ready();
+            let digest = status.artifact.as_ref().map(|a| a.digest.clone());
+            let count = ctx
+                .serving
+                .count(&hosts, &key, digest.as_deref().unwrap_or_default())
+                .await;
+            let status = status::serving(status, count, &previous, &status::now());
+            (status, Some(hosts.len()))
+        }
+    };
+    if status != previous {
+        write_status(&api, &name, &status).await?;
+    }
+    // Loading with hosts: look again soon; host pod changes bring every Function back anyway.
+    Ok(match (status.phase, hosts) {
+        (Phase::Loading, Some(n)) if n > 0 => Action::requeue(Duration::from_secs(1)),
+        _ => Action::requeue(Duration::from_secs(3600)),
+    })
+}
+
+/// Builds the Function's generation (status `Building` meanwhile) and records an Event: the
+/// status the build gives, not written yet.
+async fn build(
+    ctx: &Context,
+    function: &Function,
+    api: &Api<Function>,
+    previous: &FunctionStatus,
+) -> Result<FunctionStatus, Error> {
+    let key = FunctionKey::new(
+        &function.namespace().unwrap_or_default(),
+        &function.name_any(),
+    );
+    let generation = function.metadata.generation;
+    let url = children::url(function);
     write_status(
-        &api,
-        &name,
-        &status::building(&previous, generation, url.clone(), &now),
+        api,
+        &function.name_any(),
+        &status::building(previous, generation, url.clone(), &status::now()),
     )
     .await?;
 
@@ -147,18 +200,18 @@ async fn reconcile(function: Arc<Function>, term: Arc<Term>) -> Result<Action, E
         tokio::task::spawn_blocking(move || pipeline.build(&build_key, &spec, None)).await?;
     let elapsed = started.elapsed();
     let outcome = outcome.map_err(|e| format!("{e:#}"));
+    // Conditions change now, when the build is done, not when it started.
     let status = status::built(
-        &previous,
+        previous,
         generation,
         url,
         outcome.as_ref().map_err(Clone::clone),
-        &now,
+        &status::now(),
     );
-    write_status(&api, &name, &status).await?;
 
     let event = match &outcome {
         Ok(a) => {
-            tracing::info!(function = %key, digest = %a.digest, cached = a.cached, elapsed_ms = elapsed.as_millis() as u64, "ready");
+            tracing::info!(function = %key, digest = %a.digest, cached = a.cached, elapsed_ms = elapsed.as_millis() as u64, "build finished");
             Event {
                 type_: EventType::Normal,
                 reason: if a.cached { "Cached" } else { "Built" }.into(),
@@ -184,14 +237,14 @@ async fn reconcile(function: Arc<Function>, term: Arc<Term>) -> Result<Action, E
             }
         }
     };
-    if let Err(e) = ctx
-        .recorder
-        .publish(&event, &function.object_ref(&()))
-        .await
-    {
+    // The recorder folds events with the same reference and reason into one series that keeps
+    // the first note; with the resourceVersion in the reference, each build is its own Event.
+    let mut regarding = function.object_ref(&());
+    regarding.resource_version = function.metadata.resource_version.clone();
+    if let Err(e) = ctx.recorder.publish(&event, &regarding).await {
         tracing::warn!(function = %key, "cannot record event: {e}");
     }
-    Ok(Action::requeue(Duration::from_secs(3600)))
+    Ok(status)
 }
 
 async fn write_status(

@@ -4,6 +4,7 @@
 use wasmless_runtime::function::{ArtifactRef, Condition, FunctionStatus, Phase};
 
 use crate::pipeline::Artifact;
+use crate::serving::Count;
 
 /// Longest message kept in a condition: a compiler's first lines say what is wrong.
 const MAX_MESSAGE: usize = 2_000;
@@ -134,6 +135,62 @@ pub fn built(
     }
 }
 
+/// The native controller's word on a stored artifact: `Ready` once every ready host serves it,
+/// `Loading` until then (or while no host runs). Other phases pass through.
+pub fn serving(
+    status: FunctionStatus,
+    count: Count,
+    previous: &FunctionStatus,
+    now: &str,
+) -> FunctionStatus {
+    let Some(digest) = status.artifact.as_ref().map(|a| a.digest.clone()) else {
+        return status;
+    };
+    if !matches!(status.phase, Phase::Ready | Phase::Loading) {
+        return status;
+    }
+    let Count { serving, hosts } = count;
+    let (ok, reason, message) = if count.all() {
+        (
+            true,
+            "Serving",
+            format!("{serving}/{hosts} ready hosts serve {digest}"),
+        )
+    } else if hosts == 0 {
+        (
+            false,
+            "NoHosts",
+            "no wasmless host pod is ready: nothing serves it".to_string(),
+        )
+    } else {
+        (
+            false,
+            "Loading",
+            format!("{serving}/{hosts} ready hosts serve {digest}"),
+        )
+    };
+    let ready = condition(
+        "Ready",
+        Some(ok),
+        reason,
+        message,
+        status.observed_generation,
+        &previous.conditions,
+        now,
+    );
+    let mut conditions: Vec<Condition> = status
+        .conditions
+        .into_iter()
+        .filter(|c| c.type_ != "Ready")
+        .collect();
+    conditions.push(ready);
+    FunctionStatus {
+        phase: if ok { Phase::Ready } else { Phase::Loading },
+        conditions,
+        ..status
+    }
+}
+
 fn ready(
     serving: Option<&ArtifactRef>,
     generation: Option<i64>,
@@ -176,6 +233,58 @@ mod tests {
             precompiled_digest: "sha256:p".into(),
             cached: false,
         }
+    }
+
+    #[test]
+    fn ready_means_every_ready_host_serves_the_artifact() {
+        let url = || "http://f.t:8080".to_string();
+        let stored = built(
+            &FunctionStatus::default(),
+            Some(1),
+            url(),
+            Ok(&artifact("sha256:a")),
+            "t1",
+        );
+        let ready_of = |s: &FunctionStatus| {
+            let c = s.conditions.iter().find(|c| c.type_ == "Ready").cloned();
+            c.map(|c| {
+                (
+                    c.status,
+                    c.reason,
+                    c.last_transition_time.unwrap_or_default(),
+                )
+            })
+        };
+        let count = |serving, hosts| Count { serving, hosts };
+
+        let none = serving(stored.clone(), count(0, 0), &stored, "t2");
+        assert_eq!(none.phase, Phase::Loading);
+        assert_eq!(
+            ready_of(&none),
+            Some(("False".into(), "NoHosts".into(), "t2".into()))
+        );
+        let one_of_two = serving(stored.clone(), count(1, 2), &none, "t3");
+        assert_eq!(one_of_two.phase, Phase::Loading);
+        assert_eq!(
+            ready_of(&one_of_two),
+            Some(("False".into(), "Loading".into(), "t2".into())),
+            "still False: the transition time stays"
+        );
+        let all = serving(one_of_two.clone(), count(2, 2), &one_of_two, "t4");
+        assert_eq!(all.phase, Phase::Ready);
+        assert_eq!(
+            ready_of(&all),
+            Some(("True".into(), "Serving".into(), "t4".into()))
+        );
+        assert_eq!(all.conditions.len(), 2, "Built and Ready, once each");
+        assert_eq!(all.artifact, stored.artifact);
+
+        let failed = built(&all, Some(2), url(), Err("bad".into()), "t5");
+        assert_eq!(
+            serving(failed.clone(), count(0, 2), &all, "t6"),
+            failed,
+            "a failed build's status is the build's to say"
+        );
     }
 
     #[test]

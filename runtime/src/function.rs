@@ -240,6 +240,8 @@ pub enum Phase {
     #[default]
     Pending,
     Building,
+    /// Built; not every ready host serves the artifact yet (or there is no ready host).
+    Loading,
     Ready,
     Failed,
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::abi::{Abi, Prepared};
 use crate::function::{FunctionKey, FunctionManifest, FunctionSpec};
@@ -90,8 +90,9 @@ pub struct LoadedFunction {
     pub logs: Arc<LogBuffer>,
 }
 
-/// A loaded function as the admin API lists it.
-#[derive(Clone, Debug, Serialize)]
+/// A loaded function as the admin API lists it (`GET /functions`; the controller reads it to
+/// tell whether a host serves an artifact).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FunctionInfo {
     pub namespace: String,
     pub name: String,

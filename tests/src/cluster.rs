@@ -49,6 +49,10 @@ fn free_port() -> anyhow::Result<u16> {
 
 const TOKEN: &str = "wasmless-e2e-admin-token";
 
+/// Controller flags for suites whose hosts are processes, not pods ([`Cluster::host`]): the
+/// controller has no host pod to ask whether it serves a Function, so Ready means built.
+pub const HOSTS_NOT_PODS: &[&str] = &["--ready-when", "built"];
+
 impl Cluster {
     pub async fn start() -> anyhow::Result<Self> {
         let started = Instant::now();

@@ -28,7 +28,7 @@ async fn functions_on_a_real_api_server() -> anyhow::Result<()> {
 
     let store = tempfile::tempdir()?;
     let cache = tempfile::tempdir()?;
-    let (mut controller, artifacts) = cluster.controller(store.path(), &[])?;
+    let (mut controller, artifacts) = cluster.controller(store.path(), cluster::HOSTS_NOT_PODS)?;
     let mut host = cluster.host(&artifacts, cache.path()).await?;
 
     // apply → Ready → first 200, timed once the controller leads.
@@ -204,7 +204,7 @@ async fn functions_on_a_real_api_server() -> anyhow::Result<()> {
 
     // Leader election: a second replica waits while the first leads, and takes over as soon as
     // the first shuts down gracefully (SIGTERM releases the Lease).
-    let (mut standby, _) = cluster.controller(store.path(), &[])?;
+    let (mut standby, _) = cluster.controller(store.path(), cluster::HOSTS_NOT_PODS)?;
     wait_until(Duration::from_secs(30), || {
         let waiting = standby.log_contains("waiting to lead");
         async move { waiting }
@@ -234,7 +234,7 @@ async fn functions_on_a_real_api_server() -> anyhow::Result<()> {
     host.process.kill();
     let host = cluster.host("http://127.0.0.1:9", cache.path()).await?;
     until_body(&host, "hello-world.test", "hello v2").await?;
-    let (controller3, artifacts) = cluster.controller(store.path(), &[])?;
+    let (controller3, artifacts) = cluster.controller(store.path(), cluster::HOSTS_NOT_PODS)?;
     // A new function builds; the settled ones are not built again.
     cluster.apply(&wat_manifest("test", "second", "second"))?;
     wait_until(Duration::from_secs(60), || {
@@ -280,7 +280,7 @@ async fn functions_on_a_real_api_server() -> anyhow::Result<()> {
 async fn a_kubeless_manifest_applies_after_changing_only_its_api_version() -> anyhow::Result<()> {
     let cluster = Cluster::with_functions().await?;
     let store = tempfile::tempdir()?;
-    let (_controller, _) = cluster.controller(store.path(), &[])?;
+    let (_controller, _) = cluster.controller(store.path(), cluster::HOSTS_NOT_PODS)?;
 
     // Kubeless's own shape: string timeout, checksum, deployment/service/HPA knobs.
     let source = r#"(module (func (export "_start")))"#;
@@ -449,6 +449,38 @@ async fn until_endpoints(cluster: &Cluster, name: &str, want: &str) -> anyhow::R
     Ok(started.elapsed())
 }
 
+/// Waits until Function `name` in `test` has `phase` and a Ready condition whose
+/// "status reason message" starts with `ready`.
+async fn until_ready_condition(
+    cluster: &Cluster,
+    name: &str,
+    phase: &str,
+    ready: &str,
+) -> anyhow::Result<()> {
+    let read = || {
+        cluster
+            .kubectl(&[
+                "get",
+                "fn",
+                name,
+                "-n",
+                "test",
+                "-o",
+                r#"jsonpath={.status.phase}|{.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].reason} {.status.conditions[?(@.type=="Ready")].message}"#,
+            ])
+            .unwrap_or_default()
+    };
+    wait_until(Duration::from_secs(60), || {
+        let now = read();
+        let ok = now
+            .split_once('|')
+            .is_some_and(|(p, r)| p == phase && r.starts_with(ready));
+        async move { ok }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}: wanted {phase}|{ready}…, have {}", read()))
+}
+
 #[tokio::test]
 async fn functions_get_endpoints_from_hosts_in_another_namespace() -> anyhow::Result<()> {
     let Some(ip) = local_ip() else {
@@ -469,11 +501,23 @@ async fn functions_get_endpoints_from_hosts_in_another_namespace() -> anyhow::Re
     let port = host.functions.port();
 
     cluster.apply(&wat_manifest("test", "across", "hello across namespaces"))?;
-    wait_until(Duration::from_secs(60), || {
-        let ready = cluster.phase("across") == "Ready";
-        async move { ready }
-    })
+    // Ready once the host pod's host serves the artifact (the controller asks its admin port).
+    until_ready_condition(
+        &cluster,
+        "across",
+        "Ready",
+        "True Serving 1/1 ready hosts serve",
+    )
     .await?;
+    let events = cluster.kubectl(&[
+        "get",
+        "events",
+        "-n",
+        "test",
+        "--field-selector",
+        "involvedObject.name=across",
+    ])?;
+    assert!(events.contains("Built"), "{events}");
 
     // The function's Service in `test` has the host pod in `wasmless` as its endpoint, in the
     // Endpoints and in the EndpointSlice, with the pod as targetRef and the resolved port.
@@ -558,7 +602,8 @@ async fn functions_get_endpoints_from_hosts_in_another_namespace() -> anyhow::Re
     ])?;
     until_endpoints(&cluster, "across", &one).await?;
 
-    // Not ready → no endpoints; ready again → back. Deleted → none; a new pod → back.
+    // Not ready → no endpoints, and status says nothing serves it; ready again → back. Deleted
+    // → none; a new pod → back.
     cluster.pod_ready("wasmless", "wasmless-host-0", false)?;
     let unready = until_endpoints(&cluster, "across", "").await?;
     assert_eq!(
@@ -566,8 +611,16 @@ async fn functions_get_endpoints_from_hosts_in_another_namespace() -> anyhow::Re
         "",
         "no ready host, no slices"
     );
+    until_ready_condition(&cluster, "across", "Loading", "False NoHosts").await?;
     cluster.pod_ready("wasmless", "wasmless-host-0", true)?;
     let ready = until_endpoints(&cluster, "across", &one).await?;
+    until_ready_condition(
+        &cluster,
+        "across",
+        "Ready",
+        "True Serving 1/1 ready hosts serve",
+    )
+    .await?;
     cluster.kubectl(&[
         "delete",
         "pod",

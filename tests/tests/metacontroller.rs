@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wasmless_e2e::cluster::Cluster;
+use wasmless_e2e::cluster::{self, Cluster};
 use wasmless_e2e::{Process, binary, client, report, wait_until, wat_manifest};
 
 /// One round of Metacontroller's sync loop for `name`; returns the hook's response.
@@ -97,7 +97,7 @@ async fn metacontroller_mode_on_a_real_api_server() -> anyhow::Result<()> {
 
     // A native controller runs beside it and must leave the Function alone.
     let native_store = tempfile::tempdir()?;
-    let (native, _) = cluster.controller(native_store.path(), &[])?;
+    let (native, _) = cluster.controller(native_store.path(), cluster::HOSTS_NOT_PODS)?;
     let cache = tempfile::tempdir()?;
     let host = cluster.host(&base, cache.path()).await?;
 

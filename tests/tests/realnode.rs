@@ -176,23 +176,48 @@ fn hello_world_by_dns(node: &RealNode) -> anyhow::Result<()> {
     node.apply(&hello)?;
     let applied = uptime(&std::fs::read_to_string("/proc/uptime")?)? - started;
     // The client starts asking when apply returns, every 50 ms; each answer that is not the body
-    // is a miss (no Service yet: NXDOMAIN; no endpoints yet: refused). It prints when it got it.
+    // is a miss (no Service yet: NXDOMAIN; no endpoints yet: refused). It prints when it started
+    // and when it got the body.
     let out = node.sh(
         "client",
         &format!(
-            "n=0; until [ \"$(timeout 5 wget -qO- {HELLO_URL} 2>/dev/null)\" = 'hello world' ]; do \
+            "cat /proc/uptime; n=0; until [ \"$(timeout 5 wget -qO- {HELLO_URL} 2>/dev/null)\" = 'hello world' ]; do \
              n=$((n+1)); [ $n -lt 1200 ] || exit 1; usleep 50000; done; cat /proc/uptime; echo misses=$n"
         ),
     )?;
-    let first_200 = uptime(&out)? - started;
+    let lines: Vec<&str> = out.lines().collect();
+    let (asked, answered) = match lines.as_slice() {
+        [asked, answered, _] => (uptime(asked)? - started, uptime(answered)? - started),
+        _ => bail!("unexpected output of the client: {out:?}"),
+    };
     report(&format!(
-        "timing: WAT hello-world through cluster DNS: kubectl apply returned {:.0} ms, apply → first 200 in a pod {:.0} ms ({}; the pod's loop started after apply returned, through kubectl exec)",
+        "timing: WAT hello-world through cluster DNS: kubectl apply returned {:.0} ms, the client in its pod started asking at {:.0} ms (kubectl exec), first 200 at {:.0} ms ({})",
         applied * 1e3,
-        first_200 * 1e3,
-        out.lines().last().unwrap_or_default()
+        asked * 1e3,
+        answered * 1e3,
+        lines[2]
     ));
     let body = node.sh("client", &format!("wget -qO- {HELLO_URL}"))?;
     assert_eq!(body, "hello world");
+    // Ready in status means both host pods serve the artifact: the controller asked them.
+    let ready = node.poll(
+        "hello-world Ready on both hosts",
+        Duration::from_secs(30),
+        || {
+            node.kubectl(&[
+                "get",
+                "fn",
+                "hello-world",
+                "-n",
+                "test",
+                "-o",
+                r#"jsonpath={.status.phase} {.status.conditions[?(@.type=="Ready")].message}"#,
+            ])
+            .ok()
+            .filter(|s| s.starts_with("Ready 2/2 ready hosts serve sha256:"))
+        },
+    )?;
+    report(&format!("status: {ready}"));
     // The long Service names resolve too.
     let body = node.sh(
         "client",

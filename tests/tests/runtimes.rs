@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use wasmless_e2e::cluster::Cluster;
+use wasmless_e2e::cluster::{self, Cluster};
 use wasmless_e2e::report;
 
 use wasmless_e2e::examples::{self, spaced};
@@ -60,7 +60,7 @@ async fn every_example_on_the_api_server() -> anyhow::Result<()> {
     let _one_at_a_time = BUILDING.lock().await;
     let cluster = Cluster::with_functions().await?;
     let (store, cache) = (tempfile::tempdir()?, tempfile::tempdir()?);
-    let (_controller, artifacts) = cluster.controller(store.path(), &[])?;
+    let (_controller, artifacts) = cluster.controller(store.path(), cluster::HOSTS_NOT_PODS)?;
     let host = cluster.host(&artifacts, cache.path()).await?;
 
     let runtimes = ["c", "rust", "go", "nodejs", "python"];

@@ -81,6 +81,16 @@ struct RunArgs {
     /// The host pods' function port: a number or a container port's name.
     #[arg(long, env = "WASMLESS_HOST_PORT", default_value = "8080")]
     host_port: String,
+    /// When a built Function turns Ready (native mode): `serving` once every ready host pod
+    /// serves its artifact (the controller asks each host's admin port, the container port
+    /// named `admin`, else 9090), `built` once it is stored.
+    #[arg(
+        long,
+        value_enum,
+        env = "WASMLESS_READY_WHEN",
+        default_value = "serving"
+    )]
+    ready_when: reconcile::ReadyWhen,
 }
 
 /// Logging, and what the process needs of its environment.
@@ -202,8 +212,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let client = kube::Client::try_default()
             .await
             .context("no Kubernetes API reachable: set KUBECONFIG or run in a cluster")?;
-        reconcile_while_leading(client, pipeline, children, &args.lease_namespace, &stopped)
-            .await?;
+        let ctx = Arc::new(reconcile::Context::new(
+            client.clone(),
+            pipeline,
+            children,
+            args.ready_when,
+        ));
+        reconcile_while_leading(client, ctx, &args.lease_namespace, &stopped).await?;
     } else {
         println!("wasmless-controller: hooks on http://{addr}/metacontroller/sync");
         stopped().await;
@@ -215,8 +230,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 /// Reconciles while this replica holds the Lease; waits while another does.
 async fn reconcile_while_leading<S, F>(
     client: kube::Client,
-    pipeline: Arc<Pipeline>,
-    children: ChildConfig,
+    ctx: Arc<reconcile::Context>,
     lease_namespace: &str,
     stopped: &S,
 ) -> anyhow::Result<()>
@@ -230,8 +244,7 @@ where
         std::process::id()
     );
     let mut leadership =
-        leader::Leadership::elect(client.clone(), lease_namespace, identity.clone()).await?;
-    let ctx = Arc::new(reconcile::Context::new(client, pipeline, children));
+        leader::Leadership::elect(client, lease_namespace, identity.clone()).await?;
     let shutdown = stopped();
     tokio::pin!(shutdown);
     loop {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use bytes::Bytes;
 use prometheus_client::metrics::gauge::Gauge;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::time::Instant;
 use wasmtime::Store;
@@ -23,7 +23,7 @@ use crate::logs::LogBuffer;
 const MAX_STDERR_BYTES: usize = 1 << 20;
 
 /// Which ABI a loaded function speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Abi {
     Wagi,
