@@ -139,3 +139,66 @@ pub async fn kubeless(
 pub fn spaced(compact: &str) -> String {
     compact.replace(':', ": ").replace(',', ", ")
 }
+
+/// A Metacontroller sync request (`CompositeController` hook, v1) for the HelloWorld `your-name`
+/// in `test`, with `children` the Pods Metacontroller observed.
+pub fn hello_world_sync(children: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "controller": {"apiVersion": "metacontroller.k8s.io/v1alpha1", "kind": "CompositeController",
+                       "metadata": {"name": "hello-controller"}},
+        "parent": {"apiVersion": "example.com/v1", "kind": "HelloWorld",
+                   "metadata": {"name": "your-name", "namespace": "test", "uid": "uid-1"},
+                   "spec": {"who": "Your Name"}},
+        "children": {"Pod.v1": children},
+        "related": {},
+        "finalizing": false
+    })
+}
+
+/// The seed example (`examples/metacontroller-hello-world`): the function answers Metacontroller's
+/// sync hook with the HelloWorld's status and its one child Pod.
+pub async fn hello_world_controller(served: &Served) -> anyhow::Result<()> {
+    routed(served, "hello-world").await?;
+    let sync = |children: serde_json::Value| {
+        let body = hello_world_sync(children).to_string();
+        async move {
+            let (status, content_type, text) = call(
+                served,
+                "hello-world",
+                Method::POST,
+                "/",
+                &body,
+                &[("content-type", "application/json")],
+            )
+            .await?;
+            anyhow::ensure!(status == 200, "sync answered {status}: {text}");
+            anyhow::ensure!(
+                content_type.starts_with("application/json"),
+                "{content_type}"
+            );
+            Ok::<serde_json::Value, anyhow::Error>(serde_json::from_str(&text)?)
+        }
+    };
+    let first = sync(serde_json::json!({})).await?;
+    assert_eq!(
+        first["status"],
+        serde_json::json!({"replicas": 0, "succeeded": 0})
+    );
+    let children = first["children"].as_array().cloned().unwrap_or_default();
+    assert_eq!(children.len(), 1, "{first}");
+    assert_eq!(children[0]["kind"], "Pod");
+    assert_eq!(children[0]["metadata"]["name"], "your-name");
+    assert_eq!(
+        children[0]["spec"]["containers"][0]["command"],
+        serde_json::json!(["echo", "Hello, Your Name"])
+    );
+    // Once Metacontroller has seen the Pod succeed, the status says so.
+    let mut pod = children[0].clone();
+    pod["status"] = serde_json::json!({"phase": "Succeeded"});
+    let second = sync(serde_json::json!({ "your-name": pod })).await?;
+    assert_eq!(
+        second["status"],
+        serde_json::json!({"replicas": 1, "succeeded": 1})
+    );
+    Ok(())
+}

@@ -52,6 +52,17 @@ async fn c_examples() -> anyhow::Result<()> {
     kubeless_examples("c", "c", "c", spaced).await
 }
 
+/// The seed example: a Python function as the logic of a Metacontroller CompositeController
+/// (`examples/metacontroller-hello-world`; `wasmless up` skips the other kinds there).
+#[tokio::test]
+async fn metacontroller_hello_world_example() -> anyhow::Result<()> {
+    let _one_at_a_time = BUILDING.lock().await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/metacontroller-hello-world");
+    let up = Up::start(&dir, &[]).await?;
+    examples::hello_world_controller(&up).await
+}
+
 /// Every example of every runtime, applied with kubectl to a real API server, built by the
 /// controller, served by a host; then a broken C revision fails with clang's message while the
 /// previous one serves.
