@@ -449,6 +449,9 @@ async fn until_endpoints(cluster: &Cluster, name: &str, want: &str) -> anyhow::R
     Ok(started.elapsed())
 }
 
+/// The Ready condition of a Function the one ready host pod serves.
+const SERVED_BY_ONE: &str = "True Serving 1/1 ready hosts serve";
+
 /// Waits until Function `name` in `test` has `phase` and a Ready condition whose
 /// "status reason message" starts with `ready`.
 async fn until_ready_condition(
@@ -502,13 +505,7 @@ async fn functions_get_endpoints_from_hosts_in_another_namespace() -> anyhow::Re
 
     cluster.apply(&wat_manifest("test", "across", "hello across namespaces"))?;
     // Ready once the host pod's host serves the artifact (the controller asks its admin port).
-    until_ready_condition(
-        &cluster,
-        "across",
-        "Ready",
-        "True Serving 1/1 ready hosts serve",
-    )
-    .await?;
+    until_ready_condition(&cluster, "across", "Ready", SERVED_BY_ONE).await?;
     let events = cluster.kubectl(&[
         "get",
         "events",
@@ -614,13 +611,7 @@ async fn functions_get_endpoints_from_hosts_in_another_namespace() -> anyhow::Re
     until_ready_condition(&cluster, "across", "Loading", "False NoHosts").await?;
     cluster.pod_ready("wasmless", "wasmless-host-0", true)?;
     let ready = until_endpoints(&cluster, "across", &one).await?;
-    until_ready_condition(
-        &cluster,
-        "across",
-        "Ready",
-        "True Serving 1/1 ready hosts serve",
-    )
-    .await?;
+    until_ready_condition(&cluster, "across", "Ready", SERVED_BY_ONE).await?;
     cluster.kubectl(&[
         "delete",
         "pod",
