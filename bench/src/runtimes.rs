@@ -17,6 +17,7 @@ use bytes::Bytes;
 use wasmless_controller::artifacts::{ArtifactStore, Object};
 use wasmless_controller::{DirStore, Pipeline, manifest};
 use wasmless_runtime::engine;
+use wasmless_runtime::validate::Origin;
 use wasmless_runtime::{EngineConfig, FunctionDef, FunctionManifest, Host, HostConfig};
 
 /// Runtime, example file, and how its source writes a comment line.
@@ -109,7 +110,7 @@ async fn measure(hello: &FunctionManifest, comment: &str, requests: usize) -> an
     let timed = |m: &FunctionManifest| {
         let started = Instant::now();
         pipeline
-            .build(&key, &m.spec, None)
+            .build(&key, &m.spec, Origin::Inline)
             .map(|artifact| (artifact, started.elapsed()))
     };
     let (artifact, cold) = timed(hello)?;

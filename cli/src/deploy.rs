@@ -7,11 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use wasmless_controller::builders::{BuildError, for_runtime};
 use wasmless_controller::source;
-use wasmless_runtime::FunctionSpec;
-use wasmless_runtime::function::{EnvVar, Timeout};
-use wasmless_runtime::limits::parse_quantity;
+use wasmless_runtime::function::{DEFAULT_NAMESPACE, EnvVar, IntOrString};
+use wasmless_runtime::validate::{self, Origin};
+use wasmless_runtime::{FunctionKey, FunctionSpec};
 
 use crate::output::Format;
 use crate::progress::Spinner;
@@ -92,6 +91,8 @@ fn new_function(args: &DeployArgs) -> anyhow::Result<(FunctionSpec, BTreeMap<Str
 
 pub fn dry_run(args: &DeployArgs, namespace: Option<&str>) -> anyhow::Result<()> {
     let (spec, labels) = new_function(args)?;
+    let key = FunctionKey::new(namespace.unwrap_or(DEFAULT_NAMESPACE), &args.name);
+    checked(&key, &spec, Origin::Cluster)?;
     let mut metadata = serde_json::json!({ "name": args.name });
     if let Some(ns) = namespace {
         metadata["namespace"] = ns.into();
@@ -110,11 +111,9 @@ pub fn dry_run(args: &DeployArgs, namespace: Option<&str>) -> anyhow::Result<()>
 
 pub async fn deploy(target: &Target, args: DeployArgs) -> anyhow::Result<()> {
     let (spec, labels) = new_function(&args)?;
-    let desired = Desired {
-        key: target.key(&args.name),
-        labels,
-        spec,
-    };
+    let key = target.key(&args.name);
+    checked(&key, &spec, origin(target))?;
+    let desired = Desired { key, labels, spec };
     let token = target.apply(&desired, true).await?;
     finish(target, &desired, token, &args.spec, "deployed").await
 }
@@ -129,6 +128,7 @@ pub async fn update(target: &Target, args: UpdateArgs) -> anyhow::Result<()> {
         args.from_file.as_deref(),
         &args.spec,
     )?;
+    checked(&key, &spec, origin(target))?;
     let mut labels = current.labels;
     labels.extend(pairs(&args.spec.label, "--label")?);
     let desired = Desired { key, labels, spec };
@@ -193,6 +193,21 @@ async fn finish(
     }
 }
 
+/// What a `url` source may name where the function goes.
+fn origin(target: &Target) -> Origin<'static> {
+    match target {
+        Target::Cluster(_) => Origin::Cluster,
+        Target::Local(_) => Origin::Inline,
+    }
+}
+
+/// The validator's verdict, before anything is sent: every problem, on one line.
+fn checked(key: &FunctionKey, spec: &FunctionSpec, origin: Origin) -> anyhow::Result<()> {
+    validate::object(&key.name, &key.namespace, spec, origin)
+        .map(|_| ())
+        .with_context(|| format!("{key} is not valid, nothing was sent"))
+}
+
 /// Applies the flags to `spec`; `None`s leave fields as they are.
 fn fill(
     spec: &mut FunctionSpec,
@@ -201,12 +216,6 @@ fn fill(
     args: &SpecArgs,
 ) -> anyhow::Result<()> {
     if let Some(runtime) = runtime {
-        // Checked here so a typo is one line now, not a failed build later.
-        match for_runtime(runtime) {
-            Ok(_) => {}
-            Err(e @ BuildError::UnknownRuntime(_)) => bail!("{e}"),
-            Err(e) => return Err(e.into()),
-        }
         spec.runtime = runtime.to_string();
     }
     if let Some(path) = from_file {
@@ -230,11 +239,11 @@ fn fill(
         }
     }
     if let Some(seconds) = args.timeout {
-        spec.timeout = Some(Timeout::Seconds(seconds));
+        // Out of range either way: the validator says so.
+        spec.timeout = Some(IntOrString::Int(i64::try_from(seconds).unwrap_or(i64::MAX)));
     }
     if let Some(memory) = &args.memory {
-        parse_quantity(memory).with_context(|| format!("--memory {memory:?}"))?;
-        spec.memory = Some(memory.clone());
+        spec.memory = Some(IntOrString::String(memory.clone()));
     }
     Ok(())
 }
@@ -281,25 +290,42 @@ mod tests {
         assert_eq!(spec.checksum, source::digest(b"(module)"));
         assert_eq!(spec.env.len(), 2);
         assert_eq!(spec.env[1].value, "x=y");
-        assert_eq!(spec.memory.as_deref(), Some("64Mi"));
+        assert_eq!(spec.memory, Some(IntOrString::String("64Mi".into())));
 
         let binary = dir.path().join("f.wasm");
         std::fs::write(&binary, b"\0asm\x01\0\0\0")?;
         fill(&mut spec, Some("wasm"), Some(&binary), &args())?;
         assert_eq!(spec.function_content_type, "base64");
-        assert_eq!(source::decode(&spec, None)?, b"\0asm\x01\0\0\0");
+        assert_eq!(source::decode(&spec, Origin::Cluster)?, b"\0asm\x01\0\0\0");
         assert_eq!(spec.env.len(), 2, "updating env replaces, never duplicates");
         Ok(())
     }
 
     #[test]
-    fn bad_flags_are_one_line() {
-        let mut spec = FunctionSpec::default();
-        let e = fill(&mut spec, Some("cobol"), None, &args()).unwrap_err();
-        assert!(e.to_string().contains("unknown runtime \"cobol\""), "{e}");
+    fn bad_flags_are_one_line_before_anything_is_sent() {
+        let key = FunctionKey::new("default", "f");
         let mut bad = args();
         bad.memory = Some("lots".into());
-        assert!(fill(&mut spec, None, None, &bad).is_err());
+        bad.handler = Some("../../x.y".into());
+        bad.timeout = Some(u64::MAX);
+        let mut spec = FunctionSpec::default();
+        fill(&mut spec, Some("cobol"), None, &bad).unwrap();
+        let e = format!("{:#}", checked(&key, &spec, Origin::Cluster).unwrap_err());
+        for field in [
+            "spec.runtime",
+            "spec.handler",
+            "spec.timeout",
+            "spec.memory",
+        ] {
+            assert!(e.contains(&format!("{field}: ")), "{field}: {e}");
+        }
+        assert!(
+            e.starts_with("default/f is not valid, nothing was sent: "),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+        let e = checked(&FunctionKey::new("default", "a.b"), &spec, Origin::Inline);
+        assert!(e.is_err());
         assert!(pairs(&["novalue".into()], "--env").is_err());
     }
 }

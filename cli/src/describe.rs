@@ -1,5 +1,7 @@
 //! `function describe`: a function's spec and status, as Kubeless's describe listed them.
 
+use wasmless_runtime::validate;
+
 use crate::output::{Format, print_value};
 use crate::target::Target;
 
@@ -20,10 +22,13 @@ pub async fn run(target: &Target, args: DescribeArgs) -> anyhow::Result<()> {
     let or_none = |s: String| if s.is_empty() { "-".to_string() } else { s };
     let joined = |pairs: Vec<String>| or_none(pairs.join(", "));
     let spec = &v.spec;
-    let timeout = spec.timeout.as_ref().map(|t| match t.seconds() {
-        Ok(s) => format!("{s} s"),
-        Err(e) => e,
-    });
+    let timeout = spec
+        .timeout
+        .as_ref()
+        .map(|t| match validate::timeout(Some(t)) {
+            Ok(d) => format!("{} s", d.as_secs()),
+            Err(e) => e,
+        });
     let fields = [
         ("Name", v.key.name.clone()),
         ("Namespace", v.key.namespace.clone()),
@@ -44,7 +49,15 @@ pub async fn run(target: &Target, args: DescribeArgs) -> anyhow::Result<()> {
                     .collect(),
             ),
         ),
-        ("Memory", or_none(spec.memory.clone().unwrap_or_default())),
+        (
+            "Memory",
+            or_none(
+                spec.memory
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            ),
+        ),
         ("Timeout", or_none(timeout.unwrap_or_default())),
         ("Dependencies", or_none(spec.deps.trim().to_string())),
         ("Origin", v.origin.clone()),

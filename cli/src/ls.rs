@@ -1,6 +1,8 @@
 //! `function ls`: NAME, NAMESPACE, RUNTIME, HANDLER, STATUS, URL (Kubeless's columns, with the
 //! build phase as STATUS).
 
+use wasmless_runtime::validate;
+
 use crate::output::{Format, print_value, table};
 use crate::target::{Target, View};
 
@@ -57,14 +59,22 @@ fn render(views: &[View], wide: bool) -> String {
                 v.url.clone().unwrap_or_default(),
             ];
             if wide {
-                let timeout = v.spec.timeout.as_ref().map(|t| match t.seconds() {
-                    Ok(s) => s.to_string(),
-                    Err(_) => "?".into(),
-                });
+                let timeout = v
+                    .spec
+                    .timeout
+                    .as_ref()
+                    .map(|t| match validate::timeout(Some(t)) {
+                        Ok(d) => d.as_secs().to_string(),
+                        Err(_) => "?".into(),
+                    });
                 let labels: Vec<String> =
                     v.labels.iter().map(|(k, l)| format!("{k}={l}")).collect();
                 row.extend([
-                    v.spec.memory.clone().unwrap_or_default(),
+                    v.spec
+                        .memory
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
                     timeout.unwrap_or_default(),
                     labels.join(","),
                     v.origin.clone(),

@@ -1,6 +1,7 @@
 //! `wasmless up`: the all-in-one local mode. A directory of Function manifests goes through the
 //! controller's pipeline into the runtime's host, in one process, and reloads when files change.
-//! A broken file or a failed build is logged and the last good version keeps serving.
+//! A broken file, an invalid manifest or a failed build is logged, shown in `/status`, and the
+//! last good version keeps serving. A `url` source is a file inside its manifest's directory.
 //! `wasmless function … --local` deploys more functions through the admin API ([`api`]).
 
 mod api;
@@ -17,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 use wasmless_controller::pipeline::compile_cache_dir;
 use wasmless_controller::{DirStore, Pipeline, manifest};
 use wasmless_runtime::function::{Phase, SourceStatus};
+use wasmless_runtime::validate::{self, Origin};
 use wasmless_runtime::{
     FunctionDef, FunctionKey, FunctionManifest, Host, HostArgs, engine, server,
 };
@@ -215,7 +217,7 @@ impl DirLoader {
         let statuses = self.host.statuses();
         for (key, (m, file)) in &desired {
             let base = file.as_deref().and_then(Path::parent);
-            let source = wasmless_controller::source::decode(&m.spec, base)
+            let source = wasmless_controller::source::decode(&m.spec, origin(base))
                 .ok()
                 .map(|code| wasmless_controller::source::digest(&code));
             let fingerprint = (m.clone(), source);
@@ -272,7 +274,7 @@ impl DirLoader {
                     Some(r) => format!("; {r} keeps serving"),
                     None => String::new(),
                 };
-                tracing::error!(function = %key, %origin, "build failed{keeps}: {message}");
+                tracing::error!(function = %key, %origin, "not built{keeps}: {message}");
                 self.host.set_status(
                     &key,
                     Some(status(
@@ -290,13 +292,14 @@ impl DirLoader {
         m: &FunctionManifest,
         base: Option<&Path>,
     ) -> anyhow::Result<String> {
+        validate::manifest(m, origin(base)).context("invalid spec")?;
         let max_memory = self.host.config().engine.max_memory_bytes;
-        // Check the limits before spending time on a build.
+        // This host's own limits, before spending time on a build.
         let mut def = FunctionDef::from_manifest(m, String::new(), max_memory)?;
         let pipeline = self.pipeline.clone();
         let (manifest, base) = (m.clone(), base.map(Path::to_path_buf));
         let artifact = tokio::task::spawn_blocking(move || {
-            pipeline.build(&manifest.key(), &manifest.spec, base.as_deref())
+            pipeline.build(&manifest.key(), &manifest.spec, origin(base.as_deref()))
         })
         .await
         .context("build task")??;
@@ -309,6 +312,11 @@ impl DirLoader {
         self.host.load(def, &compiled)?;
         Ok(artifact.digest)
     }
+}
+
+/// A file's manifests may name files beside it; the API's have no directory.
+fn origin(manifest_dir: Option<&Path>) -> Origin<'_> {
+    manifest_dir.map_or(Origin::Inline, Origin::Dir)
 }
 
 /// Every `*.yaml` / `*.yml` under `dir`, skipping hidden files and directories.

@@ -1,11 +1,10 @@
 //! The Function CRD, generated from the runtime's `FunctionSpec` and `FunctionStatus` types.
 
-use kube::CustomResourceExt;
-use wasmless_runtime::function::Function;
+use wasmless_runtime::function;
 
 /// The CRD as YAML, exactly as `wasmless-controller crd` prints it and the chart ships it.
 pub fn yaml() -> String {
-    let crd = serde_yaml::to_string(&Function::crd()).unwrap_or_else(|e| {
+    let crd = serde_yaml::to_string(&function::crd()).unwrap_or_else(|e| {
         // The CRD is built from our own types; failing to serialize it is a programming error.
         panic!("the Function CRD does not serialize: {e}")
     });

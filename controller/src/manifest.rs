@@ -19,7 +19,8 @@ pub enum ManifestError {
 }
 
 /// Parses every `Function` document in `text`. Documents of other kinds are skipped, so a file
-/// can keep a Function next to, say, a ConfigMap.
+/// can keep a Function next to, say, a ConfigMap. Names and specs are not checked here: callers
+/// validate each function, so that one bad function does not hide the others.
 pub fn parse(text: &str) -> Result<Vec<FunctionManifest>, ManifestError> {
     let mut out = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
@@ -51,6 +52,8 @@ pub fn parse(text: &str) -> Result<Vec<FunctionManifest>, ManifestError> {
     Ok(out)
 }
 
+/// What makes a document a manifest at all; what it asks for is [`wasmless_runtime::validate`]'s
+/// to judge, per function.
 fn validate(m: &FunctionManifest) -> Result<(), String> {
     if m.api_version != API_VERSION {
         return Err(format!(
@@ -58,32 +61,13 @@ fn validate(m: &FunctionManifest) -> Result<(), String> {
             m.api_version
         ));
     }
-    let key = m.key();
-    for (what, value) in [("name", &key.name), ("namespace", &key.namespace)] {
-        if !is_dns_label(value) {
-            return Err(format!(
-                "metadata.{what} {value:?} must be a DNS label: lowercase letters, digits and '-', at most 63 characters"
-            ));
-        }
-    }
-    if m.spec.runtime.trim().is_empty() {
-        return Err("spec.runtime is required".into());
-    }
     Ok(())
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasmless_runtime::function::IntOrString;
 
     const TWO: &str = r#"
 apiVersion: wasmless.dev/v1alpha1
@@ -107,7 +91,7 @@ spec: {runtime: wat, function: "(module)", timeout: 7}
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].key().to_string(), "test/a");
         assert_eq!(all[1].key().to_string(), "default/b");
-        assert_eq!(all[1].spec.timeout.as_ref().unwrap().seconds(), Ok(7));
+        assert_eq!(all[1].spec.timeout, Some(IntOrString::Int(7)));
     }
 
     #[test]
@@ -117,10 +101,42 @@ spec: {runtime: wat, function: "(module)", timeout: 7}
         )
         .unwrap_err();
         assert!(e.to_string().starts_with("document 1:"), "{e}");
-        let e = parse(&TWO.replace("name: b", "name: B_b")).unwrap_err();
-        assert!(e.to_string().contains("document 3 (B_b)"), "{e}");
         let e =
             parse(&TWO.replacen("wasmless.dev/v1alpha1", "kubeless.io/v1beta1", 1)).unwrap_err();
+        assert!(e.to_string().contains("document 1 (a)"), "{e}");
         assert!(e.to_string().contains("changing apiVersion"), "{e}");
+        // Bad names and specs parse: each function's validation says what is wrong with it.
+        let parsed = parse(
+            &TWO.replace("name: b", "name: B_b")
+                .replace("timeout: 7", "timeout: -1"),
+        );
+        assert_eq!(parsed.map(|all| all.len()).ok(), Some(2));
+    }
+
+    #[test]
+    fn every_example_manifest_is_valid() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut dirs = vec![root.join("functions"), root.join("examples")];
+        let mut checked = 0;
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "yaml") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                for m in parse(&text).unwrap() {
+                    let origin = wasmless_runtime::validate::Origin::Dir(&dir);
+                    let verdict = wasmless_runtime::validate::manifest(&m, origin);
+                    assert!(verdict.is_ok(), "{}: {verdict:?}", path.display());
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 20, "{checked} examples");
     }
 }

@@ -27,6 +27,7 @@ use serde_json::Value;
 
 use wasmless_runtime::FunctionKey;
 use wasmless_runtime::function::Function;
+use wasmless_runtime::validate::{self, Origin};
 
 use crate::children::{self, ChildConfig, EndpointsBy};
 use crate::pipeline::{Artifact, Pipeline};
@@ -120,6 +121,20 @@ impl Hook {
         let url = children::url(parent);
         let generation = parent.metadata.generation;
         let now = status::now();
+        if let Err(invalid) = validate::function(parent, Origin::Cluster) {
+            // Metacontroller would fail to create a Service with a name it cannot have.
+            let children = if invalid.names_unusable() {
+                Vec::new()
+            } else {
+                vec![to_value(&service)]
+            };
+            return HookResponse {
+                status: to_value(&status::invalid(&previous, generation, url, &invalid, &now)),
+                children,
+                resync_after_seconds: None,
+                finalized: None,
+            };
+        }
         let (status, resync) = match self.outcome(parent) {
             Outcome::Done(result) => (
                 status::built(
@@ -147,11 +162,11 @@ impl Hook {
     fn outcome(self: &Arc<Self>, parent: &Function) -> Outcome {
         let spec = &parent.spec;
         // Errors that need no build (bad source, unknown runtime) are answered at once.
-        let build_key = match self.pipeline.build_key_of(spec) {
+        let build_key = match self.pipeline.build_key_of(spec, Origin::Cluster) {
             Ok(k) => k,
             Err(e) => return Outcome::Done(Err(format!("{e:#}"))),
         };
-        match self.pipeline.lookup(spec) {
+        match self.pipeline.lookup(spec, Origin::Cluster) {
             Ok(Some(artifact)) => return Outcome::Done(Ok(artifact)),
             Ok(None) => {}
             Err(e) => return Outcome::Done(Err(format!("{e:#}"))),
@@ -168,7 +183,7 @@ impl Hook {
         let key = FunctionKey::new(&parent.namespace().unwrap_or_default(), &parent.name_any());
         let spec = spec.clone();
         tokio::task::spawn_blocking(move || {
-            let result = hook.pipeline.build(&key, &spec, None);
+            let result = hook.pipeline.build(&key, &spec, Origin::Cluster);
             let mut builds = hook.builds.lock().unwrap_or_else(PoisonError::into_inner);
             match result {
                 // Finished builds are found in the store from now on.
@@ -365,6 +380,37 @@ mod tests {
             1,
             "the Service stays"
         );
+    }
+
+    #[tokio::test]
+    async fn an_invalid_spec_fails_before_any_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let hook = hook(dir.path());
+        let mut body = request(HELLO, 2, true, false);
+        body["parent"]["spec"]["handler"] = "../../x.y".into();
+        body["parent"]["spec"]["timeout"] = (-1).into();
+        body["parent"]["spec"]["function-content-type"] = "url".into();
+        body["parent"]["spec"]["function"] = "/etc/passwd".into();
+        let (status, response) =
+            post(&hook, "/metacontroller/sync", body.to_string().into_bytes()).await;
+        assert_eq!(status, StatusCode::OK, "{response}");
+        let built = &response["status"]["conditions"][0];
+        assert_eq!(response["status"]["phase"], "Failed", "{response}");
+        assert_eq!(built["reason"], "InvalidSpec");
+        let message = built["message"].as_str().unwrap_or_default();
+        for field in ["spec.handler: ", "spec.timeout: ", "spec.function: "] {
+            assert!(message.contains(field), "{field}: {message}");
+        }
+        assert!(response.get("resyncAfterSeconds").is_none());
+        assert_eq!(response["children"][0]["kind"], "Service");
+        assert!(!dir.path().join("wasm").exists(), "nothing was built");
+
+        // No Service for a name no Service can have.
+        body["parent"]["metadata"]["name"] = "a.b".into();
+        let (_, response) =
+            post(&hook, "/metacontroller/sync", body.to_string().into_bytes()).await;
+        assert_eq!(response["status"]["phase"], "Failed");
+        assert_eq!(response["children"], serde_json::json!([]));
     }
 
     #[tokio::test]

@@ -10,7 +10,8 @@ use wasmtime::Engine;
 
 use wasmless_runtime::abi::Abi;
 use wasmless_runtime::engine::{self, EngineError};
-use wasmless_runtime::function::ArtifactRef;
+use wasmless_runtime::function::{ArtifactRef, Runtime};
+use wasmless_runtime::validate::{self, Invalid, Origin};
 use wasmless_runtime::{FunctionKey, FunctionSpec};
 
 use crate::artifacts::{Object, SharedStore, StoreError};
@@ -19,6 +20,8 @@ use crate::source::{self, SourceError};
 
 #[derive(Debug, Error)]
 pub enum PipelineError {
+    #[error("invalid spec: {0}")]
+    Invalid(#[from] Invalid),
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error(transparent)]
@@ -96,15 +99,15 @@ impl Pipeline {
                 .contains(self.precompiled_object(&artifact.digest))
     }
 
-    /// Builds one function. Blocking: run it off the async runtime. `base_dir` resolves relative
-    /// `url` sources (the manifest's directory in local mode).
+    /// Builds one function. Blocking: run it off the async runtime. `origin` says what a `url`
+    /// source may name.
     pub fn build(
         &self,
         key: &FunctionKey,
         spec: &FunctionSpec,
-        base_dir: Option<&Path>,
+        origin: Origin,
     ) -> Result<Artifact, PipelineError> {
-        let plan = Plan::new(spec, base_dir)?;
+        let plan = Plan::new(spec, origin)?;
         // Built before: precompiled too, unless the engine is new (then compiled once here).
         if let Some(digest) = self.build_result(&plan.build_key)? {
             return self.precompiled(key, digest, true);
@@ -125,13 +128,21 @@ impl Pipeline {
 
     /// The finished artifact for `spec` if it was built and precompiled before; never builds.
     /// Cheap: decoding the source and a few store look-ups.
-    pub fn lookup(&self, spec: &FunctionSpec) -> Result<Option<Artifact>, PipelineError> {
-        self.lookup_plan(&Plan::new(spec, None)?)
+    pub fn lookup(
+        &self,
+        spec: &FunctionSpec,
+        origin: Origin,
+    ) -> Result<Option<Artifact>, PipelineError> {
+        self.lookup_plan(&Plan::new(spec, origin)?)
     }
 
     /// The build key of `spec`: what names its build, in the store and in flight.
-    pub fn build_key_of(&self, spec: &FunctionSpec) -> Result<String, PipelineError> {
-        Ok(Plan::new(spec, None)?.build_key)
+    pub fn build_key_of(
+        &self,
+        spec: &FunctionSpec,
+        origin: Origin,
+    ) -> Result<String, PipelineError> {
+        Ok(Plan::new(spec, origin)?.build_key)
     }
 
     fn lookup_plan(&self, plan: &Plan) -> Result<Option<Artifact>, PipelineError> {
@@ -204,16 +215,13 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(spec: &FunctionSpec, base_dir: Option<&Path>) -> Result<Self, PipelineError> {
-        let builder = builders::for_runtime(&spec.runtime)?;
-        let code = source::decode(spec, base_dir)?;
-        let build_key = build_key(
-            &spec.runtime,
-            builder.version(),
-            &code,
-            &spec.handler,
-            &spec.deps,
-        );
+    /// Entry points validate first (to report `InvalidSpec`); checked again here so that no
+    /// path reaches a builder with a spec the validator refuses.
+    fn new(spec: &FunctionSpec, origin: Origin) -> Result<Self, PipelineError> {
+        let runtime = validate::spec(spec, origin)?.runtime;
+        let builder = builders::builder(runtime);
+        let code = source::decode(spec, origin)?;
+        let build_key = build_key(runtime, builder.version(), &code, &spec.handler, &spec.deps);
         Ok(Self {
             builder,
             code,
@@ -224,7 +232,7 @@ impl Plan {
 
 /// Names a build by everything that can change its output.
 pub fn build_key(
-    runtime: &str,
+    runtime: Runtime,
     builder_version: &str,
     code: &[u8],
     handler: &str,
@@ -232,7 +240,7 @@ pub fn build_key(
 ) -> String {
     let mut input = Vec::with_capacity(code.len() + deps.len() + 64);
     for part in [
-        builders::canonical_runtime(runtime).as_bytes(),
+        runtime.name().as_bytes(),
         builder_version.as_bytes(),
         handler.as_bytes(),
         deps.as_bytes(),
@@ -263,14 +271,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let engine = EngineConfig::default().build().unwrap();
         let pipeline = Pipeline::new(engine.clone(), Arc::new(DirStore::new(dir.path())));
-        let build = |m: FunctionManifest| pipeline.build(&m.key(), &m.spec, None).unwrap();
-        assert!(pipeline.lookup(&manifest("a").spec).unwrap().is_none());
+        let build =
+            |m: FunctionManifest| pipeline.build(&m.key(), &m.spec, Origin::Cluster).unwrap();
+        let lookup = |m: FunctionManifest| pipeline.lookup(&m.spec, Origin::Cluster).unwrap();
+        assert!(lookup(manifest("a")).is_none());
         let first = build(manifest("a"));
         assert!(!first.cached);
-        let found = pipeline
-            .lookup(&manifest("a").spec)
-            .unwrap()
-            .map(|a| a.reference());
+        let found = lookup(manifest("a")).map(|a| a.reference());
         assert_eq!(found, Some(first.reference()));
         assert!(pipeline.has(&first.reference()));
         let again = build(manifest("a"));
@@ -288,17 +295,22 @@ mod tests {
 
     #[test]
     fn build_keys_change_with_every_input() {
-        let base = build_key("wat", "v1", b"code", "h.f", "deps");
+        let wat = Runtime::Wat;
+        let base = build_key(wat, "v1", b"code", "h.f", "deps");
         for other in [
-            build_key("wasm", "v1", b"code", "h.f", "deps"),
-            build_key("wat", "v2", b"code", "h.f", "deps"),
-            build_key("wat", "v1", b"code!", "h.f", "deps"),
-            build_key("wat", "v1", b"code", "h.g", "deps"),
-            build_key("wat", "v1", b"code", "h.f", ""),
-            build_key("wat", "v1", b"cod", "eh.f", "deps"),
+            build_key(Runtime::Wasm, "v1", b"code", "h.f", "deps"),
+            build_key(wat, "v2", b"code", "h.f", "deps"),
+            build_key(wat, "v1", b"code!", "h.f", "deps"),
+            build_key(wat, "v1", b"code", "h.g", "deps"),
+            build_key(wat, "v1", b"code", "h.f", ""),
+            build_key(wat, "v1", b"cod", "eh.f", "deps"),
         ] {
             assert_ne!(base, other);
         }
-        assert_eq!(base, build_key("WAT", "v1", b"code", "h.f", "deps"));
+        // What stored builds are named by, so that none is repeated after an upgrade.
+        assert_eq!(
+            base,
+            "sha256:f5c132c81f66b007f14485909732b990b69ef176b3dde1a33e896c3aff41eaf7"
+        );
     }
 }

@@ -18,12 +18,13 @@ use thiserror::Error;
 
 use wasmless_runtime::FunctionKey;
 use wasmless_runtime::function::{Function, FunctionStatus, Phase};
+use wasmless_runtime::validate::{self, Invalid, Origin};
 
 use crate::children::{self, ChildConfig, EndpointsBy};
 use crate::endpoints::{self, Hosts};
 use crate::pipeline::Pipeline;
 use crate::serving::Serving;
-use crate::status;
+use crate::status::{self, Failure};
 
 pub const MANAGER: &str = "wasmless-controller";
 
@@ -130,13 +131,17 @@ async fn reconcile(function: Arc<Function>, term: Arc<Term>) -> Result<Action, E
     let key = FunctionKey::new(&namespace, &name);
     let generation = function.metadata.generation;
     let params = PatchParams::apply(MANAGER).force();
+    let checked = validate::function(&function, Origin::Cluster);
 
-    let service = children::service(&function, &ctx.children, EndpointsBy::Controller);
-    Api::<Service>::namespaced(ctx.client.clone(), &namespace)
-        .patch(&name, &params, &Patch::Apply(&service))
-        .await?;
-    let endpoints = term.hosts.apply(&ctx.client, &function, &params).await?;
-    tracing::debug!(function = %key, hosts = endpoints, "endpoints applied");
+    // A Service is named after the function: none for a name the API server would refuse.
+    if !checked.as_ref().is_err_and(Invalid::names_unusable) {
+        let service = children::service(&function, &ctx.children, EndpointsBy::Controller);
+        Api::<Service>::namespaced(ctx.client.clone(), &namespace)
+            .patch(&name, &params, &Patch::Apply(&service))
+            .await?;
+        let endpoints = term.hosts.apply(&ctx.client, &function, &params).await?;
+        tracing::debug!(function = %key, hosts = endpoints, "endpoints applied");
+    }
 
     let previous = function.status.clone().unwrap_or_default();
     let current = previous.observed_generation == generation;
@@ -145,6 +150,10 @@ async fn reconcile(function: Arc<Function>, term: Arc<Term>) -> Result<Action, E
         .as_ref()
         .is_some_and(|a| ctx.pipeline.has(a));
     let api = Api::<Function>::namespaced(ctx.client.clone(), &namespace);
+    if let Err(invalid) = checked {
+        refuse(ctx, &function, &api, &previous, &invalid).await?;
+        return Ok(Action::requeue(Duration::from_secs(3600)));
+    }
     let status = match previous.phase {
         Phase::Failed if current => return Ok(Action::requeue(Duration::from_secs(3600))),
         Phase::Ready | Phase::Loading if current && stored => previous.clone(),
@@ -197,7 +206,8 @@ async fn build(
     let started = std::time::Instant::now();
     let (pipeline, spec, build_key) = (ctx.pipeline.clone(), function.spec.clone(), key.clone());
     let outcome =
-        tokio::task::spawn_blocking(move || pipeline.build(&build_key, &spec, None)).await?;
+        tokio::task::spawn_blocking(move || pipeline.build(&build_key, &spec, Origin::Cluster))
+            .await?;
     let elapsed = started.elapsed();
     let outcome = outcome.map_err(|e| format!("{e:#}"));
     // Conditions change now, when the build is done, not when it started.
@@ -237,14 +247,61 @@ async fn build(
             }
         }
     };
+    publish(ctx, function, &event).await;
+    Ok(status)
+}
+
+/// Records an invalid spec in status (Failed, `InvalidSpec`, before any build) and in an Event,
+/// once per generation and message.
+async fn refuse(
+    ctx: &Context,
+    function: &Function,
+    api: &Api<Function>,
+    previous: &FunctionStatus,
+    invalid: &Invalid,
+) -> Result<(), Error> {
+    let generation = function.metadata.generation;
+    let url = children::url(function);
+    let status = status::invalid(previous, generation, url, invalid, &status::now());
+    if status == *previous {
+        return Ok(());
+    }
+    let key = FunctionKey::new(
+        &function.namespace().unwrap_or_default(),
+        &function.name_any(),
+    );
+    tracing::warn!(function = %key, "invalid spec, not built: {invalid}");
+    match write_status(api, &function.name_any(), &status).await {
+        // The API server refuses this object's status itself (a rule it breaks): no retry helps.
+        Err(Error::Kube(kube::Error::Api(e))) if e.code == 422 => {
+            tracing::warn!(function = %key, "cannot record the invalid spec in status: {}", e.message);
+        }
+        other => other?,
+    }
+    let event = Event {
+        type_: EventType::Warning,
+        reason: Failure::InvalidSpec.reason().into(),
+        note: Some(
+            status::trim(&invalid.to_string())
+                .chars()
+                .take(1000)
+                .collect(),
+        ),
+        action: "Validate".into(),
+        secondary: None,
+    };
+    publish(ctx, function, &event).await;
+    Ok(())
+}
+
+async fn publish(ctx: &Context, function: &Function, event: &Event) {
     // The recorder folds events with the same reference and reason into one series that keeps
     // the first note; with the resourceVersion in the reference, each build is its own Event.
     let mut regarding = function.object_ref(&());
     regarding.resource_version = function.metadata.resource_version.clone();
-    if let Err(e) = ctx.recorder.publish(&event, &regarding).await {
-        tracing::warn!(function = %key, "cannot record event: {e}");
+    if let Err(e) = ctx.recorder.publish(event, &regarding).await {
+        tracing::warn!(function = %function.name_any(), "cannot record event: {e}");
     }
-    Ok(status)
 }
 
 async fn write_status(

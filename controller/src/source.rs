@@ -1,12 +1,20 @@
 //! A manifest's source: decoding `function` by `function-content-type` and verifying `checksum`.
+//! A `url` source is a file beside a manifest of `wasmless up`, read only from inside that
+//! manifest's directory; in a cluster it is never a file (the controller's disk is not the
+//! tenant's), and fetching http(s) is not supported yet.
 
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use wasmless_runtime::FunctionSpec;
+use wasmless_runtime::validate::Origin;
+
+/// Largest file a `url` source may name.
+pub const MAX_URL_SOURCE_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, Error)]
 pub enum SourceError {
@@ -18,9 +26,21 @@ pub enum SourceError {
     Archive(String),
     #[error("function is not valid base64: {0}")]
     Base64(#[from] base64::DecodeError),
-    #[error("url {0:?}: only file paths and file:// URLs are supported")]
-    Url(String),
-    #[error("cannot read {path}: {source}")]
+    #[error(
+        "url {0:?}: in a cluster a url source is never a file, and fetching http(s) is not supported yet; inline the source"
+    )]
+    NotInCluster(String),
+    #[error(
+        "url {0:?}: url sources are files beside a manifest in wasmless up's directory; inline the source"
+    )]
+    NoDirectory(String),
+    #[error("url {url:?} must name a file inside the manifest's directory {}, symlinks followed", dir.display())]
+    Escapes { url: String, dir: PathBuf },
+    #[error("url {url:?}: {} is not a regular file", path.display())]
+    NotAFile { url: String, path: PathBuf },
+    #[error("url {url:?}: {} is larger than {MAX_URL_SOURCE_BYTES} bytes", path.display())]
+    TooLarge { url: String, path: PathBuf },
+    #[error("cannot read {}: {source}", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -36,9 +56,8 @@ pub fn digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-/// Decodes the source bytes of `spec`. `base_dir` resolves relative `url` paths (the manifest's
-/// directory in local mode).
-pub fn decode(spec: &FunctionSpec, base_dir: Option<&Path>) -> Result<Vec<u8>, SourceError> {
+/// Decodes the source bytes of `spec`; `origin` says what a `url` may name.
+pub fn decode(spec: &FunctionSpec, origin: Origin) -> Result<Vec<u8>, SourceError> {
     let content_type = spec.function_content_type.trim();
     let (kind, archive) = content_type
         .split_once('+')
@@ -52,7 +71,7 @@ pub fn decode(spec: &FunctionSpec, base_dir: Option<&Path>) -> Result<Vec<u8>, S
             let compact: String = spec.function.split_whitespace().collect();
             base64::engine::general_purpose::STANDARD.decode(compact)?
         }
-        "url" => read_url(spec.function.trim(), base_dir)?,
+        "url" => read_url(spec.function.trim(), origin)?,
         other => return Err(SourceError::ContentType(other.into())),
     };
     verify_checksum(&spec.checksum, &bytes)?;
@@ -70,17 +89,62 @@ pub fn encode(bytes: Vec<u8>) -> (String, &'static str) {
     }
 }
 
-fn read_url(url: &str, base_dir: Option<&Path>) -> Result<Vec<u8>, SourceError> {
-    let path = match url.strip_prefix("file://") {
-        Some(p) => PathBuf::from(p),
-        None if url.contains("://") => return Err(SourceError::Url(url.into())),
-        None => PathBuf::from(url),
+fn read_url(url: &str, origin: Origin) -> Result<Vec<u8>, SourceError> {
+    match origin {
+        Origin::Cluster => Err(SourceError::NotInCluster(url.into())),
+        Origin::Inline => Err(SourceError::NoDirectory(url.into())),
+        Origin::Dir(dir) => read_inside(dir, url),
+    }
+}
+
+/// A regular file at `url`, relative to `dir` and inside it once symlinks are resolved, of at
+/// most [`MAX_URL_SOURCE_BYTES`].
+fn read_inside(dir: &Path, url: &str) -> Result<Vec<u8>, SourceError> {
+    let escapes = || SourceError::Escapes {
+        url: url.into(),
+        dir: dir.to_path_buf(),
     };
-    let path = match base_dir {
-        Some(dir) if path.is_relative() => dir.join(path),
-        _ => path,
+    let relative = Path::new(url);
+    let plain = relative
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if url.is_empty() || !plain {
+        return Err(escapes());
+    }
+    let read_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SourceError::Read { path, source }
     };
-    std::fs::read(&path).map_err(|source| SourceError::Read { path, source })
+    let root = dir.canonicalize().map_err(read_err(dir))?;
+    let joined = root.join(relative);
+    let path = joined.canonicalize().map_err(read_err(&joined))?;
+    if !path.starts_with(&root) {
+        return Err(escapes());
+    }
+    let not_a_file = || SourceError::NotAFile {
+        url: url.into(),
+        path: path.clone(),
+    };
+    // Checked before opening: opening a FIFO would wait for a writer.
+    let metadata = std::fs::metadata(&path).map_err(read_err(&path))?;
+    if !metadata.is_file() {
+        return Err(not_a_file());
+    }
+    let file = std::fs::File::open(&path).map_err(read_err(&path))?;
+    if !file.metadata().map_err(read_err(&path))?.is_file() {
+        return Err(not_a_file());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_URL_SOURCE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err(&path))?;
+    if bytes.len() as u64 > MAX_URL_SOURCE_BYTES {
+        return Err(SourceError::TooLarge {
+            url: url.into(),
+            path,
+        });
+    }
+    Ok(bytes)
 }
 
 fn verify_checksum(checksum: &str, bytes: &[u8]) -> Result<(), SourceError> {
@@ -119,54 +183,99 @@ mod tests {
 
     #[test]
     fn text_base64_and_checksums() {
-        assert_eq!(decode(&spec("text", "abc", ""), None).unwrap(), b"abc");
-        assert_eq!(decode(&spec("", "abc", ""), None).unwrap(), b"abc");
-        assert_eq!(decode(&spec("base64", "YW\nJj", ""), None).unwrap(), b"abc");
+        assert_eq!(
+            decode(&spec("text", "abc", ""), Origin::Cluster).unwrap(),
+            b"abc"
+        );
+        assert_eq!(
+            decode(&spec("", "abc", ""), Origin::Cluster).unwrap(),
+            b"abc"
+        );
+        assert_eq!(
+            decode(&spec("base64", "YW\nJj", ""), Origin::Cluster).unwrap(),
+            b"abc"
+        );
         let sum = digest(b"abc");
         assert_eq!(
             sum,
             "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        assert!(decode(&spec("text", "abc", &sum), None).is_ok());
+        assert!(decode(&spec("text", "abc", &sum), Origin::Cluster).is_ok());
         assert!(matches!(
-            decode(&spec("text", "abd", &sum), None),
+            decode(&spec("text", "abd", &sum), Origin::Cluster),
             Err(SourceError::Checksum { .. })
         ));
         assert!(matches!(
-            decode(&spec("text", "abc", "md5:00"), None),
+            decode(&spec("text", "abc", "md5:00"), Origin::Cluster),
             Err(SourceError::ChecksumFormat(_))
         ));
         assert!(matches!(
-            decode(&spec("base64", "***", ""), None),
+            decode(&spec("base64", "***", ""), Origin::Cluster),
             Err(SourceError::Base64(_))
         ));
         assert!(matches!(
-            decode(&spec("text+zip", "x", ""), None),
+            decode(&spec("text+zip", "x", ""), Origin::Cluster),
             Err(SourceError::Archive(_))
         ));
         assert!(matches!(
-            decode(&spec("yaml", "x", ""), None),
+            decode(&spec("yaml", "x", ""), Origin::Cluster),
             Err(SourceError::ContentType(_))
         ));
     }
 
     #[test]
-    fn urls_are_files_relative_to_the_manifest() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("m.wasm"), b"\0asm").unwrap();
-        assert_eq!(
-            decode(&spec("url", "m.wasm", ""), Some(dir.path())).unwrap(),
-            b"\0asm"
-        );
-        let abs = format!("file://{}", dir.path().join("m.wasm").display());
-        assert_eq!(decode(&spec("url", &abs, ""), None).unwrap(), b"\0asm");
+    fn urls_are_files_inside_the_manifests_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("manifests");
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("sub/m.wasm"), b"\0asm").unwrap();
+        std::fs::write(root.path().join("secret"), b"secret").unwrap();
+        let at = Origin::Dir(&dir);
+        let read = |url: &str| decode(&spec("url", url, ""), at);
+        assert_eq!(read("sub/m.wasm").unwrap(), b"\0asm");
+        assert_eq!(read("./sub/m.wasm").unwrap(), b"\0asm");
+
+        for escaping in [
+            "../secret",
+            "sub/../../secret",
+            &root.path().join("secret").display().to_string(),
+            "",
+        ] {
+            assert!(
+                matches!(read(escaping), Err(SourceError::Escapes { .. })),
+                "{escaping}"
+            );
+        }
+        // Symlinks are followed, then must still be inside.
+        std::os::unix::fs::symlink(root.path().join("secret"), dir.join("link")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.join("zero")).unwrap();
+        assert!(matches!(read("link"), Err(SourceError::Escapes { .. })));
+        assert!(matches!(read("zero"), Err(SourceError::Escapes { .. })));
+        std::os::unix::fs::symlink(dir.join("sub/m.wasm"), dir.join("inside")).unwrap();
+        assert_eq!(read("inside").unwrap(), b"\0asm");
+        // Regular files only, and not too large.
+        assert!(matches!(read("sub"), Err(SourceError::NotAFile { .. })));
+        let big = std::fs::File::create(dir.join("big")).unwrap();
+        big.set_len(MAX_URL_SOURCE_BYTES + 1).unwrap();
+        assert!(matches!(read("big"), Err(SourceError::TooLarge { .. })));
         assert!(matches!(
-            decode(&spec("url", "https://example.invalid/x", ""), None),
-            Err(SourceError::Url(_))
-        ));
-        assert!(matches!(
-            decode(&spec("url", "missing.wasm", ""), Some(dir.path())),
+            read("missing.wasm"),
             Err(SourceError::Read { .. })
         ));
+
+        // Nowhere else is a url a file.
+        for origin in [Origin::Cluster, Origin::Inline] {
+            let abs = dir.join("sub/m.wasm").display().to_string();
+            for url in [abs.as_str(), "sub/m.wasm", "https://example.invalid/x"] {
+                let e = decode(&spec("url", url, ""), origin);
+                assert!(
+                    matches!(
+                        e,
+                        Err(SourceError::NotInCluster(_) | SourceError::NoDirectory(_))
+                    ),
+                    "{url}"
+                );
+            }
+        }
     }
 }

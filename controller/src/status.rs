@@ -2,6 +2,7 @@
 //! from the Metacontroller hook.
 
 use wasmless_runtime::function::{ArtifactRef, Condition, FunctionStatus, Phase};
+use wasmless_runtime::validate::Invalid;
 
 use crate::pipeline::Artifact;
 use crate::serving::Count;
@@ -111,27 +112,81 @@ pub fn built(
                 artifact: Some(reference),
             }
         }
-        Err(message) => {
-            let serving = previous.artifact.as_ref();
-            FunctionStatus {
-                observed_generation: generation,
-                phase: Phase::Failed,
-                conditions: vec![
-                    condition(
-                        "Built",
-                        Some(false),
-                        "BuildFailed",
-                        message,
-                        generation,
-                        &previous.conditions,
-                        now,
-                    ),
-                    ready(serving, generation, &previous.conditions, now),
-                ],
-                url: Some(url),
-                artifact: serving.cloned(),
-            }
+        Err(message) => failed(
+            previous,
+            generation,
+            url,
+            Failure::BuildFailed,
+            message,
+            now,
+        ),
+    }
+}
+
+/// Why a generation was not built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The validator refused the spec: nothing was built.
+    InvalidSpec,
+    /// The build ran and failed.
+    BuildFailed,
+}
+
+impl Failure {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Failure::InvalidSpec => "InvalidSpec",
+            Failure::BuildFailed => "BuildFailed",
         }
+    }
+}
+
+/// An invalid spec: Failed before any build, with every problem found; the previous artifact
+/// (if any) keeps serving.
+pub fn invalid(
+    previous: &FunctionStatus,
+    generation: Option<i64>,
+    url: String,
+    invalid: &Invalid,
+    now: &str,
+) -> FunctionStatus {
+    failed(
+        previous,
+        generation,
+        url,
+        Failure::InvalidSpec,
+        invalid.to_string(),
+        now,
+    )
+}
+
+/// Failed with `message`, the previous artifact still serving.
+fn failed(
+    previous: &FunctionStatus,
+    generation: Option<i64>,
+    url: String,
+    failure: Failure,
+    message: String,
+    now: &str,
+) -> FunctionStatus {
+    let serving = previous.artifact.as_ref();
+    FunctionStatus {
+        observed_generation: generation,
+        phase: Phase::Failed,
+        conditions: vec![
+            condition(
+                "Built",
+                Some(false),
+                failure.reason(),
+                message,
+                generation,
+                &previous.conditions,
+                now,
+            ),
+            ready(serving, generation, &previous.conditions, now),
+        ],
+        url: Some(url),
+        artifact: serving.cloned(),
     }
 }
 
@@ -285,6 +340,45 @@ mod tests {
             failed,
             "a failed build's status is the build's to say"
         );
+    }
+
+    #[test]
+    fn an_invalid_spec_fails_with_every_reason_and_keeps_the_artifact() {
+        let url = || "http://f.t:8080".to_string();
+        let ok = built(
+            &FunctionStatus::default(),
+            Some(1),
+            url(),
+            Ok(&artifact("sha256:a")),
+            "t1",
+        );
+        let reasons = wasmless_runtime::validate::Invalid(vec![
+            wasmless_runtime::validate::FieldError {
+                field: wasmless_runtime::validate::Field::Timeout,
+                message: "-1 must be whole seconds from 1 to 3600".into(),
+            },
+            wasmless_runtime::validate::FieldError {
+                field: wasmless_runtime::validate::Field::Handler,
+                message: "bad".into(),
+            },
+        ]);
+        let refused = invalid(&ok, Some(2), url(), &reasons, "t2");
+        assert_eq!(
+            (refused.phase, refused.observed_generation),
+            (Phase::Failed, Some(2))
+        );
+        assert_eq!(refused.artifact, ok.artifact);
+        let c = &refused.conditions[0];
+        assert_eq!(
+            (c.type_.as_str(), c.status.as_str(), c.reason.as_str()),
+            ("Built", "False", "InvalidSpec")
+        );
+        assert_eq!(
+            c.message,
+            "spec.timeout: -1 must be whole seconds from 1 to 3600; spec.handler: bad"
+        );
+        // The same verdict again changes nothing (no status write, no new Event).
+        assert_eq!(invalid(&refused, Some(2), url(), &reasons, "t3"), refused);
     }
 
     #[test]

@@ -14,6 +14,10 @@ use wasmtime::{
     Precompiled,
 };
 
+/// The largest linear memory an instance may have unless `--max-memory` says otherwise; also
+/// the most a Function may ask for ([`crate::validate`]).
+pub const DEFAULT_MAX_MEMORY_BYTES: u64 = 1 << 30;
+
 /// Everything that shapes the engine, in one place.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -39,7 +43,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            max_memory_bytes: 1 << 30,
+            max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
             total_core_instances: 10_000,
             total_component_instances: 1_000,
             total_memories: 2_000,

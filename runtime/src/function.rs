@@ -2,12 +2,24 @@
 //!
 //! Field names are Kubeless's (`function`, `function-content-type`, `handler`, `runtime`,
 //! `checksum`, `deps`, `timeout`), so a Kubeless manifest ports by changing `apiVersion`.
+//! Fields whose stored value may be anything are read leniently ([`lenient`]) and judged by
+//! [`crate::validate`]; the CRD states what it can of the same rules.
+
+mod lenient;
+mod object;
+mod runtime;
 
 use std::fmt;
 
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::validate;
+
+pub use lenient::{IntOrString, MAX_PRESERVED_DEPTH, Preserved};
+pub use object::{Function, crd};
+pub use runtime::{Deps, Runtime};
 
 pub const API_VERSION: &str = "wasmless.dev/v1alpha1";
 pub const KIND: &str = "Function";
@@ -25,6 +37,7 @@ pub struct FunctionManifest {
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 pub struct Metadata {
+    #[serde(default)]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
@@ -32,13 +45,14 @@ pub struct Metadata {
 
 impl FunctionManifest {
     pub fn key(&self) -> FunctionKey {
-        FunctionKey::new(
-            self.metadata
-                .namespace
-                .as_deref()
-                .unwrap_or(DEFAULT_NAMESPACE),
-            &self.metadata.name,
-        )
+        FunctionKey::new(self.namespace(), &self.metadata.name)
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.metadata
+            .namespace
+            .as_deref()
+            .unwrap_or(DEFAULT_NAMESPACE)
     }
 }
 
@@ -49,6 +63,8 @@ impl FunctionManifest {
     group = "wasmless.dev",
     version = "v1alpha1",
     kind = "Function",
+    root = "FunctionCrd",
+    attr = "doc(hidden)",
     namespaced,
     shortname = "fn",
     status = "FunctionStatus",
@@ -58,34 +74,50 @@ impl FunctionManifest {
     printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.url"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.function__dash__content__dash__type != 'url' || self.function.startsWith('http://') || self.function.startsWith('https://')",
+    "message": "a url source in a cluster must be an http(s) URL, never a file of the controller",
+    "fieldPath": ".function"
+}]))]
 pub struct FunctionSpec {
-    /// Language or format of `function`: wat (WebAssembly text) or wasm (a prebuilt module or
-    /// component). Kubeless runtime names with versions (python3.8, nodejs14, go1.14) are mapped
-    /// to the matching wasmless runtime.
+    /// Language or format of `function`: wat (WebAssembly text), wasm (a prebuilt module or
+    /// component), go, nodejs, python, rust or c. Kubeless runtime names with versions
+    /// (python3.8, nodejs14, go1.14) are mapped to the matching wasmless runtime.
+    #[schemars(pattern(validate::RUNTIME_PATTERN), length(max = validate::MAX_RUNTIME_LEN))]
     pub runtime: String,
-    /// Kubeless "file.func": the file and function that handle requests, for source runtimes.
+    /// Kubeless "file.function": the file and function that handle requests, each an
+    /// identifier; required by source runtimes.
     #[serde(default)]
+    #[schemars(pattern(validate::HANDLER_PATTERN), length(max = validate::MAX_HANDLER_LEN))]
     pub handler: String,
     /// The function's source: text, base64, or a URL, as function-content-type says.
     #[serde(default)]
     pub function: String,
-    /// How `function` is encoded: text (default), base64, or url (a file path).
+    /// How `function` is encoded: text (default), base64, or url (in a cluster an http(s) URL;
+    /// in `wasmless up` a file beside the manifest).
     #[serde(rename = "function-content-type", default)]
+    #[schemars(extend("enum" = validate::CONTENT_TYPES))]
     pub function_content_type: String,
-    /// Optional "sha256:<hex>" of the decoded source; the build fails when it does not match.
+    /// Optional "sha256:<64 hex digits>" of the decoded source; the build fails when it does not
+    /// match.
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(pattern(validate::CHECKSUM_PATTERN))]
     pub checksum: String,
-    /// Dependencies, as the text of requirements.txt, package.json or go.mod.
+    /// Dependencies, as the text of requirements.txt (python), package.json (nodejs) or
+    /// `[dependencies]` lines of Cargo.toml (rust); at most 64 KiB.
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = validate::MAX_DEPS_BYTES))]
     pub deps: String,
-    /// Seconds a request may run before it is stopped with 408 (default 180), as a string
-    /// (Kubeless) or an integer.
+    /// Seconds a request may run before it is stopped with 408 (default 180, at most 3600),
+    /// as a string (Kubeless) or an integer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "int_or_string")]
-    pub timeout: Option<Timeout>,
-    /// Linear-memory cap per instance, as a quantity such as 64Mi (default 256Mi).
+    #[schemars(schema_with = "timeout_schema")]
+    pub timeout: Option<IntOrString>,
+    /// Linear-memory cap per instance, a quantity such as 64Mi (default 256Mi, from 64Ki to
+    /// 1Gi).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<String>,
+    #[schemars(schema_with = "memory_schema")]
+    pub memory: Option<IntOrString>,
     /// Environment variables the function sees.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
@@ -93,12 +125,12 @@ pub struct FunctionSpec {
     /// ignored, since one shared host replaces the per-function pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserve_unknown")]
-    pub deployment: Option<serde_json::Value>,
+    pub deployment: Option<Preserved>,
     /// Kubeless's per-function Service settings: accepted and ignored (wasmless makes the
     /// Service itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserve_unknown")]
-    pub service: Option<serde_json::Value>,
+    pub service: Option<Preserved>,
     /// Kubeless's autoscaler settings: accepted and ignored (instances are per request).
     #[serde(
         rename = "horizontalPodAutoscaler",
@@ -106,13 +138,31 @@ pub struct FunctionSpec {
         skip_serializing_if = "Option::is_none"
     )]
     #[schemars(schema_with = "preserve_unknown")]
-    pub horizontal_pod_autoscaler: Option<serde_json::Value>,
+    pub horizontal_pod_autoscaler: Option<Preserved>,
 }
 
-fn int_or_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+fn timeout_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let max = validate::MAX_TIMEOUT.as_secs();
+    let digits = max.to_string().len();
     schemars::json_schema!({
         "x-kubernetes-int-or-string": true,
-        "description": "Seconds a request may run before it is stopped with 408 (default 180), as a string (Kubeless) or an integer."
+        "description": "Seconds a request may run before it is stopped with 408 (default 180, at most 3600), as a string (Kubeless) or an integer.",
+        "x-kubernetes-validations": [{
+            "rule": format!("type(self) == int ? self >= 1 && self <= {max} : self.matches('^[0-9]{{1,{digits}}}$') && int(self) >= 1 && int(self) <= {max}"),
+            "message": validate::timeout_rule(),
+        }]
+    })
+}
+
+fn memory_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let (min, max) = (validate::MIN_MEMORY_BYTES, validate::MAX_MEMORY_BYTES);
+    schemars::json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "description": "Linear-memory cap per instance, a quantity such as 64Mi (default 256Mi, from 64Ki to 1Gi).",
+        "x-kubernetes-validations": [{
+            "rule": format!("type(self) == int ? self >= {min} && self <= {max} : self.matches('{}') && quantity(self).compareTo(quantity('{min}')) >= 0 && quantity(self).compareTo(quantity('{max}')) <= 0", validate::QUANTITY_PATTERN),
+            "message": validate::memory_rule(),
+        }]
     })
 }
 
@@ -190,26 +240,6 @@ pub struct EnvVar {
     /// Variable value.
     #[serde(default)]
     pub value: String,
-}
-
-/// Kubeless wrote `timeout: "180"`; people also write `timeout: 180`.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
-#[serde(untagged)]
-pub enum Timeout {
-    Seconds(u64),
-    Text(String),
-}
-
-impl Timeout {
-    pub fn seconds(&self) -> Result<u64, String> {
-        match self {
-            Timeout::Seconds(s) => Ok(*s),
-            Timeout::Text(t) => t
-                .trim()
-                .parse()
-                .map_err(|_| format!("timeout {t:?} is not a whole number of seconds")),
-        }
-    }
 }
 
 /// Identifies a function: namespace and name, as in Kubernetes.

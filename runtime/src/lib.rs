@@ -8,6 +8,7 @@
 //! - [`abi`]: one request through one fresh instance (WAGI and WASI HTTP).
 //! - [`router`]: which function a request names.
 //! - [`server`]: the function and admin listeners.
+//! - [`validate`]: the one check of a Function every entry point runs.
 
 pub mod abi;
 pub mod compile_cache;
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod registry;
 pub mod router;
 pub mod server;
+pub mod validate;
 pub mod watch;
 
 pub use config::HostArgs;

@@ -6,6 +6,7 @@ use thiserror::Error;
 use wasmtime::ResourceLimiter;
 
 use crate::function::FunctionSpec;
+use crate::validate::{self, Field, FieldError, Invalid};
 
 /// Kubeless's default function timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
@@ -30,9 +31,7 @@ impl Default for Limits {
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum LimitError {
     #[error("{0}")]
-    Timeout(String),
-    #[error("timeout must be at least 1 second")]
-    ZeroTimeout,
+    Invalid(#[from] Invalid),
     #[error("memory {0:?} is not a quantity such as 64Mi, 1Gi or 1048576")]
     Quantity(String),
     #[error("memory {requested} bytes is above this host's per-instance maximum of {max} bytes")]
@@ -40,30 +39,27 @@ pub enum LimitError {
 }
 
 impl Limits {
-    /// Reads the limits a manifest asks for; `max_memory` is what the host's engine allows.
+    /// Reads the limits a manifest asks for, as the validator does; `max_memory` is what the
+    /// host's engine allows.
     pub fn from_spec(spec: &FunctionSpec, max_memory: u64) -> Result<Self, LimitError> {
-        let mut limits = Limits::default();
-        if let Some(t) = &spec.timeout {
-            let secs = t.seconds().map_err(LimitError::Timeout)?;
-            if secs == 0 {
-                return Err(LimitError::ZeroTimeout);
+        let field = |field, message| Invalid(vec![FieldError { field, message }]);
+        let timeout =
+            validate::timeout(spec.timeout.as_ref()).map_err(|m| field(Field::Timeout, m))?;
+        let memory = validate::memory(spec.memory.as_ref()).map_err(|m| field(Field::Memory, m))?;
+        let memory_bytes = match memory {
+            Some(requested) if requested > max_memory => {
+                return Err(LimitError::MemoryTooLarge {
+                    requested,
+                    max: max_memory,
+                });
             }
-            limits.timeout = Duration::from_secs(secs);
-        }
-        limits.memory_bytes = match spec.memory.as_deref().filter(|q| !q.trim().is_empty()) {
-            Some(q) => {
-                let requested = parse_quantity(q)?;
-                if requested > max_memory {
-                    return Err(LimitError::MemoryTooLarge {
-                        requested,
-                        max: max_memory,
-                    });
-                }
-                requested
-            }
+            Some(requested) => requested,
             None => DEFAULT_MEMORY_BYTES.min(max_memory),
         };
-        Ok(limits)
+        Ok(Self {
+            timeout,
+            memory_bytes,
+        })
     }
 }
 
@@ -76,7 +72,7 @@ pub fn parse_quantity(q: &str) -> Result<u64, LimitError> {
     let n: u64 = digits.parse().map_err(|_| bad())?;
     let factor: u64 = match suffix {
         "" => 1,
-        "k" | "K" => 1_000,
+        "k" => 1_000,
         "M" => 1_000_000,
         "G" => 1_000_000_000,
         "Ki" => 1 << 10,
@@ -139,7 +135,7 @@ impl ResourceLimiter for MemoryLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::function::Timeout;
+    use crate::function::IntOrString;
 
     #[test]
     fn quantities() {
@@ -149,13 +145,14 @@ mod tests {
         assert!(parse_quantity("12 MB").is_err());
         assert!(parse_quantity("Mi").is_err());
         assert!(parse_quantity("99999999999999Gi").is_err());
+        assert!(parse_quantity("1K").is_err(), "Kubernetes spells it k");
     }
 
     #[test]
     fn limits_from_spec() {
         let spec = FunctionSpec {
-            timeout: Some(Timeout::Text("5".into())),
-            memory: Some("1Mi".into()),
+            timeout: Some(IntOrString::String("5".into())),
+            memory: Some(IntOrString::String("1Mi".into())),
             ..Default::default()
         };
         let l = Limits::from_spec(&spec, 1 << 30).unwrap();
@@ -163,20 +160,22 @@ mod tests {
         assert_eq!(l.memory_bytes, 1 << 20);
 
         let spec = FunctionSpec {
-            timeout: Some(Timeout::Seconds(0)),
+            timeout: Some(IntOrString::Int(0)),
             ..Default::default()
         };
+        let e = Limits::from_spec(&spec, 1 << 30).map_err(|e| e.to_string());
         assert_eq!(
-            Limits::from_spec(&spec, 1 << 30),
-            Err(LimitError::ZeroTimeout)
+            e,
+            Err("spec.timeout: 0 must be whole seconds from 1 to 3600".into())
         );
 
+        // Under the validator's maximum, above this host's.
         let spec = FunctionSpec {
-            memory: Some("2Gi".into()),
+            memory: Some(IntOrString::String("512Mi".into())),
             ..Default::default()
         };
         assert!(matches!(
-            Limits::from_spec(&spec, 1 << 30),
+            Limits::from_spec(&spec, 256 << 20),
             Err(LimitError::MemoryTooLarge { .. })
         ));
 

@@ -20,6 +20,7 @@ use crate::function::{ArtifactRef, Function};
 use crate::host::{Host, HostError};
 use crate::limits::LimitError;
 use crate::registry::FunctionDef;
+use crate::validate::{self, Origin};
 
 #[derive(Debug, Error)]
 pub enum WatchError {
@@ -103,6 +104,11 @@ impl KubeSource {
         let Some(artifact) = f.status.as_ref().and_then(|s| s.artifact.clone()) else {
             return; // not built yet
         };
+        // Its status may still name the last good artifact; the spec it would run with is bad.
+        if let Err(invalid) = validate::function(f, Origin::Cluster) {
+            tracing::warn!(function = %key, "invalid spec, not loaded; the serving revision (if any) stays: {invalid}");
+            return;
+        }
         if let Err(e) = self.load(key.clone(), f, &artifact).await {
             tracing::error!(function = %key, digest = %artifact.digest, "cannot load; the serving revision (if any) stays: {e}");
         }

@@ -658,3 +658,268 @@ async fn functions_get_endpoints_from_hosts_in_another_namespace() -> anyhow::Re
     .await?;
     Ok(())
 }
+
+/// A Function manifest in namespace `test` with `spec` (YAML flow mapping entries).
+fn function_yaml(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: wasmless.dev/v1alpha1\nkind: Function\nmetadata: {{name: {name:?}, namespace: test}}\nspec: {{{spec}}}\n"
+    )
+}
+
+/// `phase|reason|message` of the Built condition of Function `name` in `test`.
+fn built_condition(cluster: &Cluster, name: &str) -> String {
+    cluster
+        .kubectl(&[
+            "get",
+            "fn",
+            name,
+            "-n",
+            "test",
+            "-o",
+            r#"jsonpath={.status.phase}|{.status.conditions[?(@.type=="Built")].reason}|{.status.conditions[?(@.type=="Built")].message}"#,
+        ])
+        .unwrap_or_default()
+}
+
+/// What `kubectl apply --dry-run=server` says of `yaml`: `Ok` when admitted.
+fn admitted(cluster: &Cluster, yaml: &str) -> anyhow::Result<String> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("f.yaml");
+    std::fs::write(&file, yaml)?;
+    let path = file.display().to_string();
+    cluster.kubectl(&["apply", "--dry-run=server", "-f", &path])
+}
+
+#[tokio::test]
+async fn invalid_functions_fail_alone_before_and_after_restarts() -> anyhow::Result<()> {
+    let cluster = Cluster::with_functions().await?;
+    let good = wat_manifest("test", "good", "still good");
+    let mut deep = serde_json::json!("x");
+    for _ in 0..200 {
+        deep = serde_json::json!({ "a": deep });
+    }
+
+    // Objects stored before the schema had its rules: the rules come off, they are applied,
+    // the rules go back on. They are in the first list the controller and the host read.
+    let schema = "/spec/versions/0/schema/openAPIV3Schema";
+    let rules: Vec<serde_json::Value> = [
+        format!("{schema}/x-kubernetes-validations"),
+        format!("{schema}/properties/spec/x-kubernetes-validations"),
+        format!("{schema}/properties/spec/properties/handler/pattern"),
+        format!("{schema}/properties/spec/properties/timeout/x-kubernetes-validations"),
+    ]
+    .into_iter()
+    .map(|path| serde_json::json!({"op": "remove", "path": path}))
+    .collect();
+    let crd = "crd/functions.wasmless.dev";
+    cluster.kubectl(&[
+        "patch",
+        crd,
+        "--type=json",
+        "-p",
+        &serde_json::Value::from(rules).to_string(),
+    ])?;
+    let stale = [
+        function_yaml(
+            "stale-timeout",
+            "runtime: wat, function: '(module)', timeout: -1",
+        ),
+        function_yaml("a.b", "runtime: wat, function: '(module)'"),
+        function_yaml(
+            "stale-handler",
+            "runtime: python3.8, handler: ../../x.y, function: 'def y(e, c): pass'",
+        ),
+        function_yaml(
+            "stale-url",
+            "runtime: wasm, function-content-type: url, function: /etc/passwd",
+        ),
+        serde_json::json!({
+            "apiVersion": "wasmless.dev/v1alpha1", "kind": "Function",
+            "metadata": {"name": "deep", "namespace": "test"},
+            "spec": {"runtime": "wat", "function": "(module)", "deployment": deep}
+        })
+        .to_string(),
+    ];
+    // The API server takes a moment to serve the relaxed schema.
+    wait_until(Duration::from_secs(30), || {
+        let all = stale.iter().all(|m| cluster.apply(m).is_ok());
+        async move { all }
+    })
+    .await?;
+    let chart = functions_dir().join("../charts/wasmless/crds/functions.yaml");
+    cluster.apply(&std::fs::read_to_string(chart)?)?;
+    let refused_timeout = function_yaml("neg", "runtime: wat, function: '(module)', timeout: -1");
+    wait_until(Duration::from_secs(30), || {
+        let back = admitted(&cluster, &refused_timeout).is_err();
+        async move { back }
+    })
+    .await?;
+
+    let store = tempfile::tempdir()?;
+    let cache = tempfile::tempdir()?;
+    let (controller, artifacts) = cluster.controller(store.path(), cluster::HOSTS_NOT_PODS)?;
+    // Ready only once its first list of Functions, the stale ones included, has been read.
+    let host = cluster.host(&artifacts, cache.path()).await?;
+
+    // Refused at admission now, each naming its field.
+    for (field, manifest) in [
+        (
+            "spec.handler",
+            function_yaml("h", "runtime: c, handler: ../../x.y, function: x"),
+        ),
+        (
+            "spec.handler",
+            function_yaml("h", "runtime: c, handler: -fplugin=x.y, function: x"),
+        ),
+        (
+            "spec.function",
+            function_yaml(
+                "u",
+                "runtime: wasm, function-content-type: url, function: /etc/passwd",
+            ),
+        ),
+        (
+            "metadata.name",
+            function_yaml("a.c", "runtime: wat, function: x"),
+        ),
+        (
+            "metadata.name",
+            function_yaml(&"a".repeat(64), "runtime: wat, function: x"),
+        ),
+        ("spec.timeout", refused_timeout.clone()),
+        (
+            "spec.timeout",
+            function_yaml("t", "runtime: wat, function: x, timeout: '99999999999'"),
+        ),
+        (
+            "spec.memory",
+            function_yaml("m", "runtime: wat, function: x, memory: 100Gi"),
+        ),
+        (
+            "spec.memory",
+            function_yaml("m", "runtime: wat, function: x, memory: lots"),
+        ),
+        (
+            "spec.checksum",
+            function_yaml("c", "runtime: wat, function: x, checksum: 'md5:1'"),
+        ),
+    ] {
+        let refused = cluster.apply(&manifest);
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains(field)),
+            "{field}: {refused:?}"
+        );
+    }
+
+    // Admitted, refused by the controller: what the schema cannot say.
+    let admitted_bad = [
+        (
+            "no-handler",
+            "spec.handler",
+            "runtime: python, function: 'def f(e, c): pass'",
+        ),
+        (
+            "https-url",
+            "spec.function",
+            "runtime: wasm, function-content-type: url, function: 'https://example.invalid/f.wasm'",
+        ),
+        (
+            "pip-options",
+            "spec.deps",
+            "runtime: python, handler: h.f, function: x, deps: '-r /etc/passwd'",
+        ),
+        ("cobol", "spec.runtime", "runtime: cobol, function: x"),
+    ];
+    for (name, _, spec) in admitted_bad {
+        cluster.apply(&function_yaml(name, spec))?;
+    }
+    cluster.apply(&good)?;
+    until_body(&host, "good.test", "still good").await?;
+    assert_eq!(cluster.phase("good"), "Ready");
+
+    let bad = [
+        (
+            "stale-timeout",
+            "spec.timeout: -1 must be whole seconds from 1 to 3600",
+        ),
+        ("a.b", "metadata.name: \"a.b\" must be a DNS-1035 label"),
+        (
+            "stale-handler",
+            "spec.handler: \"../../x.y\" must be file.function",
+        ),
+        (
+            "stale-url",
+            "spec.function: \"/etc/passwd\" is not an http(s) URL",
+        ),
+        ("deep", "spec.deployment: nested deeper than 32 levels"),
+    ]
+    .into_iter()
+    .chain(admitted_bad.iter().map(|(name, field, _)| (*name, *field)));
+    for (name, why) in bad {
+        wait_until(Duration::from_secs(60), || {
+            let done = built_condition(&cluster, name).starts_with("Failed|InvalidSpec|");
+            async move { done }
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{name}: {e}: {}", built_condition(&cluster, name)))?;
+        let condition = built_condition(&cluster, name);
+        assert!(condition.contains(why), "{name}: {condition}");
+        assert!(
+            !condition.contains("root:"),
+            "nothing of /etc/passwd: {condition}"
+        );
+    }
+    let events = cluster.kubectl(&[
+        "get",
+        "events",
+        "-n",
+        "test",
+        "--field-selector",
+        "involvedObject.name=stale-handler",
+    ])?;
+    assert!(events.contains("InvalidSpec"), "{events}");
+    assert!(
+        cluster
+            .kubectl(&["get", "svc", "a.b", "-n", "test"])
+            .is_err(),
+        "no Service for a name no Service can have"
+    );
+    assert!(
+        controller.log_count("built function=test/") == 1,
+        "only the good one built"
+    );
+
+    // A served function whose spec turns invalid: refused, and the hosts keep the last good
+    // revision rather than load the new spec.
+    cluster.apply(&good.replace("runtime: wat", "runtime: wat\n  deps: x"))?;
+    wait_until(Duration::from_secs(60), || {
+        let failed = built_condition(&cluster, "good").starts_with("Failed|InvalidSpec|spec.deps");
+        let logged = host.log_contains("invalid spec, not loaded");
+        async move { failed && logged }
+    })
+    .await?;
+    assert_eq!(
+        host.get("good.test", "/").await?,
+        (200, "still good".into())
+    );
+    // Fixed again: the same build, found in the store.
+    cluster.apply(&good)?;
+    wait_until(Duration::from_secs(60), || {
+        let ready = built_condition(&cluster, "good").starts_with("Ready|Cached|");
+        async move { ready }
+    })
+    .await?;
+
+    // Restarts: both read every Function again, the invalid ones included.
+    drop(host);
+    drop(controller);
+    let (_controller, artifacts) = cluster.controller(store.path(), cluster::HOSTS_NOT_PODS)?;
+    let host = cluster.host(&artifacts, cache.path()).await?;
+    until_body(&host, "good.test", "still good").await?;
+    cluster.apply(&wat_manifest("test", "after", "after the restart"))?;
+    until_body(&host, "after.test", "after the restart").await?;
+    assert_eq!(cluster.phase("after"), "Ready");
+    Ok(())
+}

@@ -484,3 +484,101 @@ async fn a_broken_manifest_or_build_leaves_the_last_good_version_serving() -> an
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn invalid_manifests_and_escaping_url_sources_fail_alone() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let dir = root.path().join("functions");
+    std::fs::create_dir(&dir)?;
+    std::fs::write(root.path().join("secret"), "TOP-SECRET")?;
+    std::os::unix::fs::symlink(root.path().join("secret"), dir.join("link.wat"))?;
+    std::fs::write(dir.join("good.yaml"), wat_manifest("test", "good", "good"))?;
+    let manifest = |name: &str, spec: &str| {
+        format!(
+            "apiVersion: wasmless.dev/v1alpha1\nkind: Function\nmetadata: {{name: {name}, namespace: test}}\nspec: {{{spec}}}\n"
+        )
+    };
+    let invalid = [
+        (
+            "bad",
+            "runtime: c, handler: ../../x.y, function: x, timeout: -1, memory: lots",
+            &[
+                "spec.handler: \"../../x.y\"",
+                "spec.timeout: -1",
+                "spec.memory: \"lots\"",
+            ][..],
+        ),
+        (
+            "passwd",
+            "runtime: wat, function-content-type: url, function: ../../etc/passwd",
+            &["spec.function: \"../../etc/passwd\" must stay inside the manifest's directory"],
+        ),
+        (
+            "secret",
+            "runtime: wat, function-content-type: url, function: ../secret",
+            &["spec.function: \"../secret\" must stay inside"],
+        ),
+        (
+            "absolute",
+            "runtime: wat, function-content-type: url, function: /etc/passwd",
+            &["spec.function: \"/etc/passwd\" must be a path relative to the manifest"],
+        ),
+        (
+            "link",
+            "runtime: wat, function-content-type: url, function: link.wat",
+            &["url \"link.wat\" must name a file inside the manifest's directory"],
+        ),
+    ];
+    for (name, spec, _) in &invalid {
+        std::fs::write(dir.join(format!("{name}.yaml")), manifest(name, spec))?;
+    }
+    let up = Up::start(&dir, &[]).await?;
+    assert_eq!(up.get("good.test", "/").await?, (200, "good".into()));
+    for (name, _, reasons) in &invalid {
+        let (phase, message) = up.phase("test", name).await.unwrap_or_default();
+        assert_eq!(phase, "Failed", "{name}: {message}");
+        for reason in *reasons {
+            assert!(
+                message.contains(reason),
+                "{name}: {reason} not in {message}"
+            );
+        }
+        assert!(!message.contains("TOP-SECRET") && !message.contains("root:"));
+        assert_eq!(up.get(&format!("{name}.test"), "/").await?.0, 404);
+    }
+    assert!(!up.process.log_contains("TOP-SECRET"));
+    assert_eq!(
+        up.phase("test", "good").await.map(|p| p.0).as_deref(),
+        Some("Ready")
+    );
+
+    // The deploy API refuses at the door, as a cluster's API server does.
+    let admin = format!("http://{}/functions/test/api", up.admin);
+    let refused = wasmless_e2e::client()
+        .put(&admin)
+        .body(manifest(
+            "api",
+            "runtime: c, handler: -fplugin=x.y, function: x",
+        ))
+        .send()
+        .await?;
+    assert_eq!(refused.status(), 422);
+    let body = refused.text().await?;
+    assert!(
+        body.contains("spec.handler: \\\"-fplugin=x.y\\\""),
+        "{body}"
+    );
+    assert!(
+        up.phase("test", "api").await.is_none(),
+        "nothing was deployed"
+    );
+
+    // Fixed in place: it serves, and the others never stopped.
+    std::fs::write(dir.join("bad.yaml"), wat_manifest("test", "bad", "fixed"))?;
+    wait_until(Duration::from_secs(30), || async {
+        matches!(up.get("bad.test", "/").await, Ok((200, b)) if b == "fixed")
+    })
+    .await?;
+    assert_eq!(up.get("good.test", "/").await?, (200, "good".into()));
+    Ok(())
+}

@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use wasmless_controller::manifest;
 use wasmless_runtime::function::{Phase, SourceStatus};
 use wasmless_runtime::host::json_error;
+use wasmless_runtime::validate::{self, Origin};
 use wasmless_runtime::{FunctionKey, FunctionManifest, Host};
 
 /// What the API and the directory loader share.
@@ -147,6 +148,14 @@ async fn put_function(
         }
         Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.to_string(), Some(&key)),
     };
+    // Refused at the door, as a cluster's API server would: nothing is deployed.
+    if let Err(invalid) = validate::manifest(&m, Origin::Inline) {
+        return json_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("{key} is not valid: {invalid}"),
+            Some(&key),
+        );
+    }
     if m.key() != key {
         return json_error(
             StatusCode::BAD_REQUEST,

@@ -15,6 +15,7 @@ use wasmless_controller::children::{self, ChildConfig};
 use wasmless_controller::{
     DirStore, Pipeline, artifacts, leader, manifest, metacontroller, reconcile,
 };
+use wasmless_runtime::validate::{self, Origin};
 use wasmless_runtime::{EngineConfig, server};
 
 #[derive(Parser)]
@@ -126,9 +127,11 @@ fn build(file: &std::path::Path, store: PathBuf) -> anyhow::Result<()> {
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let manifests = manifest::parse(&text).with_context(|| file.display().to_string())?;
     let pipeline = Pipeline::new(compiling_engine(&store)?, Arc::new(DirStore::new(&store)));
+    let origin = file.parent().map_or(Origin::Inline, Origin::Dir);
     for m in &manifests {
+        validate::manifest(m, origin).with_context(|| format!("function {}", m.key()))?;
         let artifact = pipeline
-            .build(&m.key(), &m.spec, file.parent())
+            .build(&m.key(), &m.spec, origin)
             .with_context(|| format!("function {}", m.key()))?;
         println!(
             "{}",

@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use wasmless_runtime::validate::is_identifier;
+
 use super::BuildError;
 
 /// Runs `command` in `dir`; its stderr (trimmed) becomes the error when it fails.
@@ -99,13 +101,4 @@ pub fn no_deps(source: &super::Source, why: &str) -> Result<(), BuildError> {
             "{why}: deps are not supported"
         )))
     }
-}
-
-/// A C or Rust identifier (ASCII).
-fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

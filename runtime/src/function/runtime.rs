@@ -1,0 +1,119 @@
+//! The runtimes wasmless builds, and what each needs of a manifest: the validator and the
+//! controller's builders read the same table.
+
+use std::fmt;
+
+/// A manifest's `runtime`, mapped to ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Runtime {
+    Wat,
+    Wasm,
+    Go,
+    Nodejs,
+    Python,
+    Rust,
+    C,
+}
+
+/// What a runtime's `deps` are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deps {
+    /// None: the runtime builds with its standard library only.
+    Refused,
+    /// The lines of a pip requirements.txt.
+    Requirements,
+    /// An npm package.json whose `dependencies` are installed.
+    PackageJson,
+    /// Lines of Cargo.toml's `[dependencies]` table.
+    CargoDependencies,
+}
+
+impl Runtime {
+    pub const ALL: [Runtime; 7] = [
+        Runtime::Wat,
+        Runtime::Wasm,
+        Runtime::Go,
+        Runtime::Nodejs,
+        Runtime::Python,
+        Runtime::Rust,
+        Runtime::C,
+    ];
+
+    /// Ours for a manifest's `runtime`. Kubeless names carry a version (`python3.8`, `nodejs14`,
+    /// `go1.14`), ours do not.
+    pub fn parse(runtime: &str) -> Option<Runtime> {
+        let lower = runtime.trim().to_ascii_lowercase();
+        let name = lower.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+        match name {
+            "node" | "nodejs_distroless" => Some(Runtime::Nodejs),
+            other => Runtime::ALL.into_iter().find(|r| r.name() == other),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Wat => "wat",
+            Runtime::Wasm => "wasm",
+            Runtime::Go => "go",
+            Runtime::Nodejs => "nodejs",
+            Runtime::Python => "python",
+            Runtime::Rust => "rust",
+            Runtime::C => "c",
+        }
+    }
+
+    /// Source runtimes name the file and function to call (`handler: file.function`).
+    pub fn needs_handler(self) -> bool {
+        !matches!(self, Runtime::Wat | Runtime::Wasm)
+    }
+
+    pub fn deps(self) -> Deps {
+        match self {
+            Runtime::Wat | Runtime::Wasm | Runtime::Go | Runtime::C => Deps::Refused,
+            Runtime::Python => Deps::Requirements,
+            Runtime::Nodejs => Deps::PackageJson,
+            Runtime::Rust => Deps::CargoDependencies,
+        }
+    }
+
+    /// `wat, wasm, go, …`: for messages.
+    pub fn supported() -> String {
+        Runtime::ALL.map(Runtime::name).join(", ")
+    }
+}
+
+impl fmt::Display for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubeless_runtime_names_map_to_ours() {
+        for (kubeless, ours) in [
+            ("python3.8", Runtime::Python),
+            ("python2.7", Runtime::Python),
+            ("nodejs14", Runtime::Nodejs),
+            ("nodejs_distroless8", Runtime::Nodejs),
+            ("node", Runtime::Nodejs),
+            ("go1.14", Runtime::Go),
+            ("WAT", Runtime::Wat),
+            ("wasm", Runtime::Wasm),
+            ("rust", Runtime::Rust),
+            ("c", Runtime::C),
+        ] {
+            assert_eq!(Runtime::parse(kubeless), Some(ours), "{kubeless}");
+        }
+        for unknown in ["cobol", "ruby2.4", "", "3.8", "python/3"] {
+            assert_eq!(Runtime::parse(unknown), None, "{unknown}");
+        }
+        assert_eq!(
+            Runtime::supported(),
+            "wat, wasm, go, nodejs, python, rust, c"
+        );
+    }
+}
