@@ -290,16 +290,24 @@ mod tests {
         }
     }
 
-    #[test]
-    fn ready_means_every_ready_host_serves_the_artifact() {
-        let url = || "http://f.t:8080".to_string();
-        let stored = built(
+    fn url() -> String {
+        "http://f.t:8080".to_string()
+    }
+
+    /// Generation 1 built `sha256:a` at t1.
+    fn first_build() -> FunctionStatus {
+        built(
             &FunctionStatus::default(),
             Some(1),
             url(),
             Ok(&artifact("sha256:a")),
             "t1",
-        );
+        )
+    }
+
+    #[test]
+    fn ready_means_every_ready_host_serves_the_artifact() {
+        let stored = first_build();
         let ready_of = |s: &FunctionStatus| {
             let c = s.conditions.iter().find(|c| c.type_ == "Ready").cloned();
             c.map(|c| {
@@ -344,14 +352,7 @@ mod tests {
 
     #[test]
     fn an_invalid_spec_fails_with_every_reason_and_keeps_the_artifact() {
-        let url = || "http://f.t:8080".to_string();
-        let ok = built(
-            &FunctionStatus::default(),
-            Some(1),
-            url(),
-            Ok(&artifact("sha256:a")),
-            "t1",
-        );
+        let ok = first_build();
         let reasons = wasmless_runtime::validate::Invalid(vec![
             wasmless_runtime::validate::FieldError {
                 field: wasmless_runtime::validate::Field::Timeout,
@@ -383,14 +384,7 @@ mod tests {
 
     #[test]
     fn a_failed_build_keeps_the_previous_artifact() {
-        let url = || "http://f.t:8080".to_string();
-        let ok = built(
-            &FunctionStatus::default(),
-            Some(1),
-            url(),
-            Ok(&artifact("sha256:a")),
-            "t1",
-        );
+        let ok = first_build();
         assert_eq!(ok.phase, Phase::Ready);
         assert_eq!(
             ok.artifact.as_ref().map(|a| a.digest.as_str()),

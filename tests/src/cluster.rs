@@ -333,6 +333,11 @@ spec:
         phase_at(&self.kubeconfig, name)
     }
 
+    /// Fields of Function `name` in `test`, through a kubectl jsonpath `template`.
+    pub fn function_field(&self, name: &str, template: &str) -> anyhow::Result<String> {
+        function_field_at(&self.kubeconfig, name, template)
+    }
+
     /// Runs the real `kubectl` against this cluster; its stdout, or an error with its stderr.
     pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
         kubectl_at(&self.kubeconfig, args)
@@ -383,6 +388,11 @@ impl Drop for Cluster {
 
 /// [`Cluster::phase`] for code that holds only the kubeconfig (a thread polling beside a test).
 pub fn phase_at(kubeconfig: &Path, name: &str) -> String {
+    function_field_at(kubeconfig, name, "{.status.phase}").unwrap_or_default()
+}
+
+/// `kubectl get fn NAME -n test -o jsonpath=TEMPLATE`.
+pub fn function_field_at(kubeconfig: &Path, name: &str, template: &str) -> anyhow::Result<String> {
     kubectl_at(
         kubeconfig,
         &[
@@ -392,10 +402,9 @@ pub fn phase_at(kubeconfig: &Path, name: &str) -> String {
             "-n",
             "test",
             "-o",
-            "jsonpath={.status.phase}",
+            &format!("jsonpath={template}"),
         ],
     )
-    .unwrap_or_default()
 }
 
 /// [`Cluster::kubectl`] for code that holds only the kubeconfig.

@@ -184,15 +184,10 @@ async fn functions_on_a_real_api_server() -> anyhow::Result<()> {
         async move { failed }
     })
     .await?;
-    let message = cluster.kubectl(&[
-        "get",
-        "fn",
+    let message = cluster.function_field(
         "hello-world",
-        "-n",
-        "test",
-        "-o",
-        r#"jsonpath={.status.conditions[?(@.type=="Built")].message}"#,
-    ])?;
+        r#"{.status.conditions[?(@.type=="Built")].message}"#,
+    )?;
     assert!(
         message.contains("expected"),
         "the compiler's message is in status: {message}"
@@ -462,15 +457,10 @@ async fn until_ready_condition(
 ) -> anyhow::Result<()> {
     let read = || {
         cluster
-            .kubectl(&[
-                "get",
-                "fn",
+            .function_field(
                 name,
-                "-n",
-                "test",
-                "-o",
-                r#"jsonpath={.status.phase}|{.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].reason} {.status.conditions[?(@.type=="Ready")].message}"#,
-            ])
+                r#"{.status.phase}|{.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].reason} {.status.conditions[?(@.type=="Ready")].message}"#,
+            )
             .unwrap_or_default()
     };
     wait_until(Duration::from_secs(60), || {
@@ -669,15 +659,10 @@ fn function_yaml(name: &str, spec: &str) -> String {
 /// `phase|reason|message` of the Built condition of Function `name` in `test`.
 fn built_condition(cluster: &Cluster, name: &str) -> String {
     cluster
-        .kubectl(&[
-            "get",
-            "fn",
+        .function_field(
             name,
-            "-n",
-            "test",
-            "-o",
-            r#"jsonpath={.status.phase}|{.status.conditions[?(@.type=="Built")].reason}|{.status.conditions[?(@.type=="Built")].message}"#,
-        ])
+            r#"{.status.phase}|{.status.conditions[?(@.type=="Built")].reason}|{.status.conditions[?(@.type=="Built")].message}"#,
+        )
         .unwrap_or_default()
 }
 
