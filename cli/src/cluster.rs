@@ -14,6 +14,7 @@ use kube::{Client, Config, ResourceExt};
 
 use wasmless_controller::children::{PORT_NAME, SERVICE_NAME_LABEL, admin_port};
 use wasmless_runtime::function::{Function, Phase};
+use wasmless_runtime::registry::FunctionInfo;
 use wasmless_runtime::{FunctionKey, router};
 
 use crate::target::{
@@ -189,12 +190,6 @@ impl Cluster {
 
     /// Whether every running host serves `artifact` (hosts that cannot be asked are skipped).
     pub async fn serving(&self, key: &FunctionKey, artifact: &str) -> anyhow::Result<bool> {
-        #[derive(serde::Deserialize)]
-        struct Loaded {
-            namespace: String,
-            name: String,
-            revision: String,
-        }
         let hosts = match self.hosts().await {
             Ok(hosts) => hosts,
             Err(e) => {
@@ -204,7 +199,7 @@ impl Cluster {
         };
         for (host, prefix) in hosts {
             let answer = self.host_get(&prefix, "/functions").await?;
-            let Ok(loaded) = serde_json::from_slice::<Vec<Loaded>>(&answer.body) else {
+            let Ok(loaded) = serde_json::from_slice::<Vec<FunctionInfo>>(&answer.body) else {
                 tracing::warn!(%host, status = %answer.status, "cannot list its functions");
                 continue;
             };
