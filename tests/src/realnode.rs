@@ -108,19 +108,39 @@ impl RealNode {
 
     /// Imports an OCI archive into the node's containerd (namespace k8s.io, where kubelet looks).
     pub fn import_image(&self, archive: &Path) -> anyhow::Result<()> {
+        let mut command = self.ctr();
+        command.args(["images", "import"]).arg(archive);
+        run(command, None).with_context(|| format!("ctr images import {}", archive.display()))?;
+        Ok(())
+    }
+
+    /// Gives an imported image another name (e.g. the Docker Hub name an example's pod asks
+    /// for), so that kubelet finds it without pulling.
+    pub fn tag_image(&self, image: &str, name: &str) -> anyhow::Result<()> {
+        let mut command = self.ctr();
+        command.args(["images", "tag", "--force", image, name]);
+        run(command, None).with_context(|| format!("ctr images tag {image} {name}"))?;
+        Ok(())
+    }
+
+    /// containerd's `ctr` on the node's containerd, in the namespace kubelet uses.
+    fn ctr(&self) -> Command {
         let mut command = Command::new("ctr");
         command
             .arg("--address")
             .arg(self.dir.join("containerd/containerd.sock"))
-            .args(["--namespace", "k8s.io", "images", "import"])
-            .arg(archive);
-        run(command, None).with_context(|| format!("ctr images import {}", archive.display()))?;
-        Ok(())
+            .args(["--namespace", "k8s.io"]);
+        command
     }
 
     /// `kubectl exec POD -- sh -c SCRIPT` in namespace `default`.
     pub fn sh(&self, pod: &str, script: &str) -> anyhow::Result<String> {
         self.kubectl(&["exec", pod, "--", "sh", "-c", script])
+    }
+
+    /// [`RealNode::sh`] with `input` on the script's stdin.
+    pub fn sh_with_input(&self, pod: &str, script: &str, input: &str) -> anyhow::Result<String> {
+        self.kubectl_with(&["exec", "-i", pod, "--", "sh", "-c", script], Some(input))
     }
 
     /// [`RealNode::sh`] in the background: the caller waits for it with [`Child::wait_with_output`].

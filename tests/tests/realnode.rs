@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use wasmless_e2e::realnode::RealNode;
+use wasmless_e2e::realnode::{BUSYBOX, RealNode};
 use wasmless_e2e::{functions_dir, report};
 
 /// The release's namespace and name, and so the names of what the chart makes.
@@ -30,7 +30,7 @@ fn repo() -> PathBuf {
 fn build_images() -> anyhow::Result<Vec<(String, PathBuf)>> {
     let out = Command::new("bash")
         .arg(repo().join("scripts/images.sh"))
-        .args(["--profile", "debug", "--skip-build"])
+        .args(["--profile", "debug", "--skip-build", "--builder"])
         .stderr(std::process::Stdio::inherit())
         .output()
         .context("run scripts/images.sh")?;
@@ -42,8 +42,10 @@ fn build_images() -> anyhow::Result<Vec<(String, PathBuf)>> {
         .filter_map(|l| l.split_once(' '))
         .map(|(image, archive)| (image.to_string(), PathBuf::from(archive)))
         .collect();
-    if images.len() < 2 {
-        bail!("scripts/images.sh printed {images:?}, expected an image and archive per line");
+    if images.len() < 3 {
+        bail!(
+            "scripts/images.sh printed {images:?}, expected an image and archive per line for the host, controller and builder"
+        );
     }
     Ok(images)
 }
@@ -104,6 +106,9 @@ spec:
         "image.pullPolicy=Never",
         "--set",
         "store.storageClassName=wasmless-test",
+        // The source runtimes build in the cluster: the controller on the image with toolchains.
+        "--set",
+        "controller.toolchains=true",
         "--wait",
         "--timeout",
         "5m",
@@ -130,6 +135,8 @@ spec:
     rolling_restart_loses_nothing(node)?;
     force_deleted_host(node)?;
     rbac_is_least_privilege(node)?;
+    source_runtimes_by_dns(node)?;
+    seed_example(node)?;
     Ok(())
 }
 
@@ -168,21 +175,29 @@ fn uptime(text: &str) -> anyhow::Result<f64> {
         .context("/proc/uptime")
 }
 
-/// apply → the first 200 from a pod, through CoreDNS (`hello-world.test` via the pod's search
-/// path) and kube-proxy (the per-function Service's endpoints, written by the controller).
-fn hello_world_by_dns(node: &RealNode) -> anyhow::Result<()> {
-    let hello = std::fs::read_to_string(functions_dir().join("hello-world.yaml"))?;
+/// Applies `manifest` and times, on the pods' clock, its first 200 with `body` from the client
+/// pod at `url`: through CoreDNS (`<name>.<namespace>` via the pod's search path) and kube-proxy
+/// (the per-function Service's endpoints, written by the controller). Reports it as `what`.
+fn apply_to_first_200(
+    node: &RealNode,
+    what: &str,
+    manifest: &str,
+    url: &str,
+    body: &str,
+    limit: Duration,
+) -> anyhow::Result<()> {
     let started = uptime(&std::fs::read_to_string("/proc/uptime")?)?;
-    node.apply(&hello)?;
+    node.apply(manifest)?;
     let applied = uptime(&std::fs::read_to_string("/proc/uptime")?)? - started;
     // The client starts asking when apply returns, every 50 ms; each answer that is not the body
     // is a miss (no Service yet: NXDOMAIN; no endpoints yet: refused). It prints when it started
     // and when it got the body.
+    let tries = limit.as_millis() / 50;
     let out = node.sh(
         "client",
         &format!(
-            "cat /proc/uptime; n=0; until [ \"$(timeout 5 wget -qO- {HELLO_URL} 2>/dev/null)\" = 'hello world' ]; do \
-             n=$((n+1)); [ $n -lt 1200 ] || exit 1; usleep 50000; done; cat /proc/uptime; echo misses=$n"
+            "cat /proc/uptime; n=0; until [ \"$(timeout 5 wget -qO- {url} 2>/dev/null)\" = '{body}' ]; do \
+             n=$((n+1)); [ $n -lt {tries} ] || exit 1; usleep 50000; done; cat /proc/uptime; echo misses=$n"
         ),
     )?;
     let lines: Vec<&str> = out.lines().collect();
@@ -191,12 +206,26 @@ fn hello_world_by_dns(node: &RealNode) -> anyhow::Result<()> {
         _ => bail!("unexpected output of the client: {out:?}"),
     };
     report(&format!(
-        "timing: WAT hello-world through cluster DNS: kubectl apply returned {:.0} ms, the client in its pod started asking at {:.0} ms (kubectl exec), first 200 at {:.0} ms ({})",
+        "timing: {what} through cluster DNS: kubectl apply returned {:.0} ms, the client in its pod started asking at {:.0} ms (kubectl exec), first 200 at {:.0} ms ({})",
         applied * 1e3,
         asked * 1e3,
         answered * 1e3,
         lines[2]
     ));
+    Ok(())
+}
+
+/// apply → the first 200 of the WAT hello-world from a pod, then its status and long name.
+fn hello_world_by_dns(node: &RealNode) -> anyhow::Result<()> {
+    let hello = std::fs::read_to_string(functions_dir().join("hello-world.yaml"))?;
+    apply_to_first_200(
+        node,
+        "WAT hello-world",
+        &hello,
+        HELLO_URL,
+        "hello world",
+        Duration::from_secs(60),
+    )?;
     let body = node.sh("client", &format!("wget -qO- {HELLO_URL}"))?;
     assert_eq!(body, "hello world");
     // Ready in status means both host pods serve the artifact: the controller asked them.
@@ -433,5 +462,199 @@ fn rbac_is_least_privilege(node: &RealNode) -> anyhow::Result<()> {
         );
     }
     report("rbac: controller and host ServiceAccounts checked with kubectl auth can-i (15 checks)");
+    Ok(())
+}
+
+/// The document of `functions/<dir>/functions.yaml` that defines `name`.
+fn example(dir: &str, name: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(functions_dir().join(dir).join("functions.yaml"))?;
+    text.split("\n---\n")
+        .find(|doc| doc.contains(&format!("\n  name: {name}\n")))
+        .map(str::to_string)
+        .with_context(|| format!("no {name} in functions/{dir}"))
+}
+
+/// Polls Function `name` in `test` until its status is about the current generation and its
+/// phase is final (`Ready` or `Failed`); returns the phase and the Built condition's message.
+fn settled(node: &RealNode, name: &str, limit: Duration) -> anyhow::Result<(String, String)> {
+    node.poll(&format!("{name} built and served"), limit, || {
+        let out = node
+            .kubectl(&[
+                "get",
+                "fn",
+                name,
+                "-n",
+                "test",
+                "-o",
+                r#"jsonpath={.metadata.generation}|{.status.observedGeneration}|{.status.phase}|{.status.conditions[?(@.type=="Built")].message}"#,
+            ])
+            .ok()?;
+        let fields: Vec<&str> = out.splitn(4, '|').collect();
+        match fields.as_slice() {
+            [generation, observed, phase, message]
+                if generation == observed && matches!(*phase, "Ready" | "Failed") =>
+            {
+                Some((phase.to_string(), message.to_string()))
+            }
+            _ => None,
+        }
+    })
+}
+
+/// One hello function per source runtime, built by the controller in the cluster, answers by
+/// its DNS name from a pod. Python first and alone, timed from apply to its first 200.
+fn source_runtimes_by_dns(node: &RealNode) -> anyhow::Result<()> {
+    apply_to_first_200(
+        node,
+        "Python py-hello (built in the cluster)",
+        &example("python", "py-hello")?,
+        "http://py-hello.test:8080/",
+        "hello world",
+        Duration::from_secs(600),
+    )?;
+    let runtimes = [("c", "c-hello"), ("go", "go-hello"), ("nodejs", "js-hello")];
+    let started = Instant::now();
+    for (dir, name) in runtimes {
+        node.apply(&example(dir, name)?)?;
+    }
+    for (dir, name) in runtimes {
+        let (phase, message) = settled(node, name, Duration::from_secs(600))?;
+        let took = started.elapsed();
+        assert_eq!(phase, "Ready", "{dir}: {message}");
+        let body = node.sh("client", &format!("wget -qO- http://{name}.test:8080/"))?;
+        assert_eq!(body, "hello world", "{dir}");
+        report(&format!(
+            "{dir}: {name} built in the cluster and answering by DNS {:.1} s after apply",
+            took.as_secs_f64()
+        ));
+    }
+    Ok(())
+}
+
+/// The seed scenario (`examples/metacontroller-hello-world`): the HelloWorld CRD, its logic as
+/// the Python Function `hello-world` in `test`, and a pod playing Metacontroller's part: it POSTs
+/// the sync request to `http://hello-world.test:8080`, the children it gets back are applied
+/// (owned by the parent, as Metacontroller does), the child Pod says hello, and the next sync
+/// reports it in the parent's status.
+fn seed_example(node: &RealNode) -> anyhow::Result<()> {
+    let dir = repo().join("examples/metacontroller-hello-world");
+    let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    node.kubectl(&["apply", "-f", &file("crd.yaml")])?;
+    node.kubectl(&[
+        "wait",
+        "--for=condition=established",
+        "--timeout=60s",
+        "crd/helloworlds.example.com",
+    ])?;
+    node.kubectl(&["apply", "-f", &file("hello.yaml")])?;
+    // The child Pod runs Docker Hub's busybox: the node's own busybox under that name.
+    node.tag_image(BUSYBOX, "docker.io/library/busybox:1.36")?;
+
+    let started = Instant::now();
+    node.kubectl(&["apply", "-f", &file("function.yaml")])?;
+    let (phase, message) = settled(node, "hello-world", Duration::from_secs(600))?;
+    assert_eq!(phase, "Ready", "{message}");
+    report(&format!(
+        "timing: the Python hello-world (replacing the WAT one): apply → Ready (served by both hosts) {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+
+    let sync = |children: serde_json::Value| -> anyhow::Result<serde_json::Value> {
+        let parent: serde_json::Value = serde_json::from_str(&node.kubectl(&[
+            "get",
+            "helloworld",
+            "your-name",
+            "-n",
+            "test",
+            "-o",
+            "json",
+        ])?)?;
+        let request = serde_json::json!({
+            "controller": {"apiVersion": "metacontroller.k8s.io/v1alpha1",
+                           "kind": "CompositeController", "metadata": {"name": "hello-controller"}},
+            "parent": parent,
+            "children": {"Pod.v1": children},
+            "related": {},
+            "finalizing": false
+        });
+        let answer = node.sh_with_input(
+            "client",
+            &format!(
+                "cat >/tmp/sync.json && wget -qO- --header 'Content-Type: application/json' \
+                 --post-file /tmp/sync.json {HELLO_URL}"
+            ),
+            &request.to_string(),
+        )?;
+        serde_json::from_str(&answer).with_context(|| format!("the hook answered {answer:?}"))
+    };
+    let first = sync(serde_json::json!({}))?;
+    let children = first["children"].as_array().cloned().unwrap_or_default();
+    assert_eq!(children.len(), 1, "{first}");
+    let uid = node.kubectl(&[
+        "get",
+        "helloworld",
+        "your-name",
+        "-n",
+        "test",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ])?;
+    let mut child = children[0].clone();
+    child["metadata"]["namespace"] = "test".into();
+    child["metadata"]["ownerReferences"] = serde_json::json!([{
+        "apiVersion": "example.com/v1", "kind": "HelloWorld", "name": "your-name", "uid": uid,
+        "controller": true, "blockOwnerDeletion": true
+    }]);
+    node.apply(&child.to_string())?;
+    node.poll(
+        "the child Pod to say hello",
+        Duration::from_secs(120),
+        || {
+            node.kubectl(&[
+                "get",
+                "pod",
+                "your-name",
+                "-n",
+                "test",
+                "-o",
+                "jsonpath={.status.phase}",
+            ])
+            .ok()
+            .filter(|phase| phase == "Succeeded")
+        },
+    )?;
+    let greeting = node.kubectl(&["logs", "your-name", "-n", "test"])?;
+    assert_eq!(greeting.trim(), "Hello, Your Name");
+
+    let observed: serde_json::Value = serde_json::from_str(&node.kubectl(&[
+        "get",
+        "pod",
+        "your-name",
+        "-n",
+        "test",
+        "-o",
+        "json",
+    ])?)?;
+    let second = sync(serde_json::json!({ "your-name": observed }))?;
+    assert_eq!(
+        second["status"],
+        serde_json::json!({"replicas": 1, "succeeded": 1})
+    );
+    node.kubectl(&[
+        "patch",
+        "helloworld",
+        "your-name",
+        "-n",
+        "test",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &serde_json::json!({ "status": second["status"] }).to_string(),
+    ])?;
+    report(&format!(
+        "seed example: a pod POSTed the sync request to {HELLO_URL}, the child Pod logged {:?}, the parent's status is {}",
+        greeting.trim(),
+        second["status"]
+    ));
     Ok(())
 }
