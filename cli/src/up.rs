@@ -80,9 +80,9 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     };
     let admin_app = server::admin_app(host.clone()).merge(api::router(deployed.clone()));
     let serving = [
-        tokio::spawn(server::serve(
+        tokio::spawn(server::serve_functions(
             listeners.functions,
-            server::function_app(host.clone()),
+            host.clone(),
             stopped(stop_rx.clone()),
         )),
         tokio::spawn(server::serve(

@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
+use crate::admission::AdmissionLimits;
 use crate::engine::EngineConfig;
 use crate::host::HostConfig;
 use crate::limits::parse_quantity;
+use crate::server::{ConnectionLimits, MIN_HEADER_BYTES};
 
 /// Every [`HostConfig`] and [`EngineConfig`] field a user may set; the defaults are theirs.
 #[derive(clap::Args, Clone, Debug)]
@@ -50,6 +52,54 @@ pub struct HostArgs {
     /// Milliseconds between the engine's epoch ticks: how precisely timeouts fire.
     #[arg(long, env = "WASMLESS_EPOCH_TICK_MS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub epoch_tick_ms: u64,
+    /// Instances running at once across all functions; more wait in the queue, then get 503.
+    /// At most --total-stacks.
+    #[arg(long, env = "WASMLESS_MAX_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrency: u32,
+    /// Instances of one function running at once; more wait in the queue, then get 429.
+    #[arg(long, env = "WASMLESS_MAX_CONCURRENCY_PER_FUNCTION", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrency_per_function: u32,
+    /// Requests waiting for an instance across all functions; more are refused at once.
+    #[arg(long, env = "WASMLESS_MAX_QUEUED", default_value_t = 128)]
+    pub max_queued: u32,
+    /// Requests of one function waiting for an instance; more are refused at once.
+    #[arg(long, env = "WASMLESS_MAX_QUEUED_PER_FUNCTION", default_value_t = 16)]
+    pub max_queued_per_function: u32,
+    /// Milliseconds a request may wait in the queue before it is refused.
+    #[arg(long, env = "WASMLESS_QUEUE_TIMEOUT_MS", default_value_t = 1_000)]
+    pub queue_timeout_ms: u64,
+    /// The most linear memory the running instances may have between them, a quantity: the sum
+    /// of their `memory` caps never exceeds it (more wait, then get 503).
+    #[arg(long, env = "WASMLESS_MEMORY_BUDGET", default_value = "8Gi", value_parser = quantity)]
+    pub memory_budget: u64,
+    /// The longest `timeout` a function may have on this host, in seconds; longer ones are not
+    /// loaded.
+    #[arg(long, env = "WASMLESS_MAX_TIMEOUT", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_timeout: u64,
+    /// What a WAGI function may write to stdout (its response) per request, a quantity.
+    #[arg(long, env = "WASMLESS_MAX_STDOUT", default_value = "16Mi", value_parser = quantity_usize)]
+    pub max_stdout: usize,
+    /// What an instance may write to stderr per request, and what a function's log buffer
+    /// keeps, a quantity.
+    #[arg(long, env = "WASMLESS_MAX_LOG_BYTES", default_value = "1Mi", value_parser = quantity_usize)]
+    pub max_log_bytes: usize,
+    /// Milliseconds a request body may take to arrive; slower ones get 408.
+    #[arg(long, env = "WASMLESS_BODY_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_ms: u64,
+    /// Milliseconds a connection may take to send a request head (the first, or the next on a
+    /// kept-alive connection) before it is closed.
+    #[arg(long, env = "WASMLESS_HEADER_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_ms: u64,
+    /// Largest request head (request line and headers), a quantity of at least 8Ki; larger
+    /// ones get 431.
+    #[arg(long, env = "WASMLESS_MAX_HEADER_BYTES", default_value = "64Ki", value_parser = header_bytes)]
+    pub max_header_bytes: usize,
+    /// Most header fields in one request; more get 431.
+    #[arg(long, env = "WASMLESS_MAX_HEADERS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub max_headers: u64,
+    /// Connections open at once on the function listener; more are answered 503 and closed.
+    #[arg(long, env = "WASMLESS_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
 }
 
 impl HostArgs {
@@ -71,6 +121,25 @@ impl HostArgs {
             max_body_bytes: self.max_body,
             log_lines: self.log_lines,
             port: self.func_port,
+            admission: AdmissionLimits {
+                // One async stack per running instance: more could only fail inside wasmtime.
+                max_in_flight: self.max_concurrency.min(self.total_stacks),
+                max_in_flight_per_function: self.max_concurrency_per_function,
+                max_queued: self.max_queued,
+                max_queued_per_function: self.max_queued_per_function,
+                queue_timeout: Duration::from_millis(self.queue_timeout_ms),
+                memory_budget_bytes: self.memory_budget,
+            },
+            max_timeout: Duration::from_secs(self.max_timeout),
+            max_stdout_bytes: self.max_stdout,
+            max_log_bytes: self.max_log_bytes,
+            body_timeout: Duration::from_millis(self.body_timeout_ms),
+            connections: ConnectionLimits {
+                max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+                header_timeout: Duration::from_millis(self.header_timeout_ms),
+                max_header_bytes: self.max_header_bytes,
+                max_headers: usize::try_from(self.max_headers).unwrap_or(usize::MAX),
+            },
         }
     }
 }
@@ -81,6 +150,16 @@ fn quantity(text: &str) -> Result<u64, String> {
 
 fn quantity_usize(text: &str) -> Result<usize, String> {
     usize::try_from(quantity(text)?).map_err(|_| format!("{text:?} is too large"))
+}
+
+fn header_bytes(text: &str) -> Result<usize, String> {
+    let n = quantity_usize(text)?;
+    if n < MIN_HEADER_BYTES {
+        return Err(format!(
+            "{text:?} is below 8Ki, the least the HTTP server can apply"
+        ));
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -136,12 +215,73 @@ mod tests {
     }
 
     #[test]
+    fn admission_and_connection_flags_reach_the_config() {
+        let c = parse(&[
+            "--max-concurrency",
+            "20",
+            "--max-concurrency-per-function",
+            "5",
+            "--max-queued",
+            "7",
+            "--max-queued-per-function",
+            "3",
+            "--queue-timeout-ms",
+            "250",
+            "--memory-budget",
+            "1Gi",
+            "--max-timeout",
+            "60",
+            "--max-stdout",
+            "1Mi",
+            "--max-log-bytes",
+            "4Ki",
+            "--body-timeout-ms",
+            "500",
+            "--header-timeout-ms",
+            "1500",
+            "--max-header-bytes",
+            "16Ki",
+            "--max-headers",
+            "20",
+            "--max-connections",
+            "50",
+        ])
+        .expect("flags parse");
+        let a = &c.admission;
+        assert_eq!(
+            (a.max_in_flight, a.max_in_flight_per_function, a.max_queued),
+            (20, 5, 7)
+        );
+        assert_eq!(a.max_queued_per_function, 3);
+        assert_eq!(a.queue_timeout, Duration::from_millis(250));
+        assert_eq!(a.memory_budget_bytes, 1 << 30);
+        assert_eq!(c.max_timeout, Duration::from_secs(60));
+        assert_eq!((c.max_stdout_bytes, c.max_log_bytes), (1 << 20, 4 << 10));
+        assert_eq!(c.body_timeout, Duration::from_millis(500));
+        assert_eq!(
+            c.connections,
+            ConnectionLimits {
+                max_connections: 50,
+                header_timeout: Duration::from_millis(1500),
+                max_header_bytes: 16 << 10,
+                max_headers: 20,
+            }
+        );
+        // No more instances than async stacks.
+        let c = parse(&["--total-stacks", "10"]).expect("flags parse");
+        assert_eq!(c.admission.max_in_flight, 10);
+    }
+
+    #[test]
     fn bad_values_are_refused() {
         for args in [
             &["--max-body", "8MB"][..],
             &["--max-memory", "lots"],
             &["--epoch-tick-ms", "0"],
             &["--total-stacks", "-1"],
+            &["--max-header-bytes", "4Ki"],
+            &["--max-concurrency", "0"],
+            &["--memory-budget", "8GB"],
         ] {
             assert!(parse(args).is_err(), "{args:?} should be refused");
         }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::validate;
 
-pub use lenient::{IntOrString, MAX_PRESERVED_DEPTH, Preserved};
+pub use lenient::{IntOrString, MAX_PRESERVED_DEPTH, Preserved, StringList};
 pub use object::{Function, crd};
 pub use runtime::{Deps, Runtime};
 
@@ -121,6 +121,18 @@ pub struct FunctionSpec {
     /// Environment variables the function sees.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
+    /// What a wasi:http function may call, as `scheme://host[:port]` patterns such as
+    /// `https://api.example.com` or `http://*.svc:8080` (scheme http, https or *; host a name,
+    /// *.domain, * or an address; port a number or *, else the scheme's). Empty (the default):
+    /// every outbound request is refused. Loopback and link-local (cloud metadata) addresses
+    /// only when a pattern names the host exactly; the host's own listeners never.
+    #[serde(
+        rename = "allowedOutboundHosts",
+        default,
+        skip_serializing_if = "StringList::is_empty"
+    )]
+    #[schemars(schema_with = "outbound_schema")]
+    pub allowed_outbound_hosts: StringList,
     /// Kubeless's per-function Deployment settings: accepted so Kubeless manifests apply, and
     /// ignored, since one shared host replaces the per-function pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -163,6 +175,19 @@ fn memory_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
             "rule": format!("type(self) == int ? self >= {min} && self <= {max} : self.matches('{}') && quantity(self).compareTo(quantity('{min}')) >= 0 && quantity(self).compareTo(quantity('{max}')) <= 0", validate::QUANTITY_PATTERN),
             "message": validate::memory_rule(),
         }]
+    })
+}
+
+fn outbound_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "maxItems": validate::MAX_OUTBOUND_HOSTS,
+        "description": "What a wasi:http function may call, as scheme://host[:port] patterns such as https://api.example.com or http://*.svc:8080. Empty (the default): every outbound request is refused.",
+        "items": {
+            "type": "string",
+            "maxLength": validate::MAX_OUTBOUND_HOST_LEN,
+            "pattern": validate::OUTBOUND_HOST_PATTERN,
+        }
     })
 }
 

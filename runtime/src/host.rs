@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use bytes::Bytes;
@@ -13,11 +13,14 @@ use thiserror::Error;
 use wasmtime::Engine;
 
 use crate::abi::{Call, CallError, Linkers, PrepareError, Prepared};
+use crate::admission::{Admission, AdmissionLimits, RETRY_AFTER_SECONDS, Reason, Rejected};
 use crate::engine::{Compiled, EngineConfig, EngineError};
 use crate::function::{FunctionKey, SourceStatus};
 use crate::logs::Logs;
 use crate::metrics::Metrics;
+use crate::outbound::OutboundPolicy;
 use crate::registry::{FunctionDef, LoadedFunction, Registry};
+use crate::server::ConnectionLimits;
 
 /// Everything that configures a host.
 #[derive(Clone, Debug)]
@@ -29,6 +32,19 @@ pub struct HostConfig {
     pub log_lines: usize,
     /// The port functions are told they serve on (`FUNC_PORT`).
     pub port: u16,
+    /// Instances at once, their queue and their memory budget.
+    pub admission: AdmissionLimits,
+    /// The longest `timeout` a function may have here; longer ones are not loaded.
+    pub max_timeout: Duration,
+    /// What a WAGI function may write to stdout (its response) per request.
+    pub max_stdout_bytes: usize,
+    /// What an instance may write to stderr per request, and what a function's log buffer
+    /// keeps.
+    pub max_log_bytes: usize,
+    /// How long a request body may take to arrive.
+    pub body_timeout: Duration,
+    /// The function listener's connections: how many, and how long and large their headers.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for HostConfig {
@@ -38,6 +54,12 @@ impl Default for HostConfig {
             max_body_bytes: 8 << 20,
             log_lines: 1_000,
             port: 8080,
+            admission: AdmissionLimits::default(),
+            max_timeout: crate::validate::MAX_TIMEOUT,
+            max_stdout_bytes: 16 << 20,
+            max_log_bytes: 1 << 20,
+            body_timeout: Duration::from_secs(30),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -53,6 +75,8 @@ pub enum HostError {
         key: FunctionKey,
         source: PrepareError,
     },
+    #[error("cannot load {key}: {message}")]
+    Refused { key: FunctionKey, message: String },
 }
 
 pub struct Host {
@@ -61,6 +85,8 @@ pub struct Host {
     registry: Registry,
     metrics: Metrics,
     logs: Logs,
+    admission: Arc<Admission>,
+    outbound_refused: prometheus_client::metrics::counter::Counter,
     config: HostConfig,
     ready: AtomicBool,
     statuses: Mutex<BTreeMap<FunctionKey, SourceStatus>>,
@@ -70,12 +96,16 @@ impl Host {
     pub fn new(config: HostConfig) -> Result<Arc<Self>, HostError> {
         let engine = config.engine.build()?;
         let linkers = Linkers::new(&engine).map_err(HostError::Linker)?;
+        let metrics = Metrics::default();
+        let outbound_refused = metrics.rejected_counter(Reason::outbound);
         Ok(Arc::new(Self {
             engine,
             linkers,
             registry: Registry::default(),
-            metrics: Metrics::default(),
-            logs: Logs::new(config.log_lines),
+            metrics,
+            logs: Logs::new(config.log_lines, config.max_log_bytes),
+            admission: Admission::new(config.admission.clone()),
+            outbound_refused,
             config,
             ready: AtomicBool::new(false),
             statuses: Mutex::default(),
@@ -100,6 +130,54 @@ impl Host {
 
     pub fn logs(&self) -> &Logs {
         &self.logs
+    }
+
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.admission
+    }
+
+    /// Counts and logs a refused request, and answers it.
+    pub fn reject(&self, key: Option<&FunctionKey>, rejected: &Rejected) -> Response<Body> {
+        self.metrics.reject(rejected.reason);
+        let status = rejected.reason.status();
+        match key {
+            Some(key) => {
+                tracing::warn!(function = %key, reason = ?rejected.reason, %status, "refused: {rejected}")
+            }
+            None => tracing::warn!(reason = ?rejected.reason, %status, "refused: {rejected}"),
+        }
+        let mut response = json_error(status, &rejected.message, key);
+        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, RETRY_AFTER_SECONDS.into());
+        }
+        response
+    }
+
+    /// Refuses a definition this host's limits cannot run.
+    fn check_limits(&self, def: &FunctionDef) -> Result<(), HostError> {
+        let above = |message: String| {
+            Err(HostError::Refused {
+                key: def.key.clone(),
+                message,
+            })
+        };
+        let (timeout, memory) = (def.limits.timeout, def.limits.memory_bytes);
+        if timeout > self.config.max_timeout {
+            return above(format!(
+                "timeout {} s is above this host's maximum of {} s",
+                timeout.as_secs(),
+                self.config.max_timeout.as_secs()
+            ));
+        }
+        let budget = self.config.admission.memory_budget_bytes;
+        if memory > budget {
+            return above(format!(
+                "memory {memory} bytes is above this host's memory budget of {budget} bytes"
+            ));
+        }
+        Ok(())
     }
 
     /// Set once the function source has loaded what it had at start-up.
@@ -134,6 +212,12 @@ impl Host {
         def: FunctionDef,
         compiled: &Compiled,
     ) -> Result<Arc<LoadedFunction>, HostError> {
+        self.check_limits(&def)?;
+        let outbound =
+            OutboundPolicy::new(&def.allowed_outbound_hosts).map_err(|e| HostError::Refused {
+                key: def.key.clone(),
+                message: format!("spec.allowedOutboundHosts: {e}"),
+            })?;
         let prepared =
             Prepared::new(&self.linkers, compiled).map_err(|source| HostError::Prepare {
                 key: def.key.clone(),
@@ -143,6 +227,7 @@ impl Host {
             env: def.environment(self.config.port).into(),
             metrics: self.metrics.for_function(&def.key),
             logs: self.logs.buffer(&def.key),
+            outbound: Arc::new(outbound),
             prepared,
             def,
         });
@@ -183,6 +268,11 @@ impl Host {
         let started = Instant::now();
         let method = parts.method.clone();
         let limits = &function.def.limits;
+        let key = &function.def.key;
+        let permit = match self.admission.admit(key, limits.memory_bytes).await {
+            Ok(permit) => permit,
+            Err(rejected) => return self.reject(Some(key), &rejected),
+        };
         let call = Call {
             parts,
             body,
@@ -192,6 +282,11 @@ impl Host {
             deadline: tokio::time::Instant::now() + limits.timeout,
             remote_addr,
             instances_live: self.metrics.instances_live.clone(),
+            permit,
+            max_stdout_bytes: self.config.max_stdout_bytes,
+            max_log_bytes: self.config.max_log_bytes,
+            outbound: function.outbound.clone(),
+            outbound_refused: self.outbound_refused.clone(),
         };
         let response = match function.prepared.call(call).await {
             Ok(response) => response,

@@ -1,16 +1,19 @@
 //! wasmless's data plane: one shared wasmtime host that serves every function.
 //!
 //! - [`function`]: the manifest types every part of wasmless shares.
+//! - [`admission`]: how many instances run at once, and what a refused request is told.
 //! - [`engine`]: the one wasmtime configuration (pooling, copy-on-write, epochs).
 //! - [`config`]: the host's and engine's settings as command-line flags.
 //! - [`compile_cache`]: Cranelift's incremental compilation cache, on disk.
 //! - [`host`]: the engine, the registry and how a request becomes a call.
 //! - [`abi`]: one request through one fresh instance (WAGI and WASI HTTP).
+//! - [`outbound`]: what a wasi:http function may call.
 //! - [`router`]: which function a request names.
 //! - [`server`]: the function and admin listeners.
 //! - [`validate`]: the one check of a Function every entry point runs.
 
 pub mod abi;
+pub mod admission;
 pub mod compile_cache;
 pub mod config;
 pub mod engine;
@@ -20,6 +23,7 @@ pub mod host;
 pub mod limits;
 pub mod logs;
 pub mod metrics;
+pub mod outbound;
 pub mod registry;
 pub mod router;
 pub mod server;

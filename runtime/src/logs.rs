@@ -18,20 +18,30 @@ pub struct LogLine {
     pub line: String,
 }
 
-/// The last `capacity` lines of one function, across its revisions.
+/// The last `capacity` lines of one function, across its revisions, and at most `max_bytes` of
+/// text: a tenant's noise costs the host a bounded amount of memory.
 #[derive(Debug)]
 pub struct LogBuffer {
     key: FunctionKey,
     capacity: usize,
-    inner: Mutex<(u64, VecDeque<LogLine>)>,
+    max_bytes: usize,
+    inner: Mutex<Kept>,
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    next: u64,
+    bytes: usize,
+    lines: VecDeque<LogLine>,
 }
 
 impl LogBuffer {
-    fn new(key: FunctionKey, capacity: usize) -> Self {
+    fn new(key: FunctionKey, capacity: usize, max_bytes: usize) -> Self {
         Self {
             key,
             capacity,
-            inner: Mutex::new((0, VecDeque::with_capacity(capacity.min(64)))),
+            max_bytes,
+            inner: Mutex::default(),
         }
     }
 
@@ -45,26 +55,35 @@ impl LogBuffer {
             .map(|d| d.as_secs_f64())
             .unwrap_or_default();
         let text = String::from_utf8_lossy(output);
-        let mut guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let (next, lines) = &mut *guard;
+        let mut kept = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         for line in text.lines() {
             tracing::info!(target: "function", namespace = %self.key.namespace, function = %self.key.name, "{line}");
-            if lines.len() == self.capacity {
-                lines.pop_front();
-            }
-            *next += 1;
-            lines.push_back(LogLine {
-                seq: *next,
+            kept.next += 1;
+            kept.bytes += line.len();
+            let seq = kept.next;
+            kept.lines.push_back(LogLine {
+                seq,
                 time,
                 line: line.to_string(),
             });
+            while kept.lines.len() > self.capacity
+                || (kept.bytes > self.max_bytes && kept.lines.len() > 1)
+            {
+                if let Some(old) = kept.lines.pop_front() {
+                    kept.bytes -= old.line.len();
+                }
+            }
         }
     }
 
     /// Lines after `since` (all kept lines when `since` is 0).
     pub fn since(&self, since: u64) -> Vec<LogLine> {
-        let guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        guard.1.iter().filter(|l| l.seq > since).cloned().collect()
+        let kept = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.lines
+            .iter()
+            .filter(|l| l.seq > since)
+            .cloned()
+            .collect()
     }
 }
 
@@ -72,13 +91,15 @@ impl LogBuffer {
 #[derive(Debug)]
 pub struct Logs {
     capacity: usize,
+    max_bytes: usize,
     buffers: Mutex<HashMap<FunctionKey, Arc<LogBuffer>>>,
 }
 
 impl Logs {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, max_bytes: usize) -> Self {
         Self {
             capacity,
+            max_bytes,
             buffers: Mutex::default(),
         }
     }
@@ -87,7 +108,7 @@ impl Logs {
     pub fn buffer(&self, key: &FunctionKey) -> Arc<LogBuffer> {
         let mut map = self.buffers.lock().unwrap_or_else(PoisonError::into_inner);
         map.entry(key.clone())
-            .or_insert_with(|| Arc::new(LogBuffer::new(key.clone(), self.capacity)))
+            .or_insert_with(|| Arc::new(LogBuffer::new(key.clone(), self.capacity, self.max_bytes)))
             .clone()
     }
 
@@ -103,7 +124,7 @@ mod tests {
 
     #[test]
     fn keeps_the_last_lines_in_order() {
-        let logs = Logs::new(3);
+        let logs = Logs::new(3, 1 << 20);
         let key = FunctionKey::new("ns", "f");
         let buf = logs.buffer(&key);
         buf.record(b"one\ntwo\n");
@@ -115,5 +136,16 @@ mod tests {
         );
         assert_eq!(buf.since(3).len(), 1);
         assert!(Arc::ptr_eq(&buf, &logs.buffer(&key)));
+    }
+
+    #[test]
+    fn keeps_at_most_max_bytes_but_always_the_last_line() {
+        let logs = Logs::new(100, 10);
+        let buf = logs.buffer(&FunctionKey::new("ns", "f"));
+        buf.record(b"aaaa\nbbbb\ncccc\n");
+        let lines: Vec<_> = buf.since(0).into_iter().map(|l| l.line).collect();
+        assert_eq!(lines, vec!["bbbb".to_string(), "cccc".into()]);
+        buf.record("x".repeat(50).as_bytes());
+        assert_eq!(buf.since(0).len(), 1);
     }
 }

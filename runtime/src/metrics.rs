@@ -12,6 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::admission::{Reason, RejectedLabels};
 use crate::function::FunctionKey;
 
 const DURATION_BUCKETS: [f64; 14] = [
@@ -36,6 +37,7 @@ pub struct Metrics {
     pub functions_loaded: Gauge,
     pub instances_live: Gauge,
     pub unrouted: Counter,
+    rejected: Family<RejectedLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -48,6 +50,7 @@ impl Default for Metrics {
         let functions_loaded = Gauge::default();
         let instances_live = Gauge::default();
         let unrouted = Counter::default();
+        let rejected = Family::<RejectedLabels, Counter>::default();
         registry.register(
             "function_calls",
             "Number of calls to the function",
@@ -78,8 +81,14 @@ impl Default for Metrics {
             "Requests that named no loaded function (404)",
             unrouted.clone(),
         );
+        registry.register(
+            "wasmless_rejected",
+            "Requests refused before running, and outbound calls refused, by reason",
+            rejected.clone(),
+        );
         Self {
             registry,
+            rejected,
             calls,
             failures,
             duration,
@@ -98,6 +107,18 @@ impl Metrics {
             tracing::error!("cannot encode metrics: {e}");
         }
         out
+    }
+
+    /// Counts one refusal.
+    pub fn reject(&self, reason: Reason) {
+        self.rejected_counter(reason).inc();
+    }
+
+    /// The counter of one reason, for code that counts without the registry at hand.
+    pub fn rejected_counter(&self, reason: Reason) -> Counter {
+        self.rejected
+            .get_or_create(&RejectedLabels { reason })
+            .clone()
     }
 
     /// One function's handles. Each common method's series is looked up in the family once,
@@ -193,6 +214,11 @@ mod tests {
                 r#"function_failures_total{namespace="test",function="hello",method="OPTIONS"} 1"#
             ),
             "{text}"
+        );
+        m.reject(Reason::function_concurrency);
+        assert!(
+            m.encode()
+                .contains(r#"wasmless_rejected_total{reason="function_concurrency"} 1"#)
         );
     }
 }

@@ -13,6 +13,7 @@ use crate::function::{FunctionKey, FunctionManifest, FunctionSpec};
 use crate::limits::{LimitError, Limits};
 use crate::logs::LogBuffer;
 use crate::metrics::FunctionMetrics;
+use crate::outbound::OutboundPolicy;
 
 /// What the host needs to know about a function besides its code.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,6 +25,8 @@ pub struct FunctionDef {
     pub handler: String,
     pub limits: Limits,
     pub env: Vec<(String, String)>,
+    /// `allowedOutboundHosts`, as written.
+    pub allowed_outbound_hosts: Vec<String>,
 }
 
 impl FunctionDef {
@@ -53,6 +56,11 @@ impl FunctionDef {
                 .iter()
                 .map(|e| (e.name.clone(), e.value.clone()))
                 .collect(),
+            allowed_outbound_hosts: spec
+                .allowed_outbound_hosts
+                .strings()
+                .unwrap_or_default()
+                .to_vec(),
         })
     }
 
@@ -88,6 +96,8 @@ pub struct LoadedFunction {
     pub env: Arc<[(String, String)]>,
     pub metrics: FunctionMetrics,
     pub logs: Arc<LogBuffer>,
+    /// What it may call (wasi:http), parsed from `allowed_outbound_hosts`.
+    pub outbound: Arc<OutboundPolicy>,
 }
 
 /// A loaded function as the admin API lists it (`GET /functions`; the controller reads it to

@@ -3,20 +3,56 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use http::{StatusCode, Uri, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use prometheus_client::metrics::counter::Counter;
 use serde::Deserialize;
-use tokio::net::TcpListener;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
 
+use crate::admission::{Reason, Rejected};
 use crate::function::FunctionKey;
 use crate::host::{Host, json_error};
 use crate::router;
+
+/// What one listener's connections may hold. A connection that has not sent a whole request
+/// head within `header_timeout` (the first or the next one on a kept-alive connection) is
+/// closed, so idle and slow clients cost a bounded time; past `max_connections` new ones are
+/// answered 503 and closed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    /// Largest request head (request line and headers); larger ones get 431.
+    pub max_header_bytes: usize,
+    /// Most header fields in one request; more get 431.
+    pub max_headers: usize,
+}
+
+/// hyper's smallest read buffer, and so the smallest head limit it can apply.
+pub const MIN_HEADER_BYTES: usize = 8192;
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            header_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 << 10,
+            max_headers: 100,
+        }
+    }
+}
 
 /// The function listener's app: every path and method goes to the function the request names.
 pub fn function_app(host: Arc<Host>) -> Router {
@@ -55,13 +91,14 @@ async fn handle_function(
         }
     };
 
+    let key = &function.def.key;
     let limit = host.config().max_body_bytes;
     let too_large = || {
-        json_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("request body is larger than this host's limit of {limit} bytes"),
-            Some(&function.def.key),
-        )
+        let rejected = Rejected {
+            reason: Reason::body_too_large,
+            message: format!("request body is larger than this host's limit of {limit} bytes"),
+        };
+        host.reject(Some(key), &rejected)
     };
     let declared = parts
         .headers
@@ -70,7 +107,19 @@ async fn handle_function(
     if declared.is_some_and(|n| n > limit as u64) {
         return too_large();
     }
-    let body = match Limited::new(body, limit).collect().await {
+    let body_timeout = host.config().body_timeout;
+    let collected = tokio::time::timeout(body_timeout, Limited::new(body, limit).collect()).await;
+    let Ok(collected) = collected else {
+        let rejected = Rejected {
+            reason: Reason::body_timeout,
+            message: format!(
+                "the request body did not arrive within {} ms",
+                body_timeout.as_millis()
+            ),
+        };
+        return host.reject(Some(key), &rejected);
+    };
+    let body = match collected {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
         Err(e) => {
@@ -215,9 +264,9 @@ impl Listeners {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let functions = tokio::spawn(serve(
+        let functions = tokio::spawn(serve_functions(
             self.functions,
-            function_app(host.clone()),
+            host.clone(),
             stopped(rx.clone()),
         ));
         let admin = tokio::spawn(serve(self.admin, admin_app(host), stopped(rx)));
@@ -237,24 +286,118 @@ pub struct BindError {
     source: std::io::Error,
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves. `TCP_NODELAY` matters: a response that
-/// leaves in several small writes otherwise waits ~40 ms for a delayed ACK.
+/// Serves the function listener with the host's connection limits until `shutdown` resolves.
+pub async fn serve_functions(
+    listener: TcpListener,
+    host: Arc<Host>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let limits = host.config().connections.clone();
+    let refused = host.metrics().rejected_counter(Reason::connections);
+    serve_with(
+        listener,
+        function_app(host),
+        &limits,
+        Some(refused),
+        shutdown,
+    )
+    .await
+}
+
+/// Serves `app` on `listener` with the default connection limits until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
+    serve_with(listener, app, &ConnectionLimits::default(), None, shutdown).await
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves; in-flight requests finish first.
+/// `refused` counts the connections turned away. `TCP_NODELAY` matters: a response that leaves
+/// in several small writes otherwise waits ~40 ms for a delayed ACK.
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    limits: &ConnectionLimits,
+    refused: Option<Counter>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let local = listener.local_addr()?;
+    // Functions may never call back into this process (see `outbound`).
+    crate::outbound::record_own_listener(local);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BYTES))
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, usually: wait rather than spin.
+                    tracing::warn!(%local, "accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            if let Some(counter) = &refused {
+                counter.inc();
+            }
+            tracing::warn!(%local, %remote, reason = ?Reason::connections, max = limits.max_connections, "refused a connection: too many open");
+            tokio::spawn(refuse_connection(stream));
+            continue;
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: http::Request<_>| {
+            request.extensions_mut().insert(ConnectInfo(remote));
+            app.clone().oneshot(request)
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%remote, "connection: {e}");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Tells a client over the connection limit to come back later, and closes.
+async fn refuse_connection(mut stream: TcpStream) {
+    const BODY: &str = r#"{"error":"this host holds as many connections as it may: retry later"}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+        crate::admission::RETRY_AFTER_SECONDS,
+        BODY.len()
+    );
+    let write = async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

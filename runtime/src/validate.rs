@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::function::{Function, FunctionManifest, FunctionSpec, IntOrString, Preserved, Runtime};
+use crate::function::{
+    Function, FunctionManifest, FunctionSpec, IntOrString, Preserved, Runtime, StringList,
+};
 use crate::limits::{DEFAULT_TIMEOUT, parse_quantity};
 
 /// Kubernetes names Services with DNS-1035 labels, and each Function gets one named after it.
@@ -36,6 +38,11 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const MIN_MEMORY_BYTES: u64 = 64 << 10;
 /// The engine's default per-instance maximum (`--max-memory`).
 pub const MAX_MEMORY_BYTES: u64 = crate::engine::DEFAULT_MAX_MEMORY_BYTES;
+/// Entries of `allowedOutboundHosts`, and the longest one.
+pub const MAX_OUTBOUND_HOSTS: usize = 64;
+pub const MAX_OUTBOUND_HOST_LEN: usize = 300;
+/// The shape of an entry as the CRD can state it; [`crate::outbound`] reads the rest.
+pub const OUTBOUND_HOST_PATTERN: &str = r"^(http|https|\*)://[^/?#@ ]+/?$";
 /// What [`parse_quantity`] reads, as Kubernetes spells it.
 pub const QUANTITY_PATTERN: &str = "^[0-9]+(k|M|G|Ki|Mi|Gi)?$";
 
@@ -53,6 +60,7 @@ pub enum Field {
     Timeout,
     Memory,
     Env,
+    AllowedOutboundHosts,
     Deployment,
     Service,
     HorizontalPodAutoscaler,
@@ -72,6 +80,7 @@ impl fmt::Display for Field {
             Field::Timeout => "spec.timeout",
             Field::Memory => "spec.memory",
             Field::Env => "spec.env",
+            Field::AllowedOutboundHosts => "spec.allowedOutboundHosts",
             Field::Deployment => "spec.deployment",
             Field::Service => "spec.service",
             Field::HorizontalPodAutoscaler => "spec.horizontalPodAutoscaler",
@@ -212,6 +221,9 @@ fn spec_checked(spec: &FunctionSpec, origin: Origin) -> Result<Checked, Invalid>
     let memory = memory(spec.memory.as_ref()).map_err(|m| refuse(Field::Memory, m));
     if let Err(m) = env(spec) {
         refuse(Field::Env, m);
+    }
+    if let Err(m) = outbound_hosts(&spec.allowed_outbound_hosts) {
+        refuse(Field::AllowedOutboundHosts, m);
     }
     for (field, value) in [
         (Field::Deployment, &spec.deployment),
@@ -438,4 +450,35 @@ fn env(spec: &FunctionSpec) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Each entry a pattern [`crate::outbound`] can read.
+fn outbound_hosts(list: &StringList) -> Result<(), String> {
+    let Some(items) = list.strings() else {
+        return Err("must be a list of strings such as https://api.example.com".into());
+    };
+    if items.len() > MAX_OUTBOUND_HOSTS {
+        return Err(format!(
+            "{} entries, at most {MAX_OUTBOUND_HOSTS} are allowed",
+            items.len()
+        ));
+    }
+    let bad: Vec<String> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            if p.len() > MAX_OUTBOUND_HOST_LEN {
+                return Some(format!(
+                    "[{i}] longer than {MAX_OUTBOUND_HOST_LEN} characters"
+                ));
+            }
+            let parsed = p.parse::<crate::outbound::AllowedHost>();
+            parsed.err().map(|e| format!("[{i}] {e}"))
+        })
+        .collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(bad.join(", "))
+    }
 }

@@ -89,6 +89,20 @@ totalTables: total-tables
 totalStacks: total-stacks
 keepResident: keep-resident
 epochTickMs: epoch-tick-ms
+maxConcurrency: max-concurrency
+maxConcurrencyPerFunction: max-concurrency-per-function
+maxQueued: max-queued
+maxQueuedPerFunction: max-queued-per-function
+queueTimeoutMs: queue-timeout-ms
+memoryBudget: memory-budget
+maxTimeout: max-timeout
+maxStdout: max-stdout
+maxLogBytes: max-log-bytes
+bodyTimeoutMs: body-timeout-ms
+headerTimeoutMs: header-timeout-ms
+maxHeaderBytes: max-header-bytes
+maxHeaders: max-headers
+maxConnections: max-connections
 {{- end -}}
 
 {{/* `--flag=value` args for each set host.config value, in a stable order. */}}

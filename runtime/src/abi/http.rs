@@ -2,26 +2,94 @@
 //! componentize-js and Rust's `wasip2` produce. Modelled on wasmtime's own `wasi-http` example:
 //! the handler runs in its own task so it can keep streaming the body after the head is sent.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use http::Response;
 use http_body_util::{BodyExt, Full};
+use prometheus_client::metrics::counter::Counter;
 use wasmtime::Store;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::{
+    RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
+};
 
 use super::{Call, CallError, LiveGuard};
 use crate::limits::MemoryLimiter;
+use crate::logs::LogBuffer;
+use crate::outbound::{OutboundPolicy, Target};
 
 pub struct HttpState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
+    hooks: Outbound,
     _live: LiveGuard,
+}
+
+/// Sends a function's outgoing requests, only where its policy allows.
+struct Outbound {
+    policy: Arc<OutboundPolicy>,
+    logs: Arc<LogBuffer>,
+    refused: Counter,
+}
+
+type Sent = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                ),
+                wasmtime_wasi_http::Error,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for Outbound {
+    fn send_request(
+        &mut self,
+        mut request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Sent {
+        let (policy, logs, refused) =
+            (self.policy.clone(), self.logs.clone(), self.refused.clone());
+        Box::new(async move {
+            let Some(target) = Target::of_uri(request.uri()) else {
+                return Err(wasmtime_wasi_http::Error::HttpRequestUriInvalid);
+            };
+            let addrs = match policy.check(&target).await {
+                Ok(addrs) => addrs,
+                Err(why) => {
+                    refused.inc();
+                    // The guest only sees HTTP-request-denied: say why where its owner looks.
+                    logs.record(format!("wasmless: outbound request refused: {why}\n").as_bytes());
+                    return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+                }
+            };
+            // Plain HTTP connects to the address just checked, so the name cannot be
+            // re-resolved elsewhere in between; TLS needs the name (the Host header keeps it).
+            if !target.https
+                && let Some(addr) = addrs.first()
+            {
+                let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+                if let Ok(uri) = format!("http://{addr}{path}").parse() {
+                    *request.uri_mut() = uri;
+                }
+            }
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
 }
 
 impl WasiView for HttpState {
@@ -38,7 +106,7 @@ impl WasiHttpView for HttpState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: Default::default(),
+            hooks: &mut self.hooks,
         }
     }
 }
@@ -63,7 +131,7 @@ impl WasiHttp {
     }
 
     pub(super) async fn call(&self, call: Call) -> Result<Response<Body>, CallError> {
-        let stderr = MemoryOutputPipe::new(super::MAX_STDERR_BYTES);
+        let stderr = MemoryOutputPipe::new(call.max_log_bytes);
         let wasi = WasiCtxBuilder::new()
             .stdout(stderr.clone())
             .stderr(stderr.clone())
@@ -76,7 +144,12 @@ impl WasiHttp {
                 http: WasiHttpCtx::new(),
                 table: ResourceTable::new(),
                 limiter: MemoryLimiter::new(call.memory_bytes),
-                _live: LiveGuard::new(call.instances_live.clone()),
+                hooks: Outbound {
+                    policy: call.outbound.clone(),
+                    logs: call.logs.clone(),
+                    refused: call.outbound_refused.clone(),
+                },
+                _live: LiveGuard::new(call.instances_live.clone(), call.permit),
             },
         );
         store.limiter(|s| &mut s.limiter);

@@ -15,12 +15,11 @@ use thiserror::Error;
 use tokio::time::Instant;
 use wasmtime::Store;
 
+use crate::admission::Permit;
 use crate::engine::Compiled;
 use crate::limits::MemoryLimiter;
 use crate::logs::LogBuffer;
-
-/// What an instance may write to stderr per request; writes beyond it fail.
-const MAX_STDERR_BYTES: usize = 1 << 20;
+use crate::outbound::OutboundPolicy;
 
 /// Which ABI a loaded function speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +117,17 @@ pub struct Call {
     pub remote_addr: Option<std::net::SocketAddr>,
     /// Counts instances alive; the store holds a guard.
     pub instances_live: Gauge,
+    /// The admission slot this instance runs in; the store holds it, so a slot is free only
+    /// once its instance is gone (a component may stream its body after the head is sent).
+    pub permit: Permit,
+    /// What a WAGI function may write to stdout (its whole response); writes beyond it fail.
+    pub max_stdout_bytes: usize,
+    /// What an instance may write to stderr; writes beyond it fail.
+    pub max_log_bytes: usize,
+    /// Where a wasi:http function may send requests.
+    pub outbound: Arc<OutboundPolicy>,
+    /// Counts the outbound requests refused.
+    pub outbound_refused: prometheus_client::metrics::counter::Counter,
 }
 
 #[derive(Debug, Error)]
@@ -149,13 +159,14 @@ impl CallError {
     }
 }
 
-/// Decrements the live-instance gauge when the store that holds it drops.
-pub struct LiveGuard(Gauge);
+/// Decrements the live-instance gauge, and frees the admission slot, when the store that holds
+/// it drops.
+pub struct LiveGuard(Gauge, #[allow(dead_code)] Permit);
 
 impl LiveGuard {
-    fn new(gauge: Gauge) -> Self {
+    fn new(gauge: Gauge, permit: Permit) -> Self {
         gauge.inc();
-        Self(gauge)
+        Self(gauge, permit)
     }
 }
 

@@ -13,9 +13,6 @@ use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 use super::{Call, CallError, LiveGuard};
 use crate::limits::MemoryLimiter;
 
-/// Largest response a WAGI function may write to stdout.
-const MAX_STDOUT_BYTES: usize = 64 << 20;
-
 pub struct WagiState {
     wasi: WasiP1Ctx,
     limiter: MemoryLimiter,
@@ -43,8 +40,8 @@ impl Wagi {
     }
 
     pub(super) async fn call(&self, call: Call) -> Result<Response<Body>, CallError> {
-        let stdout = MemoryOutputPipe::new(MAX_STDOUT_BYTES);
-        let stderr = MemoryOutputPipe::new(super::MAX_STDERR_BYTES);
+        let stdout = MemoryOutputPipe::new(call.max_stdout_bytes);
+        let stderr = MemoryOutputPipe::new(call.max_log_bytes);
         let wasi = WasiCtxBuilder::new()
             .stdin(MemoryInputPipe::new(call.body.clone()))
             .stdout(stdout.clone())
@@ -58,7 +55,7 @@ impl Wagi {
             WagiState {
                 wasi,
                 limiter: MemoryLimiter::new(call.memory_bytes),
-                _live: LiveGuard::new(call.instances_live.clone()),
+                _live: LiveGuard::new(call.instances_live.clone(), call.permit),
             },
         );
         store.limiter(|s| &mut s.limiter);

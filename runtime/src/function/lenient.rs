@@ -35,6 +35,35 @@ impl fmt::Display for IntOrString {
     }
 }
 
+/// A list of strings as written (`allowedOutboundHosts`), or anything else, which the validator
+/// refuses instead of failing the whole list or watch.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum StringList {
+    List(Vec<String>),
+    Other(Value),
+}
+
+impl Default for StringList {
+    fn default() -> Self {
+        StringList::List(Vec::new())
+    }
+}
+
+impl StringList {
+    pub fn is_empty(&self) -> bool {
+        matches!(self, StringList::List(l) if l.is_empty())
+    }
+
+    /// The strings, when it is a list of them.
+    pub fn strings(&self) -> Option<&[String]> {
+        match self {
+            StringList::List(l) => Some(l),
+            StringList::Other(_) => None,
+        }
+    }
+}
+
 /// A Kubeless pod-level setting (`deployment`, `service`, `horizontalPodAutoscaler`): accepted and
 /// ignored. Kept as written up to [`MAX_PRESERVED_DEPTH`]; anything deeper is dropped while
 /// reading (never failing) and `too_deep` makes the spec invalid.

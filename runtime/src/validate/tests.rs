@@ -341,6 +341,30 @@ fn env_and_preserved_fields() {
 }
 
 #[test]
+fn allowed_outbound_hosts_are_patterns() {
+    let mut s = spec("wasm", "");
+    s.allowed_outbound_hosts = StringList::List(vec![
+        "https://api.example.com".into(),
+        "http://*.svc:8080".into(),
+    ]);
+    assert_eq!(errors(&s, Origin::Cluster), Vec::<String>::new());
+    s.allowed_outbound_hosts =
+        StringList::List(vec!["https://ok.example.com".into(), "example.com".into()]);
+    let e = refused(&s, "spec.allowedOutboundHosts");
+    assert!(
+        e.contains("[1] \"example.com\" must be scheme://host"),
+        "{e}"
+    );
+    // As read from a stored object that is not a list: refused, never a failed read.
+    let read: FunctionSpec =
+        serde_json::from_value(serde_json::json!({"runtime": "wasm", "allowedOutboundHosts": 7}))
+            .unwrap();
+    assert!(refused(&read, "spec.allowedOutboundHosts").contains("list of strings"));
+    s.allowed_outbound_hosts = StringList::List(vec!["http://a".into(); MAX_OUTBOUND_HOSTS + 1]);
+    assert!(refused(&s, "spec.allowedOutboundHosts").contains("at most 64"));
+}
+
+#[test]
 fn every_problem_is_reported_at_once() {
     let mut s = spec("cobol", "../x.y");
     s.timeout = Some(IntOrString::Int(-1));
