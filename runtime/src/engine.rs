@@ -163,6 +163,26 @@ pub fn precompile(engine: &Engine, wasm: &[u8]) -> Result<Vec<u8>, EngineError> 
     .map_err(EngineError::Compile)
 }
 
+/// Loads a precompiled artifact from bytes the caller has checked against its digest.
+pub fn load_precompiled_bytes(engine: &Engine, bytes: &[u8]) -> Result<Compiled, EngineError> {
+    let err = |source| EngineError::Load {
+        path: "(verified bytes)".into(),
+        source,
+    };
+    // SAFETY: the caller verified `bytes` against the digest the controller recorded for what
+    // its `precompile` wrote, and wasmtime checks that the engine configuration matches.
+    unsafe {
+        match Engine::detect_precompiled(bytes) {
+            Some(Precompiled::Module) => Module::deserialize(engine, bytes).map(Compiled::Module),
+            Some(Precompiled::Component) => {
+                Component::deserialize(engine, bytes).map(Compiled::Component)
+            }
+            None => Err(wasmtime::format_err!("not a precompiled wasmtime artifact")),
+        }
+    }
+    .map_err(err)
+}
+
 /// Maps a precompiled artifact written by [`precompile`] into memory (no compilation).
 pub fn load_precompiled(engine: &Engine, path: &Path) -> Result<Compiled, EngineError> {
     let err = |source| EngineError::Load {

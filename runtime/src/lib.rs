@@ -16,6 +16,7 @@ pub mod abi;
 pub mod admission;
 pub mod compile_cache;
 pub mod config;
+pub mod digest;
 pub mod engine;
 pub mod files;
 pub mod function;

@@ -1,0 +1,86 @@
+//! Content digests as they name artifacts: `sha256:<64 lowercase hex>`. A digest read from a
+//! Function's status is checked here before it names a file or a URL, so no status can point
+//! outside the cache (`sha256:../../x`).
+
+use std::fmt;
+
+use sha2::{Digest as _, Sha256};
+use thiserror::Error;
+
+/// A well-formed `sha256:<64 lowercase hex>` digest.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Sha256Digest(String);
+
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[error("{0:?} is not a digest: sha256:<64 lowercase hex digits>")]
+pub struct BadDigest(pub String);
+
+impl Sha256Digest {
+    pub fn parse(text: &str) -> Result<Self, BadDigest> {
+        let ok = text.strip_prefix("sha256:").is_some_and(|hex| {
+            hex.len() == 64
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        });
+        if ok {
+            Ok(Self(text.to_string()))
+        } else {
+            // Shown in logs: keep a hostile value short.
+            Err(BadDigest(text.chars().take(100).collect()))
+        }
+    }
+
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(format!("sha256:{}", hex::encode(Sha256::digest(bytes))))
+    }
+
+    /// Whether `bytes` are what this digest names.
+    pub fn matches(&self, bytes: &[u8]) -> bool {
+        Self::of(bytes) == *self
+    }
+
+    /// A file name for what it names: `sha256-<hex>`.
+    pub fn file_name(&self) -> String {
+        self.0.replace(':', "-")
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sha256_lowercase_hex_is_a_digest() {
+        let good = Sha256Digest::of(b"x");
+        assert_eq!(Sha256Digest::parse(good.as_str()), Ok(good.clone()));
+        assert!(good.matches(b"x") && !good.matches(b"y"));
+        assert_eq!(
+            good.file_name(),
+            good.as_str().replace("sha256:", "sha256-")
+        );
+        for bad in [
+            String::new(),
+            "sha256:".into(),
+            format!("sha256:{}", "A".repeat(64)),
+            format!("sha256:{}", "a".repeat(63)),
+            format!("sha256:{}/", "a".repeat(64)),
+            format!("sha512:{}", "a".repeat(64)),
+            "sha256:../../../etc/passwd".into(),
+            format!("sha256:{}/../../x", "a".repeat(55)),
+        ] {
+            assert!(Sha256Digest::parse(&bad).is_err(), "{bad}");
+        }
+    }
+}
