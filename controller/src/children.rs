@@ -117,6 +117,20 @@ fn child_meta(function: &Function, name: String, extra: &[(&str, &str)]) -> Obje
     }
 }
 
+/// Whether `meta` is of an object the Function controls (an ownerReference to its uid with
+/// `controller: true`). A Service of the Function's name that is not is someone else's: the
+/// controller never adopts it (it would take over its traffic, and deleting the Function would
+/// delete it).
+pub fn controlled_by(meta: &ObjectMeta, function: &Function) -> bool {
+    let Some(uid) = function.metadata.uid.as_deref() else {
+        return false;
+    };
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|r| r.uid == uid && r.controller == Some(true))
+}
+
 /// The Service a Function owns.
 pub fn service(function: &Function, config: &ChildConfig, by: EndpointsBy) -> Service {
     Service {
@@ -342,6 +356,16 @@ mod tests {
         let svc = service(&f, &config, EndpointsBy::Selector);
         assert_eq!(svc.metadata.name.as_deref(), Some("hello-world"));
         owned_by_the_function(&svc.metadata);
+        assert!(controlled_by(&svc.metadata, &f));
+        // Someone else's Service of the same name: not ours, owned by another object or by none.
+        let mut foreign = svc.metadata.clone();
+        foreign
+            .owner_references
+            .iter_mut()
+            .flatten()
+            .for_each(|r| r.uid = "uid-2".into());
+        assert!(!controlled_by(&foreign, &f));
+        assert!(!controlled_by(&ObjectMeta::default(), &f));
         let spec = svc.spec.unwrap();
         assert_eq!(
             spec.selector.unwrap()["app.kubernetes.io/name"],

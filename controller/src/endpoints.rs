@@ -18,6 +18,10 @@ use wasmless_runtime::function::Function;
 
 use crate::children::{self, ChildConfig, Host};
 
+/// kube-controller-manager's EndpointSlice controller, which wrote the Service's slices while it
+/// had a selector (`endpointslice.kubernetes.io/managed-by`).
+const KUBERNETES_SLICES: &str = "endpointslice-controller.k8s.io";
+
 #[derive(Debug, Error)]
 pub enum Error {
     #[error("Kubernetes API: {0}")]
@@ -128,7 +132,14 @@ impl Hosts {
         }
         let existing = slices
             .list(
-                &ListParams::default().labels(&format!("{}={name}", children::SERVICE_NAME_LABEL)),
+                // Ours, and those Kubernetes made while the Service had a selector; another
+                // manager's slices are its own business.
+                &ListParams::default().labels(&format!(
+                    "{}={name},{} in ({},{KUBERNETES_SLICES})",
+                    children::SERVICE_NAME_LABEL,
+                    children::SLICE_MANAGED_BY.0,
+                    children::SLICE_MANAGED_BY.1
+                )),
             )
             .await?;
         for stale in existing

@@ -133,29 +133,43 @@ async fn reconcile(function: Arc<Function>, term: Arc<Term>) -> Result<Action, E
     let params = PatchParams::apply(MANAGER).force();
     let checked = validate::function(&function, Origin::Cluster);
 
+    let previous = function.status.clone().unwrap_or_default();
+    let api = Api::<Function>::namespaced(ctx.client.clone(), &namespace);
+
     // A Service is named after the function: none for a name the API server would refuse.
     if !checked.as_ref().is_err_and(Invalid::names_unusable) {
+        let services = Api::<Service>::namespaced(ctx.client.clone(), &namespace);
+        if let Some(existing) = services.get_opt(&name).await?
+            && !children::controlled_by(&existing.metadata, &function)
+        {
+            conflict(ctx, &function, &api, &previous).await?;
+            // The Service is not watched (not ours): look again for when it is gone.
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+        // Endpoints before the Service: kube-proxy then writes a new Service's rules with its
+        // endpoints in one sync; in the other order the Service's first sync has none, and the
+        // next comes up to --iptables-min-sync-period (1 s by default) later.
+        let endpoints = term.hosts.apply(&ctx.client, &function, &params).await?;
         let service = children::service(&function, &ctx.children, EndpointsBy::Controller);
-        Api::<Service>::namespaced(ctx.client.clone(), &namespace)
+        services
             .patch(&name, &params, &Patch::Apply(&service))
             .await?;
-        let endpoints = term.hosts.apply(&ctx.client, &function, &params).await?;
-        tracing::debug!(function = %key, hosts = endpoints, "endpoints applied");
+        tracing::debug!(function = %key, hosts = endpoints, "service and endpoints applied");
     }
 
-    let previous = function.status.clone().unwrap_or_default();
     let current = previous.observed_generation == generation;
     let stored = previous
         .artifact
         .as_ref()
         .is_some_and(|a| ctx.pipeline.has(a));
-    let api = Api::<Function>::namespaced(ctx.client.clone(), &namespace);
     if let Err(invalid) = checked {
         refuse(ctx, &function, &api, &previous, &invalid).await?;
         return Ok(Action::requeue(Duration::from_secs(3600)));
     }
+    // A conflict that is gone is no reason to stay Failed.
+    let settled = current && !Failure::ServiceConflict.is_why(&previous);
     let status = match previous.phase {
-        Phase::Failed if current => return Ok(Action::requeue(Duration::from_secs(3600))),
+        Phase::Failed if settled => return Ok(Action::requeue(Duration::from_secs(3600))),
         Phase::Ready | Phase::Loading if current && stored => previous.clone(),
         _ => build(ctx, &function, &api, &previous).await?,
     };
@@ -288,6 +302,42 @@ async fn refuse(
                 .collect(),
         ),
         action: "Validate".into(),
+        secondary: None,
+    };
+    publish(ctx, function, &event).await;
+    Ok(())
+}
+
+/// Records that a Service of the Function's name is someone else's, once per generation.
+async fn conflict(
+    ctx: &Context,
+    function: &Function,
+    api: &Api<Function>,
+    previous: &FunctionStatus,
+) -> Result<(), Error> {
+    let name = function.name_any();
+    let message = format!(
+        "Service {}/{name} exists and is not this Function's: it is left alone, and the \
+         Function is not served at its name until that Service is deleted or the Function renamed",
+        function.namespace().unwrap_or_default()
+    );
+    let status = status::conflict(
+        previous,
+        function.metadata.generation,
+        children::url(function),
+        message.clone(),
+        &status::now(),
+    );
+    if status == *previous {
+        return Ok(());
+    }
+    tracing::warn!(function = %format!("{}/{name}", function.namespace().unwrap_or_default()), "{message}");
+    write_status(api, &name, &status).await?;
+    let event = Event {
+        type_: EventType::Warning,
+        reason: Failure::ServiceConflict.reason().into(),
+        note: Some(message),
+        action: "ApplyService".into(),
         secondary: None,
     };
     publish(ctx, function, &event).await;

@@ -130,6 +130,9 @@ pub enum Failure {
     InvalidSpec,
     /// The build ran and failed.
     BuildFailed,
+    /// A Service of the Function's name exists and is not the Function's: it is left alone and
+    /// the Function is not served at its name.
+    ServiceConflict,
 }
 
 impl Failure {
@@ -137,7 +140,17 @@ impl Failure {
         match self {
             Failure::InvalidSpec => "InvalidSpec",
             Failure::BuildFailed => "BuildFailed",
+            Failure::ServiceConflict => "ServiceConflict",
         }
+    }
+
+    /// Whether `status` failed for this reason.
+    pub fn is_why(self, status: &FunctionStatus) -> bool {
+        status.phase == Phase::Failed
+            && status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Built" && c.reason == self.reason())
     }
 }
 
@@ -156,6 +169,25 @@ pub fn invalid(
         url,
         Failure::InvalidSpec,
         invalid.to_string(),
+        now,
+    )
+}
+
+/// A Service of the Function's name that is someone else's: Failed, nothing built or served at
+/// that name until the Service is gone.
+pub fn conflict(
+    previous: &FunctionStatus,
+    generation: Option<i64>,
+    url: String,
+    message: String,
+    now: &str,
+) -> FunctionStatus {
+    failed(
+        previous,
+        generation,
+        url,
+        Failure::ServiceConflict,
+        message,
         now,
     )
 }

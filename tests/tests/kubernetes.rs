@@ -908,3 +908,85 @@ async fn invalid_functions_fail_alone_before_and_after_restarts() -> anyhow::Res
     assert_eq!(cluster.phase("after"), "Ready");
     Ok(())
 }
+
+/// A Function named like a Service that is not its own never takes it over: the Service keeps
+/// its spec and has no owner, the Function says why it is not served, and deleting the Function
+/// leaves the Service. Once that Service is gone the Function gets its own. Another manager's
+/// EndpointSlice for the Function's Service is left alone.
+#[tokio::test]
+async fn a_service_of_the_same_name_is_never_adopted() -> anyhow::Result<()> {
+    let cluster = Cluster::with_functions().await?;
+    let store = tempfile::tempdir()?;
+    let (_controller, _artifacts) = cluster.controller(store.path(), cluster::HOSTS_NOT_PODS)?;
+    cluster.apply(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: taken, namespace: test}\n\
+         spec: {selector: {app: theirs}, ports: [{port: 80, targetPort: 8000}]}\n",
+    )?;
+    let service = |field: &str| {
+        cluster.kubectl(&[
+            "get",
+            "service",
+            "taken",
+            "-n",
+            "test",
+            "-o",
+            &format!("jsonpath={field}"),
+        ])
+    };
+
+    cluster.apply(&wat_manifest("test", "taken", "not theirs"))?;
+    wait_until(Duration::from_secs(60), || {
+        let failed = built_condition(&cluster, "taken").starts_with("Failed|ServiceConflict|");
+        async move { failed }
+    })
+    .await?;
+    let condition = built_condition(&cluster, "taken");
+    assert!(
+        condition.contains("Service test/taken exists and is not this Function's"),
+        "{condition}"
+    );
+    assert_eq!(service("{.spec.selector.app}")?, "theirs");
+    assert_eq!(service("{.spec.ports[0].port}")?, "80");
+    assert_eq!(service("{.metadata.ownerReferences}")?, "");
+    let events = cluster.kubectl(&[
+        "get",
+        "events",
+        "-n",
+        "test",
+        "--field-selector",
+        "involvedObject.name=taken,reason=ServiceConflict",
+        "-o",
+        "name",
+    ])?;
+    assert!(!events.is_empty(), "a ServiceConflict event");
+
+    // Deleting the Function leaves their Service.
+    cluster.kubectl(&["delete", "fn", "taken", "-n", "test", "--wait=true"])?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(service("{.spec.selector.app}")?, "theirs");
+
+    // Applied again it conflicts again; once their Service is gone (looked at every 30 s) it
+    // gets its own, and a slice of another manager for it stays.
+    cluster.apply(&wat_manifest("test", "taken", "ours now"))?;
+    wait_until(Duration::from_secs(60), || {
+        let failed = built_condition(&cluster, "taken").starts_with("Failed|ServiceConflict|");
+        async move { failed }
+    })
+    .await?;
+    cluster.apply(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\naddressType: IPv4\n\
+         metadata: {name: taken-theirs, namespace: test, labels: \
+         {kubernetes.io/service-name: taken, endpointslice.kubernetes.io/managed-by: someone-else}}\n\
+         endpoints: []\nports: []\n",
+    )?;
+    cluster.kubectl(&["delete", "service", "taken", "-n", "test"])?;
+    wait_until(Duration::from_secs(90), || {
+        let ready = cluster.phase("taken") == "Ready";
+        async move { ready }
+    })
+    .await?;
+    assert_eq!(service("{.metadata.ownerReferences[0].kind}")?, "Function");
+    assert_eq!(service("{.spec.ports[0].port}")?, "8080");
+    cluster.kubectl(&["get", "endpointslice", "taken-theirs", "-n", "test"])?;
+    Ok(())
+}
