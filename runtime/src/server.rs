@@ -11,8 +11,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use http::{StatusCode, Uri, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use prometheus_client::metrics::counter::Counter;
 use serde::Deserialize;
@@ -326,17 +326,15 @@ pub async fn serve_with(
     let local = listener.local_addr()?;
     // Functions may never call back into this process (see `outbound`).
     crate::outbound::record_own_listener(local);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1 only: protocol detection (hyper-util's `auto`) waits for a first byte without any
+    // timeout, so a connection that sends nothing would be held forever.
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        .max_header_size(limits.max_header_bytes)
         .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BYTES))
         .max_headers(limits.max_headers);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -369,9 +367,7 @@ pub async fn serve_with(
             request.extensions_mut().insert(ConnectInfo(remote));
             app.clone().oneshot(request)
         });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {

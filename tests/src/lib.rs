@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 pub mod cli;
 pub mod cluster;
 pub mod examples;
+pub mod hostile;
 pub mod realnode;
 
 /// A binary of this workspace, built by `cargo test` next to the test executables.
