@@ -99,6 +99,7 @@ async fn instantiate(iterations: u32, functions: PathBuf) -> anyhow::Result<()> 
             handler: String::new(),
             limits: Limits::from_spec(&FunctionSpec::default(), 1 << 30)?,
             env: Vec::new(),
+            allowed_outbound_hosts: Vec::new(),
         };
         host.load(def, compiled)?;
     }
