@@ -290,6 +290,14 @@ impl Host {
         };
         let response = match function.prepared.call(call).await {
             Ok(response) => response,
+            // Refused like an admission: not a call of the function.
+            Err(error @ CallError::PoolFull(_)) => {
+                let rejected = Rejected {
+                    reason: Reason::host_concurrency,
+                    message: error.to_string(),
+                };
+                return self.reject(Some(&function.def.key), &rejected);
+            }
             Err(error) => call_error_response(&function.def.key, &error),
         };
         let status = response.status();

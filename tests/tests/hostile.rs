@@ -214,6 +214,27 @@ async fn each_admission_limit_refuses_with_its_status_and_reason() -> anyhow::Re
 }
 
 #[tokio::test]
+async fn a_full_instance_pool_answers_503_not_500() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    write(
+        dir.path(),
+        "slow.yaml",
+        &hog_manifest("test", "slow", "1Mi", 1, 3_000),
+    )?;
+    // Fewer core instances in the pool than admission lets run.
+    let up = Up::start(dir.path(), &["--total-core-instances", "2"]).await?;
+    let r = burst(&up, "slow.test", 4).await;
+    assert_eq!((count(&r, 200), count(&r, 503)), (2, 2), "{r:?}");
+    for (_, retry, body) in r.iter().filter(|r| r.0 == 503) {
+        assert_eq!(retry.as_deref(), Some("1"));
+        assert!(body.contains("instance pool is full"), "{body}");
+    }
+    let m = up.admin_get("/metrics").await?;
+    assert_eq!(rejected(&m, "host_concurrency"), 2.0);
+    Ok(())
+}
+
+#[tokio::test]
 async fn each_connection_and_output_limit_holds() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     write(

@@ -144,11 +144,21 @@ pub enum CallError {
     Trap(wasmtime::Error),
     #[error("function returned a malformed response: {0}")]
     BadResponse(String),
+    #[error("this host's instance pool is full ({0:#}): retry later")]
+    PoolFull(wasmtime::Error),
 }
 
 impl CallError {
     /// Turns a wasmtime error into the most specific explanation the store can give.
     fn from_trap(error: wasmtime::Error, limiter: &MemoryLimiter) -> Self {
+        // Instances, memories or tables of the pool all taken (a Python component holds ~75
+        // core instances): the host is busy, the function did nothing wrong.
+        if error
+            .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+            .is_some()
+        {
+            return CallError::PoolFull(error);
+        }
         if let Some(needed) = limiter.refused {
             return CallError::Memory {
                 needed,
