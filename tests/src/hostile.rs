@@ -88,9 +88,10 @@ spec:
             (br $lines)))
         (i32.store (i32.const 256) (i32.const 512))
         (i32.store (i32.const 260) (i32.const 26))
-        (i32.store (i32.const 264) (i32.const 4096))
-        (i32.store (i32.const 268) (i32.const {stdout}))
-        (drop (call $write (i32.const 1) (i32.const 256) (i32.const 2) (i32.const 300)))))
+        (drop (call $write (i32.const 1) (i32.const 256) (i32.const 1) (i32.const 300)))
+        (i32.store (i32.const 256) (i32.const 4096))
+        (i32.store (i32.const 260) (i32.const {stdout}))
+        (drop (call $write (i32.const 1) (i32.const 256) (i32.const 1) (i32.const 300)))))
 "#
     )
 }

@@ -40,7 +40,9 @@ impl Wagi {
     }
 
     pub(super) async fn call(&self, call: Call) -> Result<Response<Body>, CallError> {
-        let stdout = MemoryOutputPipe::new(call.max_stdout_bytes);
+        // One byte more than allowed, so that a response cut at the limit can be told apart.
+        let max_stdout = call.max_stdout_bytes;
+        let stdout = MemoryOutputPipe::new(max_stdout.saturating_add(1));
         let stderr = MemoryOutputPipe::new(call.max_log_bytes);
         let wasi = WasiCtxBuilder::new()
             .stdin(MemoryInputPipe::new(call.body.clone()))
@@ -78,7 +80,13 @@ impl Wagi {
             },
         }
         drop(store);
-        parse_cgi_response(stdout.contents()).map_err(CallError::BadResponse)
+        let out = stdout.contents();
+        if out.len() > max_stdout {
+            return Err(CallError::BadResponse(format!(
+                "the response is larger than this host's limit of {max_stdout} bytes"
+            )));
+        }
+        parse_cgi_response(out).map_err(CallError::BadResponse)
     }
 }
 
