@@ -29,7 +29,11 @@ pub fn key_from_host(host: &str) -> Option<FunctionKey> {
         _ => false,
     };
     // `127.0.0.1` has four labels and fails above; `10.0` style two-label numbers are no names.
-    let is_dns_label = |l: &str| l.bytes().any(|b| b.is_ascii_alphabetic());
+    // Anything but DNS label characters names no Function (found by tests/tests/fuzz.rs).
+    let is_dns_label = |l: &str| {
+        l.bytes().any(|b| b.is_ascii_alphabetic())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
     (service_suffix && is_dns_label(name) && is_dns_label(namespace))
         .then(|| FunctionKey::new(namespace, name))
 }
@@ -92,6 +96,10 @@ mod tests {
             "a.b.svc.other.local",
             ".test",
             "",
+            "a/fn/.svc",
+            "a:b.c:8080",
+            "a_b.c",
+            "\u{e9}.c",
         ] {
             assert_eq!(key_from_host(host), None, "{host}");
         }

@@ -166,14 +166,14 @@ pub fn parse_cgi_response(out: Bytes) -> Result<Response<Body>, String> {
                 code.parse::<u16>()
                     .ok()
                     .and_then(|c| StatusCode::from_u16(c).ok())
-                    .ok_or_else(|| format!("bad Status header {value:?}"))?,
+                    .ok_or_else(|| format!("bad Status header {:?}", truncate(value)))?,
             );
             continue;
         }
         let name = HeaderName::from_bytes(name.trim().as_bytes())
             .map_err(|_| format!("bad header name {:?}", truncate(name)))?;
-        let value =
-            HeaderValue::from_str(value).map_err(|_| format!("bad value for header {name}"))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| format!("bad value for header {:?}", truncate(name.as_str())))?;
         response.headers_mut().append(name, value);
     }
     let redirect = response.headers().contains_key(header::LOCATION);
@@ -270,5 +270,20 @@ mod tests {
                 .unwrap_err()
                 .contains("bad Status")
         );
+    }
+
+    /// Errors reach logs and clients: a few dozen characters of the output, never all of it
+    /// (found by tests/tests/fuzz.rs).
+    #[test]
+    fn errors_quote_the_output_briefly() {
+        let long = "x".repeat(10_000);
+        for out in [
+            format!("Status: 4.{long}\n\n"),
+            format!("X-{long}: \u{1}\n\n"),
+            format!("{long}\n\n"),
+        ] {
+            let e = parse_cgi_response(Bytes::from(out)).unwrap_err();
+            assert!(e.len() < 200, "{e}");
+        }
     }
 }
