@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The container images of wasmless-host and wasmless-controller (and, with --builder,
-# wasmless-builder: the controller with the source runtimes' toolchains), as OCI archives.
+# wasmless-builder: the builder with the source runtimes' toolchains), as OCI archives.
 #   ./scripts/images.sh [--profile release|debug] [--skip-build] [--out DIR] [--force] [--builder]
 #
 # Each image is assembled from scratch with Debian's buildah (installed when missing), in a
@@ -16,7 +16,7 @@
 # lld-16, wasi-libc, libclang-rt-16-dev-wasm32, nodejs, npm, python3, python3-venv; no
 # recommends, docs, man pages or locales), Go from the Go module proxy
 # (golang.org/toolchain@v0.0.1-<GO_TOOLCHAIN>.<os>-<arch>) as /usr/local/go, and the same
-# wasmless-controller binary. Its toolchains are installed by the binary itself: it builds the
+# wasmless-builder binary. Its toolchains are installed by the builder itself: it builds the
 # first example of functions/{c,go,nodejs,python}/functions.yaml in a chroot, online, so that
 # componentize-py (PyPI), componentize-js and esbuild (npm, the builder's lockfile) and Go's
 # standard library for wasip1 land in /opt/wasmless, read-only at run time ($WASMLESS_CACHE,
@@ -115,7 +115,7 @@ BUILDER_PACKAGES=(mawk ca-certificates clang-16 lld-16 wasi-libc libclang-rt-16-
 # needs 1.21).
 GO_TOOLCHAIN=go1.26.8
 # The runtimes whose toolchains the image carries (rust: bookworm's rustc 1.63 predates edition
-# 2024, which the glue crate controller/src/builders/rust/wasmless uses, and wasm32-wasip1).
+# 2024, which the glue crate builder/src/builders/rust/wasmless uses, and wasm32-wasip1).
 BUILDER_RUNTIMES=(c go nodejs python)
 # Pre-installed toolchains, read-only, under no path the chart mounts over: Python's venv and
 # WIT under $WASMLESS_CACHE/toolchains/python, Node's packages and WIT in
@@ -135,6 +135,10 @@ BUILDER_ENV=(
   TMPDIR=/tmp
 )
 BUILDER_CACHE=$CACHE/builder
+# where wasmless-controller lives in the builder's root filesystem while it checks the builds
+WARM_BIN=/opt/wasmless-warm
+# The builders: their build scripts and lockfiles pin what the toolchains install.
+BUILDERS_DIR=builder/src/builders
 
 # image IMAGE: sets BIN (the binary, the entrypoint), PKG (its package), BASE (scratch: the
 # binary and its libraries; debian: the builder's root filesystem), PORTS, DIRS (owned by
@@ -147,17 +151,18 @@ image() {
       DIRS=/var/cache/wasmless ENVS=("$path_env") ;;
     wasmless-controller) BIN=wasmless-controller PKG=wasmless-controller BASE=scratch PORTS=8090
       DIRS=/var/lib/wasmless ENVS=("$path_env" WASMLESS_STORE=/var/lib/wasmless) ;;
-    wasmless-builder) BIN=wasmless-controller PKG=wasmless-controller BASE=debian PORTS=8090
-      DIRS=/var/lib/wasmless ENVS=(WASMLESS_STORE=/var/lib/wasmless "${BUILDER_ENV[@]}")
-      DESC="wasmless-controller with the toolchains of its $(IFS=,; echo "${BUILDER_RUNTIMES[*]}" | sed 's/,/, /g') runtimes (Debian $DEBIAN_SUITE, Go ${GO_TOOLCHAIN#go})"
-      CREATED_BY="scripts/images.sh: Debian $DEBIAN_SUITE (mmdebstrap), Go $GO_TOOLCHAIN, wasmless-controller, the builders' toolchains" ;;
+    wasmless-builder) BIN=wasmless-builder PKG=wasmless-builder BASE=debian PORTS=8091
+      DIRS=/var/lib/wasmless-builder ENVS=(WASMLESS_BUILDER_STATE=/var/lib/wasmless-builder "${BUILDER_ENV[@]}")
+      DESC="wasmless-builder with the toolchains of its $(IFS=,; echo "${BUILDER_RUNTIMES[*]}" | sed 's/,/, /g') runtimes (Debian $DEBIAN_SUITE, Go ${GO_TOOLCHAIN#go})"
+      CREATED_BY="scripts/images.sh: Debian $DEBIAN_SUITE (mmdebstrap), Go $GO_TOOLCHAIN, wasmless-builder, the builders' toolchains" ;;
     *) die "unknown image $1" ;;
   esac
 }
-# the binaries (each slim image is named after its binary; the builder's is wasmless-controller)
+# the binaries (each image is named after its binary); the builder image's toolchains are
+# installed through `wasmless-controller build`, which runs the builder as `wasmless up` does
 BINARIES=(wasmless-host wasmless-controller)
 IMAGES=("${BINARIES[@]}")
-[ "$BUILDER" = 0 ] || IMAGES+=(wasmless-builder)
+[ "$BUILDER" = 0 ] || { IMAGES+=(wasmless-builder); BINARIES+=(wasmless-builder); }
 
 # ---------------------------------------------------------------------------------------- build
 PROFILE_DIR=$PROFILE
@@ -319,7 +324,8 @@ builder_run() {
   local ns=(--mount --propagation private --fork) env=("${BUILDER_ENV[@]}") user=""
   if [ "$mode" = online ]; then
     env+=(HOME=/tmp/warm/home TMPDIR=/tmp/warm/tmp CARGO_HOME=/tmp/warm/cargo
-      npm_config_cache=/tmp/warm/npm PIP_CACHE_DIR=/tmp/warm/pip)
+      npm_config_cache=/tmp/warm/npm PIP_CACHE_DIR=/tmp/warm/pip
+      WASMLESS_BUILDER_STATE=/tmp/warm/state)
     # the machine's certificate authorities (stand in for the image's while it installs: a
     # TLS-inspecting proxy this machine trusts), and its proxy settings
     local ca=/etc/ssl/certs/ca-certificates.crt v
@@ -329,6 +335,7 @@ builder_run() {
     done
   else
     ns+=(--net) user=--userspec=$NONROOT:$NONROOT
+    env+=(WASMLESS_BUILDER_STATE=/tmp/state)
   fi
   nice -n 10 unshare "${ns[@]}" bash -euo pipefail -c '
     root=$1 mode=$2 examples=$3 caches=$4 user=$5; shift 5
@@ -352,8 +359,8 @@ builder_run() {
   ' _ "$root" "$mode" "$WORK/examples" "$BUILDER_CACHE" "$user" "${env[@]}" "$@"
 }
 
-# script_var RUNTIME NAME: a variable's value in controller/src/builders/RUNTIME/build.sh
-script_var() { sed -n "s/^$2=//p" "controller/src/builders/$1/build.sh"; }
+# script_var RUNTIME NAME: a variable's value in $BUILDERS_DIR/RUNTIME/build.sh
+script_var() { sed -n "s/^$2=//p" "$BUILDERS_DIR/$1/build.sh"; }
 
 # wit_dir CRATE: the WIT directory of CRATE in the cargo registry
 wit_dir() { ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$1"/wit 2>/dev/null | head -n 1; }
@@ -364,7 +371,7 @@ wit_dir() { ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$1"/wit 2>/dev/n
 # (the oxc-parser, oxc-minify, rolldown and jco-node-fs bindings), and componentize-js fails
 # without them ("Cannot find module '@oxc-parser/binding-linux-x64-gnu'"); on 18 they work.
 node_toolchain() {
-  local root=$1 tc=$BUILDER_TOOLCHAINS/toolchains/nodejs src=controller/src/builders/nodejs missing stamp
+  local root=$1 tc=$BUILDER_TOOLCHAINS/toolchains/nodejs src=$BUILDERS_DIR/nodejs missing stamp
   stamp=.installed-componentize-js-$(script_var nodejs COMPONENTIZE_JS_VERSION)-esbuild-$(script_var nodejs ESBUILD_VERSION)-preview2-shim-$(script_var nodejs PREVIEW2_SHIM_VERSION)-$(cat "$src/toolchain.package.json" "$src/toolchain.package-lock.json" | sha256sum | cut -c1-12)
   mkdir -p "$root$tc"
   cp "$src/toolchain.package.json" "$root$tc/package.json"
@@ -438,11 +445,15 @@ builder_toolchains() {
   whole_seconds "$root"
   : >"$root/etc/resolv.conf"
   mkdir -p "$BUILDER_CACHE/logs"
+  # `wasmless-controller build` drives the image's wasmless-builder (on PATH) for the checks
+  # below, from a directory removed before the layer is made.
+  mkdir -p "$root$WARM_BIN"
+  cp "$CARGO_TARGET_DIR/$PROFILE_DIR/wasmless-controller" "$root$WARM_BIN/"
   for rt in "${BUILDER_RUNTIMES[@]}"; do
     t=$EPOCHREALTIME
     out=$BUILDER_CACHE/logs/$rt-online.log
     [ "$rt" != nodejs ] || node_toolchain "$root"
-    builder_run "$root" online /usr/local/bin/wasmless-controller build \
+    builder_run "$root" online "$WARM_BIN/wasmless-controller" build \
       -f "/mnt/$rt-1.yaml" --store /tmp/warm/store >"$out" 2>&1 ||
       { cat "$out" >&2; die "wasmless-builder: the $rt toolchain did not install (above)"; }
     [ "$rt" != nodejs ] || [ -f "$NODE_STAMP" ] ||
@@ -460,11 +471,12 @@ builder_toolchains() {
   for rt in "${BUILDER_RUNTIMES[@]}"; do
     t=$EPOCHREALTIME
     out=$BUILDER_CACHE/logs/$rt-offline.log
-    builder_run "$root" offline /usr/local/bin/wasmless-controller build \
+    builder_run "$root" offline "$WARM_BIN/wasmless-controller" build \
       -f "/mnt/$rt-2.yaml" --store /tmp/store >"$out" 2>&1 ||
       { cat "$out" >&2; die "wasmless-builder: $rt does not build offline as nonroot on a read-only root (above)"; }
     log "wasmless-builder: $rt: $(example "$rt" 2 | sed -n 's/^  name: //p') built offline, as nonroot, read-only root, in $(awk -v a="$t" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
   done
+  rm -rf "${root:?}$WARM_BIN"
 
   local clang node python
   clang=$(chroot "$root" dpkg-query -W -f '${Version}' clang-16)
@@ -474,6 +486,31 @@ builder_toolchains() {
     "dev.wasmless.runtimes=${BUILDER_RUNTIMES[*]}"
     "dev.wasmless.toolchains=clang-16 $clang, $(head -n 1 "$root/usr/local/go/VERSION"), nodejs $node with componentize-js $(script_var nodejs COMPONENTIZE_JS_VERSION), python3 $python with componentize-py $(script_var python COMPONENTIZE_PY_VERSION)"
   )
+}
+
+# toolchains_layer ROOT: the installed toolchains ($BUILDER_TOOLCHAINS) into ROOT, from
+# $BUILDER_CACHE/toolchains when that was installed from the same base and builders (a new
+# binary alone does not install them again: ~8 minutes), else by builder_toolchains, kept there.
+# Sets labels.
+toolchains_layer() {
+  local root=$1 key cached=$BUILDER_CACHE/toolchains
+  key=$({
+    echo "base $BUILDER_BASE_KEY runtimes ${BUILDER_RUNTIMES[*]} env ${BUILDER_ENV[*]}"
+    declare -f builder_toolchains node_toolchain builder_run whole_seconds
+    (cd "$BUILDERS_DIR" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
+  } | sha256sum | cut -d' ' -f1)
+  if [ "$FORCE" = 0 ] && [ -d "$cached" ] && [ "$(cat "$cached.key" 2>/dev/null)" = "$key" ]; then
+    mkdir -p "$root$BUILDER_TOOLCHAINS"
+    cp -a "$cached/." "$root$BUILDER_TOOLCHAINS/"
+    mapfile -t labels <"$cached.labels"
+    log "wasmless-builder: toolchains up to date ($cached; built and checked offline with the builders of then)"
+    return 0
+  fi
+  builder_toolchains "$root"
+  rm -rf "$cached" "$cached.key"
+  cp -a "$root$BUILDER_TOOLCHAINS" "$cached"
+  printf '%s\n' "${labels[@]}" >"$cached.labels"
+  echo "$key" >"$cached.key"
 }
 
 # one_image IMAGE: builds DIR/IMAGE-VERSION.tar unless its stamp says it is up to date
@@ -534,7 +571,7 @@ one_image() {
       die "$bin does not start in its rootfs (chroot $root /usr/local/bin/$bin --help)"
   fi
   local labels=() cfg=()
-  [ "$BASE" = scratch ] || builder_toolchains "$root" # sets labels
+  [ "$BASE" = scratch ] || toolchains_layer "$root" # sets labels
   # One layer: everything root's (the builder's: as Debian installed it), but nonroot's directories.
   local mtime tarflags
   mtime=$(git log -1 --format=%ct)
