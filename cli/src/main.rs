@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build and serve every Function manifest in a directory, reloading on change.
-    Up(up::UpArgs),
+    Up(Box<up::UpArgs>),
     /// Deploy, call and inspect functions, in a cluster or in a local `wasmless up`.
     #[command(visible_alias = "fn")]
     Function(Box<FunctionArgs>),
@@ -82,7 +82,7 @@ fn main() -> std::process::ExitCode {
     wasmless_runtime::init_tracing();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Up(args) => up::run(args),
+        Command::Up(args) => up::run(*args),
         Command::Function(args) => function(*args),
         Command::Completion { shell } => {
             clap_complete::generate(

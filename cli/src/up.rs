@@ -1,5 +1,6 @@
 //! `wasmless up`: the all-in-one local mode. A directory of Function manifests goes through the
-//! controller's pipeline into the runtime's host, in one process, and reloads when files change.
+//! controller's pipeline into the runtime's host, and reloads when files change. Builds run in a
+//! `wasmless-builder` child process (loopback, random port and token), sandboxed as in a cluster.
 //! A broken file, an invalid manifest or a failed build is logged, shown in `/status`, and the
 //! last good version keeps serving. A `url` source is a file inside its manifest's directory.
 //! `wasmless function … --local` deploys more functions through the admin API ([`api`]).
@@ -15,6 +16,8 @@ use anyhow::{Context, bail};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
+use wasmless_builder::Client;
+use wasmless_builder::local::LocalBuilder;
 use wasmless_controller::pipeline::compile_cache_dir;
 use wasmless_controller::{DirStore, Pipeline, manifest};
 use wasmless_runtime::function::{Phase, SourceStatus};
@@ -23,8 +26,12 @@ use wasmless_runtime::{
     FunctionDef, FunctionKey, FunctionManifest, Host, HostArgs, engine, server,
 };
 
+/// The longest a build may take here, waiting for the builder included (its own timeout,
+/// `WASMLESS_BUILD_TIMEOUT`, stops the build before).
+const BUILD_WAIT: Duration = Duration::from_secs(3600);
+
 #[derive(clap::Args)]
-#[command(after_help = wasmless_runtime::LOGGING_HELP)]
+#[command(after_help = after_help())]
 pub struct UpArgs {
     /// Directory of Function manifests (*.yaml, *.yml; several documents per file).
     #[arg(long, default_value = "functions")]
@@ -38,8 +45,21 @@ pub struct UpArgs {
     /// Artifact store directory [default: $XDG_CACHE_HOME/wasmless or ~/.cache/wasmless].
     #[arg(long, env = "WASMLESS_STORE")]
     store: Option<PathBuf>,
+    /// Builder flags passed to the wasmless-builder child, e.g. `--build-timeout 120`,
+    /// `--build-memory 2Gi`, `--build-cpu 300` (see `wasmless-builder --help`); repeatable.
+    #[arg(long = "builder-arg", allow_hyphen_values = true)]
+    builder_args: Vec<String>,
     #[command(flatten)]
     host: HostArgs,
+}
+
+fn after_help() -> String {
+    format!(
+        "{}\n\nBuilds run in a sandboxed wasmless-builder child process (beside this binary, on \
+         PATH, or $WASMLESS_BUILDER_BIN); set its limits with --builder-arg=--build-timeout=120 \
+         and the like, or its environment (WASMLESS_BUILD_TIMEOUT…; wasmless-builder --help).",
+        wasmless_runtime::LOGGING_HELP
+    )
 }
 
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -63,9 +83,13 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     // `up` compiles too: Cranelift's incremental cache lives next to the store.
     config.engine.compile_cache = Some(compile_cache_dir(&store));
     let host = Host::new(config).context("cannot start the WebAssembly host")?;
+    // Lives as long as this function: dropping it stops the builder.
+    let builder = LocalBuilder::spawn(&args.builder_args).context("cannot start the builder")?;
+    let client = Client::new(&builder.url, &builder.token, BUILD_WAIT)?;
     let pipeline = Arc::new(Pipeline::new(
         host.engine().clone(),
         Arc::new(DirStore::new(&store)),
+        Arc::new(client),
     ));
 
     let listeners = server::Listeners::bind(&args.listen, &args.admin).await?;

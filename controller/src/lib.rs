@@ -1,11 +1,10 @@
 //! wasmless's control plane: turning Function manifests into WebAssembly artifacts.
 //!
 //! - [`manifest`]: reading manifests; [`source`]: decoding and checksums;
-//! - [`builders`]: one builder per runtime; [`pipeline`]: the flow every entry point drives;
+//! - [`pipeline`]: the flow every entry point drives (builds go to `wasmless-builder`);
 //! - [`artifacts`]: the content-addressed store.
 
 pub mod artifacts;
-pub mod builders;
 pub mod children;
 pub mod crd;
 pub mod endpoints;

@@ -259,7 +259,12 @@ mod tests {
 
     fn hook(dir: &std::path::Path) -> Arc<Hook> {
         let engine = EngineConfig::default().build().unwrap();
-        let pipeline = Arc::new(Pipeline::new(engine, Arc::new(DirStore::new(dir))));
+        let store = Arc::new(DirStore::new(dir));
+        let pipeline = Arc::new(Pipeline::new(
+            engine,
+            store,
+            Arc::new(crate::pipeline::InProcess),
+        ));
         Hook::new(pipeline, ChildConfig::default())
     }
 

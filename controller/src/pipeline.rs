@@ -1,6 +1,6 @@
-//! The one flow every entry point drives: manifest → decoded source → build → precompile →
-//! artifact store. An identical build (same runtime, source, deps and builder version) is never
-//! repeated.
+//! The one flow every entry point drives: manifest → decoded source → build (by the builder
+//! process, never here) → precompile → artifact store. An identical build (same runtime, source,
+//! deps and builder version) is never repeated.
 
 use std::path::{Path, PathBuf};
 
@@ -14,8 +14,10 @@ use wasmless_runtime::function::{ArtifactRef, Runtime};
 use wasmless_runtime::validate::{self, Invalid, Origin};
 use wasmless_runtime::{FunctionKey, FunctionSpec};
 
+use wasmless_builder::builders;
+use wasmless_builder::{Build, BuildError, Source};
+
 use crate::artifacts::{Object, SharedStore, StoreError};
-use crate::builders::{self, BuildError, Source};
 use crate::source::{self, SourceError};
 
 #[derive(Debug, Error)]
@@ -69,16 +71,19 @@ pub struct Pipeline {
     engine: Engine,
     store: SharedStore,
     engine_hash: String,
+    builder: std::sync::Arc<dyn Build>,
 }
 
 impl Pipeline {
-    /// `engine` must be configured by `wasmless_runtime::EngineConfig`, as hosts' engines are.
-    pub fn new(engine: Engine, store: SharedStore) -> Self {
+    /// `engine` must be configured by `wasmless_runtime::EngineConfig`, as hosts' engines are;
+    /// `builder` is the builder process's client.
+    pub fn new(engine: Engine, store: SharedStore, builder: std::sync::Arc<dyn Build>) -> Self {
         let engine_hash = engine::compatibility_key(&engine);
         Self {
             engine,
             store,
             engine_hash,
+            builder,
         }
     }
 
@@ -113,11 +118,12 @@ impl Pipeline {
             return self.precompiled(key, digest, true);
         }
         let started = std::time::Instant::now();
-        let wasm = plan.builder.build(&Source {
+        let source = Source {
             code: &plan.code,
             handler: &spec.handler,
             deps: &spec.deps,
-        })?;
+        };
+        let wasm = self.builder.build(plan.runtime, &key.namespace, &source)?;
         let digest = source::digest(&wasm);
         self.store.put(Object::Wasm(&digest), &wasm)?;
         self.store
@@ -207,9 +213,9 @@ impl Pipeline {
     }
 }
 
-/// What a build of one spec would do: the builder, the decoded source, the build key.
+/// What a build of one spec would do: the runtime, the decoded source, the build key.
 struct Plan {
-    builder: &'static dyn crate::builders::Builder,
+    runtime: Runtime,
     code: Vec<u8>,
     build_key: String,
 }
@@ -219,11 +225,11 @@ impl Plan {
     /// path reaches a builder with a spec the validator refuses.
     fn new(spec: &FunctionSpec, origin: Origin) -> Result<Self, PipelineError> {
         let runtime = validate::spec(spec, origin)?.runtime;
-        let builder = builders::builder(runtime);
+        let version = builders::builder(runtime).version();
         let code = source::decode(spec, origin)?;
-        let build_key = build_key(runtime, builder.version(), &code, &spec.handler, &spec.deps);
+        let build_key = build_key(runtime, version, &code, &spec.handler, &spec.deps);
         Ok(Self {
-            builder,
+            runtime,
             code,
             build_key,
         })
@@ -252,6 +258,18 @@ pub fn build_key(
     source::digest(&input)
 }
 
+/// Builds WAT in this process: for unit tests of what surrounds a build, never for tenants.
+#[cfg(test)]
+pub(crate) struct InProcess;
+
+#[cfg(test)]
+impl Build for InProcess {
+    fn build(&self, runtime: Runtime, _: &str, source: &Source) -> Result<Vec<u8>, BuildError> {
+        assert_eq!(runtime, Runtime::Wat, "unit tests build WAT only");
+        builders::builder(runtime).build(source)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,7 +288,8 @@ mod tests {
     fn identical_builds_are_not_repeated() {
         let dir = tempfile::tempdir().unwrap();
         let engine = EngineConfig::default().build().unwrap();
-        let pipeline = Pipeline::new(engine.clone(), Arc::new(DirStore::new(dir.path())));
+        let store = Arc::new(DirStore::new(dir.path()));
+        let pipeline = Pipeline::new(engine.clone(), store, Arc::new(InProcess));
         let build =
             |m: FunctionManifest| pipeline.build(&m.key(), &m.spec, Origin::Cluster).unwrap();
         let lookup = |m: FunctionManifest| pipeline.lookup(&m.spec, Origin::Cluster).unwrap();

@@ -16,7 +16,21 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     children: Vec<Child>,
     pub kubeconfig: PathBuf,
+    /// The `wasmless-builder` every controller of this cluster sends builds to (started with
+    /// the first controller), and its URL.
+    builder: std::sync::Mutex<Option<(Process, String)>>,
 }
+
+/// Limits of the suites' builder: generous for real builds, small enough that a runaway one
+/// stops soon.
+pub const BUILDER_LIMITS: &[&str] = &[
+    "--build-timeout",
+    "300",
+    "--build-cpu",
+    "240",
+    "--build-memory",
+    "2Gi",
+];
 
 /// The directory with etcd, kube-apiserver and kube-controller-manager, and with `node` also
 /// the node's binaries, kubectl and helm (`scripts/k8s-binaries.sh`: built once, cached).
@@ -153,6 +167,7 @@ impl Cluster {
             dir,
             children,
             kubeconfig,
+            builder: std::sync::Mutex::new(None),
         };
         wait_until(Duration::from_secs(90), || async {
             cluster
@@ -214,13 +229,62 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// `wasmless-controller` against this cluster (extra flags such as `--mode`); returns the
-    /// process and the base URL of its artifact server.
+    /// The token file the builder and the controllers share.
+    pub fn builder_token_file(&self) -> PathBuf {
+        self.dir.path().join("builder-token")
+    }
+
+    /// The builder's URL, starting it on first use; `check` sees its stderr log.
+    pub fn builder(&self) -> anyhow::Result<String> {
+        let mut builder = self
+            .builder
+            .lock()
+            .map_err(|_| anyhow::anyhow!("builder lock poisoned"))?;
+        if let Some((_, url)) = builder.as_ref() {
+            return Ok(url.clone());
+        }
+        let token = self.builder_token_file();
+        std::fs::write(
+            &token,
+            format!("e2e-builder-token-{}\n", std::process::id()),
+        )?;
+        let mut command = Command::new(binary("wasmless-builder"));
+        command
+            .args(["--listen", "127.0.0.1:0", "--token-file"])
+            .arg(&token)
+            .arg("--state")
+            .arg(self.dir.path().join("builder-state"))
+            .arg("--scratch")
+            .arg(self.dir.path().join("builder-scratch"))
+            .args(BUILDER_LIMITS);
+        let process = Process::spawn(command, "builder")?;
+        let url = format!(
+            "http://{}",
+            process.address("wasmless-builder: builds on ")?
+        );
+        *builder = Some((process, url.clone()));
+        Ok(url)
+    }
+
+    /// Whether the builder's log has `needle`.
+    pub fn builder_log_contains(&self, needle: &str) -> bool {
+        self.builder
+            .lock()
+            .ok()
+            .and_then(|b| b.as_ref().map(|(p, _)| p.log_contains(needle)))
+            .unwrap_or(false)
+    }
+
+    /// `wasmless-controller` against this cluster (extra flags such as `--mode`), sending builds
+    /// to [`Cluster::builder`]; returns the process and the base URL of its artifact server.
     pub fn controller(&self, store: &Path, extra: &[&str]) -> anyhow::Result<(Process, String)> {
+        let builder = self.builder()?;
         let mut command = Command::new(binary("wasmless-controller"));
         command
             .args(["--listen", "127.0.0.1:0", "--store"])
             .arg(store)
+            .args(["--builder-url", &builder, "--builder-token-file"])
+            .arg(self.builder_token_file())
             .args(extra)
             .env("KUBECONFIG", &self.kubeconfig);
         let process = Process::spawn(command, "controller")?;

@@ -202,3 +202,56 @@ pub async fn hello_world_controller(served: &Served) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A C Function `name` in namespace `test` whose source is `prelude` followed by a handler.
+pub fn c_function(name: &str, prelude: &str) -> String {
+    let source = format!(
+        "#include <wasmless.h>\n{prelude}\nint hello(const struct wasmless_event *e, const struct wasmless_context *c, struct wasmless_reply *r) {{ return wasmless_text(r, \"hi\"); }}\n"
+    );
+    let indented: String = source.lines().map(|l| format!("    {l}\n")).collect();
+    format!(
+        "apiVersion: wasmless.dev/v1alpha1\nkind: Function\nmetadata: {{name: {name}, namespace: test}}\nspec:\n  runtime: c\n  handler: f.hello\n  function: |\n{indented}"
+    )
+}
+
+/// C that makes the compiler build an initializer of 8^11 elements: it runs out of any memory
+/// (or time) a build is given.
+pub const C_MEMORY_BOMB: &str = "#define A0 1,1,1,1,1,1,1,1
+#define A1 A0,A0,A0,A0,A0,A0,A0,A0
+#define A2 A1,A1,A1,A1,A1,A1,A1,A1
+#define A3 A2,A2,A2,A2,A2,A2,A2,A2
+#define A4 A3,A3,A3,A3,A3,A3,A3,A3
+#define A5 A4,A4,A4,A4,A4,A4,A4,A4
+#define A6 A5,A5,A5,A5,A5,A5,A5,A5
+#define A7 A6,A6,A6,A6,A6,A6,A6,A6
+#define A8 A7,A7,A7,A7,A7,A7,A7,A7
+#define A9 A8,A8,A8,A8,A8,A8,A8,A8
+#define A10 A9,A9,A9,A9,A9,A9,A9,A9
+static const char big[] = { A10 };";
+
+/// A planted secret: a file outside anything a build may read, and its content.
+pub struct Secret {
+    _dir: tempfile::TempDir,
+    pub path: std::path::PathBuf,
+    pub content: String,
+}
+
+impl Secret {
+    pub fn plant() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("secret.h");
+        let content = format!("wasmless_planted_secret_{}", std::process::id());
+        // Valid C if it were read: the compiler would name it in its error.
+        std::fs::write(&path, format!("int x = {content};\n"))?;
+        Ok(Self {
+            _dir: dir,
+            path,
+            content,
+        })
+    }
+
+    /// The C line that tries to read it.
+    pub fn include(&self) -> String {
+        format!("#include \"{}\"", self.path.display())
+    }
+}

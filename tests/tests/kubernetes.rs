@@ -990,3 +990,33 @@ async fn a_service_of_the_same_name_is_never_adopted() -> anyhow::Result<()> {
     cluster.kubectl(&["get", "endpointslice", "taken-theirs", "-n", "test"])?;
     Ok(())
 }
+
+/// Builds run in the sandboxed builder, never in the controller: a C source including a file
+/// planted beside the controller fails without a trace of it, and a build that fills memory is
+/// stopped by the builder's limit; the status, the Events and both processes' logs carry nothing
+/// of the secret.
+#[tokio::test]
+async fn tenant_builds_reach_nothing_of_the_controller() -> anyhow::Result<()> {
+    use wasmless_e2e::examples::{C_MEMORY_BOMB, Secret, c_function};
+    let cluster = Cluster::with_functions().await?;
+    let store = tempfile::tempdir()?;
+    let secret = Secret::plant()?;
+    let (controller, _) = cluster.controller(store.path(), cluster::HOSTS_NOT_PODS)?;
+    cluster.apply(&c_function("steal", &secret.include()))?;
+    cluster.apply(&c_function("bomb", C_MEMORY_BOMB))?;
+    for name in ["steal", "bomb"] {
+        wait_until(Duration::from_secs(600), || async {
+            cluster.phase(name) == "Failed"
+        })
+        .await?;
+    }
+    let steal = built_condition(&cluster, "steal");
+    assert!(steal.contains("Permission denied"), "{steal}");
+    let bomb = built_condition(&cluster, "bomb");
+    assert!(bomb.contains("memory"), "{bomb}");
+    let everything = cluster.kubectl(&["get", "functions,events", "-n", "test", "-o", "yaml"])?;
+    assert!(!everything.contains(&secret.content));
+    assert!(!controller.log_contains(&secret.content));
+    assert!(!cluster.builder_log_contains(&secret.content));
+    Ok(())
+}

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use wasmless_e2e::{Up, copy_functions, metric, wait_until, wat_manifest};
+use wasmless_e2e::{Up, copy_functions, examples, metric, wait_until, wat_manifest};
 
 #[tokio::test]
 async fn both_abis_answer() -> anyhow::Result<()> {
@@ -580,5 +580,30 @@ async fn invalid_manifests_and_escaping_url_sources_fail_alone() -> anyhow::Resu
     })
     .await?;
     assert_eq!(up.get("good.test", "/").await?, (200, "good".into()));
+    Ok(())
+}
+
+/// Tenant builds run in the sandboxed builder: a C source including a file planted outside its
+/// reach fails without a trace of the file, and a build that fills memory is stopped by the
+/// builder's limit; neither status nor logs carry the secret.
+#[tokio::test]
+async fn builds_reach_nothing_outside_their_sandbox() -> anyhow::Result<()> {
+    let secret = examples::Secret::plant()?;
+    let dir = tempfile::tempdir()?;
+    let steal = examples::c_function("steal", &secret.include());
+    std::fs::write(dir.path().join("steal.yaml"), steal)?;
+    let bomb = examples::c_function("bomb", examples::C_MEMORY_BOMB);
+    std::fs::write(dir.path().join("bomb.yaml"), bomb)?;
+    let up = Up::start(dir.path(), &["--builder-arg=--build-memory=512Mi"]).await?;
+
+    // Ready comes after every first build: both have ended.
+    let (phase, message) = up.phase("test", "steal").await.unwrap_or_default();
+    assert_eq!(phase, "Failed", "{message}");
+    assert!(message.contains("Permission denied"), "{message}");
+    let (phase, message) = up.phase("test", "bomb").await.unwrap_or_default();
+    assert_eq!(phase, "Failed", "{message}");
+    assert!(message.contains("memory"), "{message}");
+    assert!(!up.admin_get("/status").await?.contains(&secret.content));
+    assert!(!up.log_contains(&secret.content));
     Ok(())
 }

@@ -26,6 +26,28 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: controller
 {{- end -}}
 
+{{/* The builder's pods. */}}
+{{- define "wasmless.builder.selectorLabels" -}}
+app.kubernetes.io/name: wasmless-builder
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: builder
+{{- end -}}
+
+{{- define "wasmless.builder.labels" -}}
+{{ include "wasmless.labels" . }}
+{{ include "wasmless.builder.selectorLabels" . }}
+{{- end -}}
+
+{{/* The builder Service's in-cluster URL. */}}
+{{- define "wasmless.builder.url" -}}
+{{- printf "http://%s-builder.%s:8091" (include "wasmless.fullname" .) .Release.Namespace -}}
+{{- end -}}
+
+{{/* Where the controller and the builder read the builder's token. */}}
+{{- define "wasmless.builder.tokenFile" -}}
+/var/run/wasmless-builder/token
+{{- end -}}
+
 {{/* The host pods: exactly what the controller's --host-selector names. */}}
 {{- define "wasmless.host.selectorLabels" -}}
 app.kubernetes.io/name: wasmless-host

@@ -3,7 +3,10 @@
 //! - no subcommand: run, `--mode native` (the default: a kube-runtime controller with leader
 //!   election) or `--mode metacontroller` (the sync/finalize webhook; no API access of its own).
 //!   Both serve the artifact store that hosts fetch from on `--listen`.
-//! - `crd`: print the Function CRD. `build -f FILE`: build manifests into a store.
+//! - `crd`: print the Function CRD. `build -f FILE`: build manifests into a store (with a
+//!   `wasmless-builder` child process, as `wasmless up` does).
+//!
+//! Builds never run here: they go to `wasmless-builder` (`--builder-url`, `--builder-token-file`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -92,6 +95,37 @@ struct RunArgs {
         default_value = "serving"
     )]
     ready_when: reconcile::ReadyWhen,
+    #[command(flatten)]
+    builder: BuilderArgs,
+}
+
+/// Where builds go.
+#[derive(clap::Args)]
+struct BuilderArgs {
+    /// URL of `wasmless-builder` (in a cluster, its Service).
+    #[arg(long, env = "WASMLESS_BUILDER_URL")]
+    builder_url: Option<String>,
+    /// File holding the builder's bearer token (a mounted Secret).
+    #[arg(long, env = "WASMLESS_BUILDER_TOKEN_FILE")]
+    builder_token_file: Option<PathBuf>,
+    /// How long to wait for one build, queueing at the builder included (seconds).
+    #[arg(long, env = "WASMLESS_BUILDER_TIMEOUT", default_value_t = 1800)]
+    builder_timeout: u64,
+}
+
+impl BuilderArgs {
+    /// The builder's client; inside a Tokio runtime.
+    fn client(&self) -> anyhow::Result<Arc<wasmless_builder::Client>> {
+        let (Some(url), Some(token_file)) = (&self.builder_url, &self.builder_token_file) else {
+            anyhow::bail!(
+                "no builder: pass --builder-url and --builder-token-file (builds never run in the controller)"
+            );
+        };
+        let timeout = std::time::Duration::from_secs(self.builder_timeout);
+        Ok(Arc::new(wasmless_builder::Client::with_token_file(
+            url, token_file, timeout,
+        )?))
+    }
 }
 
 /// Logging, and what the process needs of its environment.
@@ -101,10 +135,8 @@ fn after_help() -> String {
 Environment:
   POD_NAME         this replica's name in the Lease (with the process id) [default:
                    wasmless-controller]
-  XDG_CACHE_HOME   builds keep toolchain caches (Python venv, Node packages, compiled Rust
-                   dependencies) in $WASMLESS_CACHE, else $XDG_CACHE_HOME/wasmless, else
-                   $HOME/.cache/wasmless: one of them must be writable
-  TMPDIR           where each build's scratch directory goes [default: /tmp]; must be writable",
+  WASMLESS_BUILDER_BIN  `build` runs this wasmless-builder [default: the one beside this
+                   binary, else on PATH]",
         wasmless_runtime::LOGGING_HELP
     )
 }
@@ -117,22 +149,42 @@ fn main() -> anyhow::Result<()> {
             print!("{}", wasmless_controller::crd::yaml());
             Ok(())
         }
-        Some(Command::Build { file, store }) => build(&file, store),
+        Some(Command::Build { file, store }) => {
+            tokio::runtime::Runtime::new()?.block_on(build(&file, store))
+        }
         None => tokio::runtime::Runtime::new()?.block_on(run(cli.run)),
     }
 }
 
-fn build(file: &std::path::Path, store: PathBuf) -> anyhow::Result<()> {
+async fn build(file: &std::path::Path, store: PathBuf) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let manifests = manifest::parse(&text).with_context(|| file.display().to_string())?;
-    let pipeline = Pipeline::new(compiling_engine(&store)?, Arc::new(DirStore::new(&store)));
+    let local = wasmless_builder::local::LocalBuilder::spawn(&[])?;
+    let client = wasmless_builder::Client::new(
+        &local.url,
+        &local.token,
+        std::time::Duration::from_secs(3600),
+    )?;
+    let pipeline = Arc::new(Pipeline::new(
+        compiling_engine(&store)?,
+        Arc::new(DirStore::new(&store)),
+        Arc::new(client),
+    ));
     let origin = file.parent().map_or(Origin::Inline, Origin::Dir);
     for m in &manifests {
         validate::manifest(m, origin).with_context(|| format!("function {}", m.key()))?;
-        let artifact = pipeline
-            .build(&m.key(), &m.spec, origin)
-            .with_context(|| format!("function {}", m.key()))?;
+        let (pipeline, m2, dir) = (
+            pipeline.clone(),
+            m.clone(),
+            file.parent().map(|p| p.to_path_buf()),
+        );
+        let artifact = tokio::task::spawn_blocking(move || {
+            let origin = dir.as_deref().map_or(Origin::Inline, Origin::Dir);
+            pipeline.build(&m2.key(), &m2.spec, origin)
+        })
+        .await?
+        .with_context(|| format!("function {}", m.key()))?;
         println!(
             "{}",
             serde_json::json!({ "function": m.key().to_string(), "artifact": artifact })
@@ -181,7 +233,11 @@ fn host_selector(text: &str) -> anyhow::Result<ChildConfig> {
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let children = children(&args)?;
     let store: artifacts::SharedStore = Arc::new(DirStore::new(&args.store));
-    let pipeline = Arc::new(Pipeline::new(compiling_engine(&args.store)?, store.clone()));
+    let pipeline = Arc::new(Pipeline::new(
+        compiling_engine(&args.store)?,
+        store.clone(),
+        args.builder.client()?,
+    ));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {

@@ -1,8 +1,9 @@
 //! `rust`: a function `pub fn foo(event: Event, context: Context) -> Result<T, E>` in
 //! `file.rs` (handler `file.foo`), built with cargo for `wasm32-wasip1` into a WAGI module.
 //! The contract lives in a small crate, `wasmless` (`rust/wasmless/lib.rs`), written once into the
-//! toolchain cache so it and its dependencies compile once; every build shares one target
-//! directory there. `deps` are extra `[dependencies]` lines for Cargo.toml.
+//! tenant's build state so it and its dependencies compile once; a tenant's builds share one
+//! target directory there (never another tenant's). `deps` are extra `[dependencies]` lines for
+//! Cargo.toml.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,11 +30,16 @@ impl Builder for Rust {
         VERSION
     }
 
+    fn needs_registry(&self, _deps: &str) -> bool {
+        // The glue crate's own dependencies come from crates.io on a tenant's first build.
+        true
+    }
+
     fn build(&self, source: &Source) -> Result<Vec<u8>, BuildError> {
         let (file, func) = split_handler(source.handler)?;
         toolchain::identifiers(source.handler, "Rust", &[file, func])?;
         target_installed()?;
-        let cache = toolchain::cache_dir("rust");
+        let cache = toolchain::state_dir("rust");
         let glue = cache.join(VERSION);
         for (name, contents) in GLUE {
             write_if_changed(&glue.join(name), contents)?;
@@ -78,7 +84,7 @@ impl Builder for Rust {
 fn target_installed() -> Result<(), BuildError> {
     let missing = || BuildError::Toolchain {
         tool: format!("Rust's {TARGET} target"),
-        hint: INSTALL,
+        hint: INSTALL.into(),
     };
     let output = Command::new("rustc")
         .args(["--print", "target-libdir", "--target", TARGET])

@@ -15,9 +15,15 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2fs", b - a }'; }
 log() { echo "build.sh: $*" >&2; }
 
+# build.sh --prepare: only (a) and (b), installing the toolchain and WIT when missing.
+PREPARE=0
+if [ "${1:-}" = --prepare ]; then
+  PREPARE=1
+  set -- /dev/null wasmless_prepare.prepare /dev/null
+fi
 [ $# -ge 3 ] && [ $# -le 4 ] || die "usage: build.sh <src-file> <handler> <out.wasm> [requirements.txt]"
 SRC=$1 HANDLER=$2 OUT=$3 REQS=${4:-}
-[ -f "$SRC" ] || die "source file not found: $SRC"
+[ "$PREPARE" = 1 ] || [ -f "$SRC" ] || die "source file not found: $SRC"
 [ -z "$REQS" ] || [ -f "$REQS" ] || die "requirements file not found: $REQS"
 
 # handler "file.func": MOD_NAME is everything before the last dot's function part.
@@ -75,6 +81,7 @@ if ! [ -f "$WIT/deps/http.wit" ]; then
 fi
 grep -q "^package wasi:http@0.2.12;" "$WIT/deps/http.wit" || die "unexpected wasi:http version in $WIT/deps/http.wit"
 log "WIT: $WORLD from $WIT ($(elapsed "$T"))"
+[ "$PREPARE" = 0 ] || exit 0
 
 BUILD=$(mktemp -d "${TMPDIR:-/tmp}/wasmless-py-build.XXXXXX")
 trap 'rm -rf "$BUILD"' EXIT
@@ -85,7 +92,8 @@ PYPATH_DEPS=()
 if [ -n "$REQS" ] && grep -qvE '^\s*(#|$)' "$REQS"; then
   T=$(now)
   DIGEST=$(sha256sum "$REQS" | cut -c1-32)
-  DEPS=$TOOLS/deps/$DIGEST
+  # The tenant's own directory in the builder; the toolchain is read-only to builds.
+  DEPS=${WASMLESS_DEPS_DIR:-$TOOLS/deps}/$DIGEST
   if ! [ -f "$DEPS/.complete" ]; then
     log "installing requirements from $REQS into $DEPS"
     rm -rf "$DEPS" "$DEPS.tmp.$$"
@@ -128,7 +136,7 @@ T=$(now)
 mkdir -p "$(dirname "$OUT")"
 OUT_ABS=$(cd "$(dirname "$OUT")" && pwd)/$(basename "$OUT")
 # Keep the build host's environment out of the snapshot: module-level code runs here.
-( cd "$BUILD" && env -i PATH="$PATH" HOME="$HOME" \
+( cd "$BUILD" && env -i PATH="$PATH" HOME="$HOME" TMPDIR="${TMPDIR:-/tmp}" \
     "$CPY" -d "$WIT" -w "$WORLD" componentize -p app "${PYPATH_DEPS[@]}" \
     -o "$OUT_ABS.tmp" wasmless_app ) >"$BUILD/cpy.log" 2>&1 || {
   sed 's/^/  componentize-py: /' "$BUILD/cpy.log" >&2

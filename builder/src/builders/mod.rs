@@ -1,11 +1,12 @@
-//! One builder per runtime, behind one trait: source bytes in, a WebAssembly binary out. The
-//! controller and `wasmless up` use the same builders.
+//! One builder per runtime, behind one trait: source bytes in, a WebAssembly binary out. They
+//! run inside the builder's sandboxed child process ([`crate::sandbox`]); the controller only
+//! reads their versions (part of each build key).
 
 mod c;
 mod go;
 mod rust;
 mod script;
-mod toolchain;
+pub mod toolchain;
 mod wasm;
 mod wat;
 
@@ -26,13 +27,32 @@ pub enum BuildError {
     #[error("{0}")]
     Compile(String),
     #[error("{tool} is not installed: {hint}")]
-    Toolchain { tool: String, hint: &'static str },
+    Toolchain { tool: String, hint: String },
+    /// Stopped by the sandbox's limits (time, CPU, memory, output).
+    #[error("{0}")]
+    Limit(String),
+    /// The builder could not be asked or did not answer (worth retrying).
+    #[error("builder unavailable: {0}")]
+    Unavailable(String),
+    /// The builder failed for a reason of its own (not the source's).
+    #[error("builder error: {0}")]
+    Internal(String),
 }
 
 pub trait Builder: Send + Sync {
     /// Changes whenever the builder's output for the same input may change; part of the build key.
     fn version(&self) -> &'static str;
     fn build(&self, source: &Source) -> Result<Vec<u8>, BuildError>;
+    /// Installs what the builder pins into the shared toolchain directory, if missing. Runs
+    /// with no tenant input, before a tenant's build, in a sandbox where that directory is
+    /// writable (it is read-only to every tenant's build).
+    fn prepare(&self) -> Result<(), BuildError> {
+        Ok(())
+    }
+    /// Whether a build with these `deps` must reach a package registry (TCP port 443).
+    fn needs_registry(&self, _deps: &str) -> bool {
+        false
+    }
 }
 
 /// The builder for a runtime.

@@ -39,6 +39,9 @@ impl Builder for C {
                 "-fuse-ld=lld",
             ])
             .args(["-Wl,--strip-all", "-fno-color-diagnostics", "-I."])
+            // A crashing compiler would write reproducers (the preprocessed source) and a
+            // long report: the message is enough.
+            .arg("-fno-crash-diagnostics")
             .arg(format!("-DWASMLESS_HANDLER={func}"))
             .args(["wasmless_main.c", &user, "-o", "function.wasm"]);
         run(clang, d, INSTALL)?;

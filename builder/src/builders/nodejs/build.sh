@@ -26,12 +26,18 @@ die() { echo "build.sh: error: $*" >&2; exit 1; }
 now_ms() { date +%s%3N; }
 elapsed() { echo "$(( $(now_ms) - $1 )) ms"; }
 
-[ $# -ge 3 ] && [ $# -le 4 ] || die "usage: build.sh <src-file> <handler> <out.wasm> [package.json]"
-SRC=$1 HANDLER=$2 OUT=$3 PKG=${4:-}
-[ -f "$SRC" ] || die "source file not found: $SRC"
-[ -z "$PKG" ] || [ -f "$PKG" ] || die "package.json not found: $PKG"
-FUNC=${HANDLER##*.}
-[[ "$FUNC" =~ ^[A-Za-z_$][A-Za-z0-9_$]*$ ]] || die "handler '$HANDLER' must look like file.func (got function name '$FUNC')"
+# build.sh --prepare: only steps 1-2 (install the toolchain and WIT when missing), no function.
+PREPARE=0
+if [ "${1:-}" = --prepare ]; then
+  PREPARE=1
+else
+  [ $# -ge 3 ] && [ $# -le 4 ] || die "usage: build.sh <src-file> <handler> <out.wasm> [package.json]"
+  SRC=$1 HANDLER=$2 OUT=$3 PKG=${4:-}
+  [ -f "$SRC" ] || die "source file not found: $SRC"
+  [ -z "$PKG" ] || [ -f "$PKG" ] || die "package.json not found: $PKG"
+  FUNC=${HANDLER##*.}
+  [[ "$FUNC" =~ ^[A-Za-z_$][A-Za-z0-9_$]*$ ]] || die "handler '$HANDLER' must look like file.func (got function name '$FUNC')"
+fi
 command -v node >/dev/null || die "node not found on PATH"
 NPM=${NPM:-npm}
 command -v "$NPM" >/dev/null || die "npm not found on PATH"
@@ -39,8 +45,10 @@ command -v "$NPM" >/dev/null || die "npm not found on PATH"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 GLUE=$HERE/glue.js
 [ -f "$GLUE" ] || die "glue.js missing next to build.sh ($GLUE)"
-TC=${WASMLESS_NODE_TOOLCHAIN:-$HOME/.cache/wasmless/toolchains/nodejs}
-mkdir -p "$TC"
+TC=${WASMLESS_NODE_TOOLCHAIN:-${WASMLESS_CACHE:-$HOME/.cache/wasmless}/toolchains/nodejs}
+# Where a build's dependencies are installed: the tenant's own directory in the builder.
+DEPS_ROOT=${WASMLESS_DEPS_DIR:-$TC/deps}
+[ -d "$TC" ] || mkdir -p "$TC"
 T_ALL=$(now_ms)
 
 # ---- 1. toolchain (once; serialised with flock) --------------------------------
@@ -49,8 +57,8 @@ T_ALL=$(now_ms)
 T=$(now_ms)
 LOCKSUM=$(cat "$HERE/toolchain.package.json" "$HERE/toolchain.package-lock.json" 2>/dev/null | sha256sum | cut -c1-12)
 STAMP=$TC/.installed-componentize-js-$COMPONENTIZE_JS_VERSION-esbuild-$ESBUILD_VERSION-preview2-shim-$PREVIEW2_SHIM_VERSION-$LOCKSUM
-exec 9>"$TC/.lock"
-flock 9
+# Locked only to install: builds see the toolchain read-only.
+[ -f "$STAMP" ] || { exec 9>"$TC/.lock"; flock 9; }
 if [ ! -f "$STAMP" ]; then
   echo "build.sh: installing @bytecodealliance/componentize-js@$COMPONENTIZE_JS_VERSION esbuild@$ESBUILD_VERSION @bytecodealliance/preview2-shim@$PREVIEW2_SHIM_VERSION into $TC" >&2
   rm -f "$TC"/.installed-*
@@ -102,8 +110,9 @@ world function {
 EOF
   rm -rf "$WIT" && mv "$WIT.tmp" "$WIT"
 fi
-flock -u 9
+{ true >&9; } 2>/dev/null && flock -u 9
 echo "build.sh: toolchain+WIT ready in $(elapsed "$T")" >&2
+[ "$PREPARE" = 0 ] || exit 0
 
 # ---- 3. build dir, user source, dependencies ------------------------------------
 BUILD=$(mktemp -d "${TMPDIR:-/tmp}/wasmless-nodejs.XXXXXX")
@@ -118,8 +127,9 @@ if [ -n "$PKG" ]; then
   node -e 'const p=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); if(p.dependencies!==undefined && (typeof p.dependencies!=="object"||Array.isArray(p.dependencies))) process.exit(2)' "$PKG" \
     || die "$PKG is not valid JSON or its \"dependencies\" is not an object"
   KEY=$(sha256sum "$PKG" | cut -c1-16)
-  DEPS=$TC/deps/$KEY
-  exec 8>"$TC/.deps-$KEY.lock"; flock 8
+  DEPS=$DEPS_ROOT/$KEY
+  mkdir -p "$DEPS_ROOT"
+  exec 8>"$DEPS_ROOT/.deps-$KEY.lock"; flock 8
   if [ ! -f "$DEPS/.ok" ]; then
     rm -rf "$DEPS" && mkdir -p "$DEPS" && cp "$PKG" "$DEPS/package.json"
     echo "build.sh: npm install dependencies of $PKG" >&2

@@ -1,8 +1,8 @@
 //! Builders whose toolchain is driven by a script shipped in the binary (`nodejs/build.sh`,
 //! `python/build.sh`):
 //! the script and its files are written to a scratch directory with the user's source, and run
-//! as `build.sh <src> <handler> <out.wasm> [deps file]`. The script installs its pinned toolchain
-//! once into `~/.cache/wasmless/toolchains/`.
+//! as `build.sh <src> <handler> <out.wasm> [deps file]`. `build.sh --prepare` installs its pinned
+//! toolchain once into `~/.cache/wasmless/toolchains/` (read-only to tenants' builds).
 
 use std::process::Command;
 
@@ -10,6 +10,8 @@ use super::toolchain::{self, run, split_handler};
 use super::{BuildError, Builder, Source};
 
 pub struct Script {
+    /// The runtime's name: its directory in a tenant's build state.
+    pub runtime: &'static str,
     pub version: &'static str,
     /// Files written next to `build.sh` (and `build.sh` itself).
     pub files: &'static [(&'static str, &'static str)],
@@ -23,6 +25,21 @@ pub struct Script {
 impl Builder for Script {
     fn version(&self) -> &'static str {
         self.version
+    }
+
+    fn prepare(&self) -> Result<(), BuildError> {
+        let dir = toolchain::workdir()?;
+        let d = dir.path();
+        for (name, contents) in self.files {
+            toolchain::write(&d.join(name), contents.as_bytes())?;
+        }
+        let mut command = Command::new("bash");
+        command.arg(d.join("build.sh")).arg("--prepare");
+        run(command, d, self.install)
+    }
+
+    fn needs_registry(&self, deps: &str) -> bool {
+        !deps.trim().is_empty()
     }
 
     fn build(&self, source: &Source) -> Result<Vec<u8>, BuildError> {
@@ -45,12 +62,18 @@ impl Builder for Script {
             toolchain::write(&deps, source.deps.as_bytes())?;
             command.arg(deps);
         }
+        // A tenant's dependencies are installed into its own state, never the shared toolchain.
+        command.env(
+            "WASMLESS_DEPS_DIR",
+            toolchain::state_dir(self.runtime).join("deps"),
+        );
         run(command, d, self.install)?;
         toolchain::read(&d.join("function.wasm"))
     }
 }
 
 pub const NODEJS: Script = Script {
+    runtime: "nodejs",
     version: "nodejs-1",
     files: &[
         ("build.sh", include_str!("nodejs/build.sh")),
@@ -70,6 +93,7 @@ pub const NODEJS: Script = Script {
 };
 
 pub const PYTHON: Script = Script {
+    runtime: "python",
     version: "python-1",
     files: &[
         ("build.sh", include_str!("python/build.sh")),
