@@ -137,6 +137,8 @@ BUILDER_ENV=(
 BUILDER_CACHE=$CACHE/builder
 # where wasmless-controller lives in the builder's root filesystem while it checks the builds
 WARM_BIN=/opt/wasmless-warm
+# The builders: their build scripts and lockfiles pin what the toolchains install.
+BUILDERS_DIR=builder/src/builders
 
 # image IMAGE: sets BIN (the binary, the entrypoint), PKG (its package), BASE (scratch: the
 # binary and its libraries; debian: the builder's root filesystem), PORTS, DIRS (owned by
@@ -357,8 +359,8 @@ builder_run() {
   ' _ "$root" "$mode" "$WORK/examples" "$BUILDER_CACHE" "$user" "${env[@]}" "$@"
 }
 
-# script_var RUNTIME NAME: a variable's value in builder/src/builders/RUNTIME/build.sh
-script_var() { sed -n "s/^$2=//p" "builder/src/builders/$1/build.sh"; }
+# script_var RUNTIME NAME: a variable's value in $BUILDERS_DIR/RUNTIME/build.sh
+script_var() { sed -n "s/^$2=//p" "$BUILDERS_DIR/$1/build.sh"; }
 
 # wit_dir CRATE: the WIT directory of CRATE in the cargo registry
 wit_dir() { ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$1"/wit 2>/dev/null | head -n 1; }
@@ -369,7 +371,7 @@ wit_dir() { ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$1"/wit 2>/dev/n
 # (the oxc-parser, oxc-minify, rolldown and jco-node-fs bindings), and componentize-js fails
 # without them ("Cannot find module '@oxc-parser/binding-linux-x64-gnu'"); on 18 they work.
 node_toolchain() {
-  local root=$1 tc=$BUILDER_TOOLCHAINS/toolchains/nodejs src=builder/src/builders/nodejs missing stamp
+  local root=$1 tc=$BUILDER_TOOLCHAINS/toolchains/nodejs src=$BUILDERS_DIR/nodejs missing stamp
   stamp=.installed-componentize-js-$(script_var nodejs COMPONENTIZE_JS_VERSION)-esbuild-$(script_var nodejs ESBUILD_VERSION)-preview2-shim-$(script_var nodejs PREVIEW2_SHIM_VERSION)-$(cat "$src/toolchain.package.json" "$src/toolchain.package-lock.json" | sha256sum | cut -c1-12)
   mkdir -p "$root$tc"
   cp "$src/toolchain.package.json" "$root$tc/package.json"
@@ -486,6 +488,31 @@ builder_toolchains() {
   )
 }
 
+# toolchains_layer ROOT: the installed toolchains ($BUILDER_TOOLCHAINS) into ROOT, from
+# $BUILDER_CACHE/toolchains when that was installed from the same base and builders (a new
+# binary alone does not install them again: ~8 minutes), else by builder_toolchains, kept there.
+# Sets labels.
+toolchains_layer() {
+  local root=$1 key cached=$BUILDER_CACHE/toolchains
+  key=$({
+    echo "base $BUILDER_BASE_KEY runtimes ${BUILDER_RUNTIMES[*]} env ${BUILDER_ENV[*]}"
+    declare -f builder_toolchains node_toolchain builder_run whole_seconds
+    (cd "$BUILDERS_DIR" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
+  } | sha256sum | cut -d' ' -f1)
+  if [ "$FORCE" = 0 ] && [ -d "$cached" ] && [ "$(cat "$cached.key" 2>/dev/null)" = "$key" ]; then
+    mkdir -p "$root$BUILDER_TOOLCHAINS"
+    cp -a "$cached/." "$root$BUILDER_TOOLCHAINS/"
+    mapfile -t labels <"$cached.labels"
+    log "wasmless-builder: toolchains up to date ($cached; built and checked offline with the builders of then)"
+    return 0
+  fi
+  builder_toolchains "$root"
+  rm -rf "$cached" "$cached.key"
+  cp -a "$root$BUILDER_TOOLCHAINS" "$cached"
+  printf '%s\n' "${labels[@]}" >"$cached.labels"
+  echo "$key" >"$cached.key"
+}
+
 # one_image IMAGE: builds DIR/IMAGE-VERSION.tar unless its stamp says it is up to date
 one_image() {
   local name=$1 archive=$OUT/$1-$VERSION.tar
@@ -544,7 +571,7 @@ one_image() {
       die "$bin does not start in its rootfs (chroot $root /usr/local/bin/$bin --help)"
   fi
   local labels=() cfg=()
-  [ "$BASE" = scratch ] || builder_toolchains "$root" # sets labels
+  [ "$BASE" = scratch ] || toolchains_layer "$root" # sets labels
   # One layer: everything root's (the builder's: as Debian installed it), but nonroot's directories.
   local mtime tarflags
   mtime=$(git log -1 --format=%ct)
