@@ -87,6 +87,9 @@ async fn metacontroller_mode_on_a_real_api_server() -> anyhow::Result<()> {
             "--store",
         ])
         .arg(store.path())
+        // Builds go to the suite's builder, as the native controller's do.
+        .args(["--builder-url", &cluster.builder()?, "--builder-token-file"])
+        .arg(cluster.builder_token_file())
         .env("KUBECONFIG", "/nonexistent");
     let hook_process = Process::spawn(command, "hook")?;
     let base = format!(
