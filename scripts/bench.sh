@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 require_cargo
 apt_install wrk
 secs="${1:-10}"
-cargo build --release --locked -p wasmless-cli -p wasmless-bench
+cargo build --release --locked -p wasmless-cli -p wasmless-builder -p wasmless-bench
 bin="$CARGO_TARGET_DIR/release"
 store=$(mktemp -d); log=$(mktemp); served=$(mktemp -d)
 cleanup() { kill $(jobs -p) 2>/dev/null || true; rm -rf "$store" "$served"; }

@@ -8,5 +8,5 @@ cd "$(dirname "$0")/.."
 require_cargo
 # functions/ has examples in every source runtime: their compilers first.
 scripts/toolchains.sh
-cargo build --release --locked -p wasmless-cli
+cargo build --release --locked -p wasmless-cli -p wasmless-builder
 exec "$CARGO_TARGET_DIR/release/wasmless" up --dir functions "$@"
