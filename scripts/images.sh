@@ -343,6 +343,8 @@ builder_run() {
       mount --bind "$root" "$root"
       mount -o remount,bind,ro "$root"
       mount -t tmpfs -o mode=1777,size=2g tmpfs "$root/tmp"
+      # loopback only: wasmless-controller build reaches its wasmless-builder child there
+      ip link set lo up
     else
       mount --bind "$caches/npm" "$root/tmp/warm/npm"
       mount --bind "$caches/pip" "$root/tmp/warm/pip"
