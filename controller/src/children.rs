@@ -117,18 +117,19 @@ fn child_meta(function: &Function, name: String, extra: &[(&str, &str)]) -> Obje
     }
 }
 
-/// Whether `meta` is of an object the Function controls (an ownerReference to its uid with
-/// `controller: true`). A Service of the Function's name that is not is someone else's: the
-/// controller never adopts it (it would take over its traffic, and deleting the Function would
-/// delete it).
+/// Whether `meta` is of an object a Function of this name controls: this Function, or one of
+/// the same name deleted before it (its children wait for the garbage collector, and a Function
+/// deleted and applied again takes them over). Anything else of the Function's name is someone
+/// else's: the controller never adopts it (it would take over its traffic, and deleting the
+/// Function would delete it).
 pub fn controlled_by(meta: &ObjectMeta, function: &Function) -> bool {
-    let Some(uid) = function.metadata.uid.as_deref() else {
-        return false;
-    };
-    meta.owner_references
-        .iter()
-        .flatten()
-        .any(|r| r.uid == uid && r.controller == Some(true))
+    let name = function.name_any();
+    meta.owner_references.iter().flatten().any(|r| {
+        r.controller == Some(true)
+            && r.kind == Function::kind(&())
+            && r.api_version.split('/').next() == Some(Function::group(&()).as_ref())
+            && r.name == name
+    })
 }
 
 /// The Service a Function owns.
@@ -318,6 +319,7 @@ pub fn endpoint_slices(function: &Function, hosts: &[Host]) -> Vec<EndpointSlice
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
     use wasmless_runtime::FunctionSpec;
 
     fn function() -> Function {
@@ -357,14 +359,31 @@ mod tests {
         assert_eq!(svc.metadata.name.as_deref(), Some("hello-world"));
         owned_by_the_function(&svc.metadata);
         assert!(controlled_by(&svc.metadata, &f));
-        // Someone else's Service of the same name: not ours, owned by another object or by none.
-        let mut foreign = svc.metadata.clone();
-        foreign
+        // A deleted Function's of the same name (another uid) is taken over.
+        let mut before = svc.metadata.clone();
+        before
             .owner_references
             .iter_mut()
             .flatten()
-            .for_each(|r| r.uid = "uid-2".into());
-        assert!(!controlled_by(&foreign, &f));
+            .for_each(|r| r.uid = "uid-0".into());
+        assert!(controlled_by(&before, &f));
+        // Someone else's Service of the same name: owned by another kind, another Function,
+        // not as its controller, or by nothing.
+        let changes: [fn(&mut OwnerReference); 4] = [
+            |r| r.kind = "Deployment".into(),
+            |r| r.api_version = "example.com/v1".into(),
+            |r| r.name = "other".into(),
+            |r| r.controller = None,
+        ];
+        for change in changes {
+            let mut foreign = svc.metadata.clone();
+            foreign
+                .owner_references
+                .iter_mut()
+                .flatten()
+                .for_each(change);
+            assert!(!controlled_by(&foreign, &f), "{foreign:?}");
+        }
         assert!(!controlled_by(&ObjectMeta::default(), &f));
         let spec = svc.spec.unwrap();
         assert_eq!(
