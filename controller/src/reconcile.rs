@@ -146,14 +146,11 @@ async fn reconcile(function: Arc<Function>, term: Arc<Term>) -> Result<Action, E
             // The Service is not watched (not ours): look again for when it is gone.
             return Ok(Action::requeue(Duration::from_secs(30)));
         }
-        // Endpoints before the Service: kube-proxy then writes a new Service's rules with its
-        // endpoints in one sync; in the other order the Service's first sync has none, and the
-        // next comes up to --iptables-min-sync-period (1 s by default) later.
-        let endpoints = term.hosts.apply(&ctx.client, &function, &params).await?;
         let service = children::service(&function, &ctx.children, EndpointsBy::Controller);
         services
             .patch(&name, &params, &Patch::Apply(&service))
             .await?;
+        let endpoints = term.hosts.apply(&ctx.client, &function, &params).await?;
         tracing::debug!(function = %key, hosts = endpoints, "service and endpoints applied");
     }
 
