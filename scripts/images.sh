@@ -436,6 +436,8 @@ builder_toolchains() {
     wit=$(wit_dir "$crate")
   fi
   [ -n "$wit" ] || die "no WIT files of $crate in the cargo registry"
+  # (root's wasmtime cache directory for wizer, as /home/wasmless's for the image's users)
+  mkdir -p "$root/root/.cache/wasmtime"
   mkdir -p "$root/tmp/warm/cargo/registry/src/crates.io/$crate" "$root/tmp/warm"/{home,tmp,npm,pip} \
     "$BUILDER_CACHE/npm" "$BUILDER_CACHE/pip" "$WORK/examples"
   cp -r "$wit" "$root/tmp/warm/cargo/registry/src/crates.io/$crate/"
@@ -560,10 +562,15 @@ one_image() {
     printf 'root:x:0:\nnonroot:x:%s:\n' "$NONROOT" >"$root/etc/group"
     printf 'hosts: files dns\n' >"$root/etc/nsswitch.conf"
   else
-    # home /tmp: componentize-js runs wizer with an empty environment, so wasmtime finds its
-    # cache directory through the password database, and /tmp is what a read-only pod can write
-    printf 'nonroot:x:%s:%s:nonroot:/tmp:/usr/sbin/nologin\n' "$NONROOT" "$NONROOT" >>"$root/etc/passwd"
-    printf 'nonroot:x:%s:\n' "$NONROOT" >>"$root/etc/group"
+    # componentize-js runs wizer with an empty environment, so wasmtime finds its cache
+    # directory through the password database, and fails when it cannot make it (Landlock lets
+    # a build write nowhere but its scratch and tenant directories): a home for the image's user
+    # and the chart's builder user (65533) where that directory already is, read-only (wasmtime
+    # then caches nothing)
+    printf 'nonroot:x:%s:%s:nonroot:/home/wasmless:/usr/sbin/nologin\n' "$NONROOT" "$NONROOT" >>"$root/etc/passwd"
+    printf 'builder:x:65533:65533:builder:/home/wasmless:/usr/sbin/nologin\n' >>"$root/etc/passwd"
+    printf 'nonroot:x:%s:\nbuilder:x:65533:\n' "$NONROOT" >>"$root/etc/group"
+    mkdir -p "$root/home/wasmless/.cache/wasmtime"
   fi
   local d owned=(./home/nonroot)
   for d in $DIRS; do mkdir -p "$root$d"; owned+=(".$d"); done

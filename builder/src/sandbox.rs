@@ -320,7 +320,7 @@ impl Sandbox {
     /// Installs a runtime's pinned toolchain once per builder process (a no-op when installed,
     /// as in the builder image, where it is read-only).
     async fn prepare(&self, runtime: Runtime) -> Result<(), BuildError> {
-        if !matches!(runtime, Runtime::Nodejs | Runtime::Python) {
+        if !matches!(runtime, Runtime::Nodejs | Runtime::Python | Runtime::Go) {
             return Ok(());
         }
         let mut prepared = self.prepared.lock().await;

@@ -19,6 +19,25 @@ impl Builder for Go {
         "go-1"
     }
 
+    /// With a shared `GOCACHE` (the builder image's, under the toolchains), compiles the
+    /// standard library for wasip1 into it once: tenants' builds only read it. Without one, each
+    /// tenant's builds keep a cache of their own, and there is nothing to share.
+    fn prepare(&self) -> Result<(), BuildError> {
+        if std::env::var_os("GOCACHE").is_none() {
+            return Ok(());
+        }
+        let stamp = toolchain::cache_dir("go").join(".std-wasip1");
+        if stamp.exists() {
+            return Ok(());
+        }
+        let dir = toolchain::workdir()?;
+        let mut go = Command::new("go");
+        go.args(["build", "std"]);
+        wasip1(&mut go);
+        run(go, dir.path(), INSTALL)?;
+        toolchain::write(&stamp, b"")
+    }
+
     fn build(&self, source: &Source) -> Result<Vec<u8>, BuildError> {
         let (file, func) = split_handler(source.handler)?;
         toolchain::no_deps(source, "Go functions build with the standard library only")?;
@@ -51,13 +70,18 @@ impl Builder for Go {
             "function.wasm",
             ".",
         ])
-        .env("GOOS", "wasip1")
-        .env("GOARCH", "wasm")
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOPROXY", "off")
-        .env("GOTOOLCHAIN", "local")
-        .env("CGO_ENABLED", "0");
+        .env("GOFLAGS", "-mod=mod");
+        wasip1(&mut go);
         run(go, d, INSTALL)?;
         toolchain::read(&d.join("function.wasm"))
     }
+}
+
+/// The go command for WASI preview 1, offline, with the Go that is installed.
+fn wasip1(go: &mut Command) {
+    go.env("GOOS", "wasip1")
+        .env("GOARCH", "wasm")
+        .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
+        .env("CGO_ENABLED", "0");
 }
