@@ -106,9 +106,6 @@ spec:
         "image.pullPolicy=Never",
         "--set",
         "store.storageClassName=wasmless-test",
-        // The source runtimes build in the cluster: the controller on the image with toolchains.
-        "--set",
-        "controller.toolchains=true",
         "--wait",
         "--timeout",
         "5m",
@@ -123,7 +120,11 @@ spec:
         "--timeout=120s",
     ])?;
     let pods = node.kubectl(&["get", "pods", "-n", NS, "-o", "name"])?;
-    assert_eq!(pods.lines().count(), 4, "2 controllers and 2 hosts: {pods}");
+    assert_eq!(
+        pods.lines().count(),
+        5,
+        "2 controllers, 2 hosts and a builder: {pods}"
+    );
     report(&format!(
         "timing: helm install → every pod Ready {:.1} s",
         started.elapsed().as_secs_f64()
@@ -417,6 +418,7 @@ fn rbac_is_least_privilege(node: &RealNode) -> anyhow::Result<()> {
     };
     let controller = "wasmless-controller";
     let host = "wasmless-host";
+    let builder = "wasmless-builder";
     for (sa, args, expected) in [
         (
             controller,
@@ -453,6 +455,10 @@ fn rbac_is_least_privilege(node: &RealNode) -> anyhow::Result<()> {
         (host, &["get", "secrets", "-A"], false),
         (host, &["list", "pods", "-n", NS], false),
         (host, &["delete", "pods", "-n", NS], false),
+        // The builder runs tenants' compilers: no API access at all.
+        (builder, &["get", "secrets", "-n", NS], false),
+        (builder, &["list", "functions.wasmless.dev", "-A"], false),
+        (builder, &["get", "pods", "-n", NS], false),
     ] {
         assert_eq!(
             can(sa, args)?,
@@ -461,7 +467,24 @@ fn rbac_is_least_privilege(node: &RealNode) -> anyhow::Result<()> {
             args.join(" ")
         );
     }
-    report("rbac: controller and host ServiceAccounts checked with kubectl auth can-i (15 checks)");
+    // ... and not even a token to try with: none is mounted into its pod.
+    let mounts = node.kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        NS,
+        "-l",
+        "app.kubernetes.io/name=wasmless-builder",
+        "-o",
+        "jsonpath={.items[*].spec.automountServiceAccountToken} {.items[*].spec.volumes[*].name}",
+    ])?;
+    assert!(
+        mounts.starts_with("false ") && !mounts.contains("kube-api-access"),
+        "the builder pod mounts no service-account token: {mounts}"
+    );
+    report(
+        "rbac: controller, host and builder ServiceAccounts checked with kubectl auth can-i (18 checks); no token in the builder pod",
+    );
     Ok(())
 }
 
@@ -501,8 +524,8 @@ fn settled(node: &RealNode, name: &str, limit: Duration) -> anyhow::Result<(Stri
     })
 }
 
-/// One hello function per source runtime, built by the controller in the cluster, answers by
-/// its DNS name from a pod. Python first and alone, timed from apply to its first 200.
+/// One hello function per source runtime, built in the cluster (by the builder Deployment, on
+/// the image with the toolchains), answers by its DNS name from a pod. Python first and alone, timed from apply to its first 200.
 fn source_runtimes_by_dns(node: &RealNode) -> anyhow::Result<()> {
     apply_to_first_200(
         node,
