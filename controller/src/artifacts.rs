@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use thiserror::Error;
+use wasmless_runtime::digest::Sha256Digest;
 
 #[derive(Debug, Error)]
 #[error("artifact store {path}: {source}")]
@@ -157,8 +158,7 @@ async fn serve(store: SharedStore, wanted: Option<Wanted>) -> axum::response::Re
 
 /// Only well-formed digests reach the file system (no path tricks).
 fn is_digest(s: &str) -> bool {
-    s.strip_prefix("sha256:")
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    Sha256Digest::parse(s).is_ok()
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use base64::Engine as _;
-use sha2::{Digest, Sha256};
 use thiserror::Error;
+use wasmless_runtime::digest::Sha256Digest;
 
 use wasmless_runtime::FunctionSpec;
 use wasmless_runtime::validate::Origin;
@@ -53,7 +53,7 @@ pub enum SourceError {
 
 /// `sha256:<hex>` of some bytes: how wasmless names sources, builds and artifacts.
 pub fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    Sha256Digest::of(bytes).to_string()
 }
 
 /// Decodes the source bytes of `spec`; `origin` says what a `url` may name.
