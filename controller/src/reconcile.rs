@@ -318,10 +318,11 @@ async fn conflict(
          Function is not served at its name until that Service is deleted or the Function renamed",
         function.namespace().unwrap_or_default()
     );
-    let status = status::conflict(
+    let status = status::failed(
         previous,
         function.metadata.generation,
         children::url(function),
+        Failure::ServiceConflict,
         message.clone(),
         &status::now(),
     );

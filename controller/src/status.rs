@@ -173,27 +173,8 @@ pub fn invalid(
     )
 }
 
-/// A Service of the Function's name that is someone else's: Failed, nothing built or served at
-/// that name until the Service is gone.
-pub fn conflict(
-    previous: &FunctionStatus,
-    generation: Option<i64>,
-    url: String,
-    message: String,
-    now: &str,
-) -> FunctionStatus {
-    failed(
-        previous,
-        generation,
-        url,
-        Failure::ServiceConflict,
-        message,
-        now,
-    )
-}
-
-/// Failed with `message`, the previous artifact still serving.
-fn failed(
+/// Failed for `failure` with `message`, the previous artifact still serving.
+pub fn failed(
     previous: &FunctionStatus,
     generation: Option<i64>,
     url: String,
