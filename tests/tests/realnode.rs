@@ -234,15 +234,12 @@ fn hello_world_by_dns(node: &RealNode) -> anyhow::Result<()> {
         "hello-world Ready on both hosts",
         Duration::from_secs(30),
         || {
-            node.kubectl(&[
-                "get",
+            in_test(
+                node,
                 "fn",
                 "hello-world",
-                "-n",
-                "test",
-                "-o",
                 r#"jsonpath={.status.phase} {.status.conditions[?(@.type=="Ready")].message}"#,
-            ])
+            )
             .ok()
             .filter(|s| s.starts_with("Ready 2/2 ready hosts serve sha256:"))
         },
@@ -488,6 +485,11 @@ fn rbac_is_least_privilege(node: &RealNode) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `kubectl get KIND NAME -n test -o OUTPUT`.
+fn in_test(node: &RealNode, kind: &str, name: &str, output: &str) -> anyhow::Result<String> {
+    node.kubectl(&["get", kind, name, "-n", "test", "-o", output])
+}
+
 /// The document of `functions/<dir>/functions.yaml` that defines `name`.
 fn example(dir: &str, name: &str) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(functions_dir().join(dir).join("functions.yaml"))?;
@@ -501,16 +503,7 @@ fn example(dir: &str, name: &str) -> anyhow::Result<String> {
 /// phase is final (`Ready` or `Failed`); returns the phase and the Built condition's message.
 fn settled(node: &RealNode, name: &str, limit: Duration) -> anyhow::Result<(String, String)> {
     node.poll(&format!("{name} built and served"), limit, || {
-        let out = node
-            .kubectl(&[
-                "get",
-                "fn",
-                name,
-                "-n",
-                "test",
-                "-o",
-                r#"jsonpath={.metadata.generation}|{.status.observedGeneration}|{.status.phase}|{.status.conditions[?(@.type=="Built")].message}"#,
-            ])
+        let out = in_test(node, "fn", name, r#"jsonpath={.metadata.generation}|{.status.observedGeneration}|{.status.phase}|{.status.conditions[?(@.type=="Built")].message}"#)
             .ok()?;
         let fields: Vec<&str> = out.splitn(4, '|').collect();
         match fields.as_slice() {
@@ -583,15 +576,8 @@ fn seed_example(node: &RealNode) -> anyhow::Result<()> {
     ));
 
     let sync = |children: serde_json::Value| -> anyhow::Result<serde_json::Value> {
-        let parent: serde_json::Value = serde_json::from_str(&node.kubectl(&[
-            "get",
-            "helloworld",
-            "your-name",
-            "-n",
-            "test",
-            "-o",
-            "json",
-        ])?)?;
+        let parent: serde_json::Value =
+            serde_json::from_str(&in_test(node, "helloworld", "your-name", "json")?)?;
         let request = serde_json::json!({
             "controller": {"apiVersion": "metacontroller.k8s.io/v1alpha1",
                            "kind": "CompositeController", "metadata": {"name": "hello-controller"}},
@@ -613,15 +599,7 @@ fn seed_example(node: &RealNode) -> anyhow::Result<()> {
     let first = sync(serde_json::json!({}))?;
     let children = first["children"].as_array().cloned().unwrap_or_default();
     assert_eq!(children.len(), 1, "{first}");
-    let uid = node.kubectl(&[
-        "get",
-        "helloworld",
-        "your-name",
-        "-n",
-        "test",
-        "-o",
-        "jsonpath={.metadata.uid}",
-    ])?;
+    let uid = in_test(node, "helloworld", "your-name", "jsonpath={.metadata.uid}")?;
     let mut child = children[0].clone();
     child["metadata"]["namespace"] = "test".into();
     child["metadata"]["ownerReferences"] = serde_json::json!([{
@@ -633,31 +611,16 @@ fn seed_example(node: &RealNode) -> anyhow::Result<()> {
         "the child Pod to say hello",
         Duration::from_secs(120),
         || {
-            node.kubectl(&[
-                "get",
-                "pod",
-                "your-name",
-                "-n",
-                "test",
-                "-o",
-                "jsonpath={.status.phase}",
-            ])
-            .ok()
-            .filter(|phase| phase == "Succeeded")
+            in_test(node, "pod", "your-name", "jsonpath={.status.phase}")
+                .ok()
+                .filter(|phase| phase == "Succeeded")
         },
     )?;
     let greeting = node.kubectl(&["logs", "your-name", "-n", "test"])?;
     assert_eq!(greeting.trim(), "Hello, Your Name");
 
-    let observed: serde_json::Value = serde_json::from_str(&node.kubectl(&[
-        "get",
-        "pod",
-        "your-name",
-        "-n",
-        "test",
-        "-o",
-        "json",
-    ])?)?;
+    let observed: serde_json::Value =
+        serde_json::from_str(&in_test(node, "pod", "your-name", "json")?)?;
     let second = sync(serde_json::json!({ "your-name": observed }))?;
     assert_eq!(
         second["status"],
