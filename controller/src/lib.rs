@@ -11,6 +11,7 @@ pub mod endpoints;
 pub mod leader;
 pub mod manifest;
 pub mod metacontroller;
+pub mod own_writes;
 pub mod pipeline;
 pub mod reconcile;
 pub mod serving;

@@ -22,6 +22,7 @@ use wasmless_runtime::validate::{self, Invalid, Origin};
 
 use crate::children::{self, ChildConfig, EndpointsBy};
 use crate::endpoints::{self, Hosts};
+use crate::own_writes::{OwnWrites, StatusWriter};
 use crate::pipeline::Pipeline;
 use crate::serving::Serving;
 use crate::status::{self, Failure};
@@ -86,6 +87,7 @@ impl Context {
 struct Term {
     ctx: Arc<Context>,
     hosts: Hosts,
+    own: OwnWrites,
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -110,7 +112,15 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         )
         .reconcile_all_on(host_changes)
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, Arc::new(Term { ctx, hosts }))
+        .run(
+            reconcile,
+            error_policy,
+            Arc::new(Term {
+                ctx,
+                hosts,
+                own: OwnWrites::default(),
+            }),
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!("reconcile: {e}");
@@ -131,10 +141,16 @@ async fn reconcile(function: Arc<Function>, term: Arc<Term>) -> Result<Action, E
     let key = FunctionKey::new(&namespace, &name);
     let generation = function.metadata.generation;
     let params = PatchParams::apply(MANAGER).force();
+    // The cache is behind a status this controller wrote: the newer event brings it back.
+    if term.own.is_replaced(&function) {
+        tracing::debug!(function = %key, "skipped a version this controller has written over");
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
     let checked = validate::function(&function, Origin::Cluster);
 
     let previous = function.status.clone().unwrap_or_default();
     let api = Api::<Function>::namespaced(ctx.client.clone(), &namespace);
+    let mut writer = StatusWriter::new(api, &function, &term.own);
 
     // A Service is named after the function: none for a name the API server would refuse.
     if !checked.as_ref().is_err_and(Invalid::names_unusable) {
@@ -142,7 +158,7 @@ async fn reconcile(function: Arc<Function>, term: Arc<Term>) -> Result<Action, E
         if let Some(existing) = services.get_opt(&name).await?
             && !children::controlled_by(&existing.metadata, &function)
         {
-            conflict(ctx, &function, &api, &previous).await?;
+            conflict(ctx, &function, &mut writer, &previous).await?;
             // The Service is not watched (not ours): look again for when it is gone.
             return Ok(Action::requeue(Duration::from_secs(30)));
         }
@@ -160,7 +176,7 @@ async fn reconcile(function: Arc<Function>, term: Arc<Term>) -> Result<Action, E
         .as_ref()
         .is_some_and(|a| ctx.pipeline.has(a));
     if let Err(invalid) = checked {
-        refuse(ctx, &function, &api, &previous, &invalid).await?;
+        refuse(ctx, &function, &mut writer, &previous, &invalid).await?;
         return Ok(Action::requeue(Duration::from_secs(3600)));
     }
     // A conflict that is gone is no reason to stay Failed.
@@ -168,7 +184,7 @@ async fn reconcile(function: Arc<Function>, term: Arc<Term>) -> Result<Action, E
     let status = match previous.phase {
         Phase::Failed if settled => return Ok(Action::requeue(Duration::from_secs(3600))),
         Phase::Ready | Phase::Loading if current && stored => previous.clone(),
-        _ => build(ctx, &function, &api, &previous).await?,
+        _ => build(ctx, &function, &mut writer, &previous).await?,
     };
     let (status, hosts) = match ctx.ready_when {
         ReadyWhen::Built => (status, None),
@@ -184,7 +200,7 @@ async fn reconcile(function: Arc<Function>, term: Arc<Term>) -> Result<Action, E
         }
     };
     if status != previous {
-        write_status(&api, &name, &status).await?;
+        writer.write(&status).await?;
     }
     // Loading with hosts: look again soon; host pod changes bring every Function back anyway.
     Ok(match (status.phase, hosts) {
@@ -198,7 +214,7 @@ async fn reconcile(function: Arc<Function>, term: Arc<Term>) -> Result<Action, E
 async fn build(
     ctx: &Context,
     function: &Function,
-    api: &Api<Function>,
+    writer: &mut StatusWriter<'_>,
     previous: &FunctionStatus,
 ) -> Result<FunctionStatus, Error> {
     let key = FunctionKey::new(
@@ -207,12 +223,14 @@ async fn build(
     );
     let generation = function.metadata.generation;
     let url = children::url(function);
-    write_status(
-        api,
-        &function.name_any(),
-        &status::building(previous, generation, url.clone(), &status::now()),
-    )
-    .await?;
+    writer
+        .write(&status::building(
+            previous,
+            generation,
+            url.clone(),
+            &status::now(),
+        ))
+        .await?;
 
     let started = std::time::Instant::now();
     let (pipeline, spec, build_key) = (ctx.pipeline.clone(), function.spec.clone(), key.clone());
@@ -267,7 +285,7 @@ async fn build(
 async fn refuse(
     ctx: &Context,
     function: &Function,
-    api: &Api<Function>,
+    writer: &mut StatusWriter<'_>,
     previous: &FunctionStatus,
     invalid: &Invalid,
 ) -> Result<(), Error> {
@@ -282,9 +300,9 @@ async fn refuse(
         &function.name_any(),
     );
     tracing::warn!(function = %key, "invalid spec, not built: {invalid}");
-    match write_status(api, &function.name_any(), &status).await {
+    match writer.write(&status).await {
         // The API server refuses this object's status itself (a rule it breaks): no retry helps.
-        Err(Error::Kube(kube::Error::Api(e))) if e.code == 422 => {
+        Err(kube::Error::Api(e)) if e.code == 422 => {
             tracing::warn!(function = %key, "cannot record the invalid spec in status: {}", e.message);
         }
         other => other?,
@@ -309,7 +327,7 @@ async fn refuse(
 async fn conflict(
     ctx: &Context,
     function: &Function,
-    api: &Api<Function>,
+    writer: &mut StatusWriter<'_>,
     previous: &FunctionStatus,
 ) -> Result<(), Error> {
     let name = function.name_any();
@@ -330,7 +348,7 @@ async fn conflict(
         return Ok(());
     }
     tracing::warn!(function = %format!("{}/{name}", function.namespace().unwrap_or_default()), "{message}");
-    write_status(api, &name, &status).await?;
+    writer.write(&status).await?;
     let event = Event {
         type_: EventType::Warning,
         reason: Failure::ServiceConflict.reason().into(),
@@ -350,15 +368,4 @@ async fn publish(ctx: &Context, function: &Function, event: &Event) {
     if let Err(e) = ctx.recorder.publish(event, &regarding).await {
         tracing::warn!(function = %function.name_any(), "cannot record event: {e}");
     }
-}
-
-async fn write_status(
-    api: &Api<Function>,
-    name: &str,
-    status: &FunctionStatus,
-) -> Result<(), Error> {
-    let patch = serde_json::json!({ "status": status });
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    Ok(())
 }

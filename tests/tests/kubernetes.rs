@@ -184,13 +184,15 @@ async fn functions_on_a_real_api_server() -> anyhow::Result<()> {
         async move { failed }
     })
     .await?;
-    let message = cluster.function_field(
+    // Phase and message from one read: the status must not go back to building the same
+    // generation after it failed.
+    let failed = cluster.function_field(
         "hello-world",
-        r#"{.status.conditions[?(@.type=="Built")].message}"#,
+        r#"{.status.phase} {.status.conditions[?(@.type=="Built")].message}"#,
     )?;
     assert!(
-        message.contains("expected"),
-        "the compiler's message is in status: {message}"
+        failed.starts_with("Failed ") && failed.contains("expected"),
+        "the compiler's message is in status: {failed}"
     );
     assert_eq!(
         host.get("hello-world.test", "/").await?,
