@@ -33,8 +33,33 @@ if ! wait "$k8s_pid"; then
 fi
 WASMLESS_K8S_BIN=$(tail -n 1 "$k8s_log")
 export WASMLESS_K8S_BIN
-step "cargo test (unit and end-to-end)"
-cargo test --locked --workspace 2>&1 | tee "${TMPDIR:-/tmp}/wasmless-test.log"
+step "cargo test: building the unit and end-to-end suites"
+cargo test --locked --workspace --no-run
+logs=${TMPDIR:-/tmp}
+# The real-node suite mostly waits (on pods, and on builds inside the node): it runs beside the
+# other suites, which listen on free loopback ports, never the node's fixed ones
+# (tests/realnode/up.sh) or its addresses.
+step "cargo test: the real-node suite, in the background (its output follows the others')"
+cargo test --locked -p wasmless-e2e --test realnode >"$logs/wasmless-test-realnode.log" 2>&1 &
+realnode_pid=$!
+step "cargo test: every other suite"
+suites=()
+for f in tests/tests/*.rs; do
+  name=$(basename "$f" .rs)
+  [ "$name" = realnode ] || suites+=(--test "$name")
+done
+rc=0
+{
+  cargo test --locked --workspace --exclude wasmless-e2e &&
+    cargo test --locked -p wasmless-e2e --lib "${suites[@]}"
+} 2>&1 | tee "$logs/wasmless-test.log" || rc=$?
+step "cargo test: waiting for the real-node suite"
+# Waited for even when a suite failed: it takes the node down (and undoes its host changes) itself.
+realnode_rc=0
+wait "$realnode_pid" || realnode_rc=$?
+cat "$logs/wasmless-test-realnode.log"
 # The closing line counts every suite's tests.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' \
-  "${TMPDIR:-/tmp}/wasmless-test.log"
+  "$logs/wasmless-test.log" "$logs/wasmless-test-realnode.log"
+[ "$rc" = 0 ] || { echo "a suite failed (above)" >&2; exit "$rc"; }
+[ "$realnode_rc" = 0 ] || { echo "the real-node suite failed (above)" >&2; exit "$realnode_rc"; }
