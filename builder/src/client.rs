@@ -43,19 +43,9 @@ impl Client {
         token_file: &Path,
         timeout: Duration,
     ) -> Result<Self, BuildError> {
-        let token = std::fs::read_to_string(token_file).map_err(|e| {
-            BuildError::Internal(format!(
-                "cannot read the builder token {}: {e}",
-                token_file.display()
-            ))
-        })?;
-        if token.trim().is_empty() {
-            return Err(BuildError::Internal(format!(
-                "{} is empty",
-                token_file.display()
-            )));
-        }
-        Self::new(url, &token, timeout)
+        let token = wasmless_runtime::token::Token::from_file(token_file)
+            .map_err(|e| BuildError::Internal(format!("the builder token: {e}")))?;
+        Self::new(url, token.secret(), timeout)
     }
 
     pub async fn build_async(

@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
-use subtle::ConstantTimeEq;
 use wasmless_runtime::function::Runtime;
+use wasmless_runtime::token::{self, Token};
 
 use crate::api::{self, BuildRequest, Failure};
 use crate::builders::{self, BuildError, Source};
@@ -18,29 +18,18 @@ use crate::sandbox::Sandbox;
 
 pub struct Server {
     sandbox: Arc<Sandbox>,
-    token: String,
+    token: Token,
     builds: tokio::sync::Semaphore,
 }
 
 impl Server {
-    /// `token` must be non-empty; `concurrency` builds run at once, the rest wait.
-    pub fn new(sandbox: Arc<Sandbox>, token: String, concurrency: usize) -> Arc<Self> {
+    /// `concurrency` builds run at once, the rest wait.
+    pub fn new(sandbox: Arc<Sandbox>, token: Token, concurrency: usize) -> Arc<Self> {
         Arc::new(Self {
             sandbox,
             token,
             builds: tokio::sync::Semaphore::new(concurrency.max(1)),
         })
-    }
-
-    fn authorized(&self, headers: &HeaderMap) -> bool {
-        let Some(given) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-        else {
-            return false;
-        };
-        !self.token.is_empty() && bool::from(given.as_bytes().ct_eq(self.token.as_bytes()))
     }
 }
 
@@ -57,12 +46,8 @@ async fn build(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if !server.authorized(&headers) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            "a valid bearer token is required\n",
-        )
-            .into_response();
+    if !server.token.presented_in(&headers) {
+        return token::unauthorized();
     }
     let request: BuildRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,

@@ -10,6 +10,7 @@
 //! - [`outbound`]: what a wasi:http function may call.
 //! - [`router`]: which function a request names.
 //! - [`server`]: the function and admin listeners.
+//! - [`token`]: the bearer tokens between wasmless's own parts.
 //! - [`validate`]: the one check of a Function every entry point runs.
 
 pub mod abi;
@@ -28,6 +29,7 @@ pub mod outbound;
 pub mod registry;
 pub mod router;
 pub mod server;
+pub mod token;
 pub mod validate;
 pub mod watch;
 

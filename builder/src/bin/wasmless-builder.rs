@@ -11,6 +11,7 @@ use wasmless_builder::local::ANNOUNCE;
 use wasmless_builder::sandbox::{self, Config, Limits, Sandbox};
 use wasmless_builder::server::{self, Server};
 use wasmless_runtime::limits::parse_quantity;
+use wasmless_runtime::token::Token;
 
 #[derive(Parser)]
 #[command(name = "wasmless-builder", version, about = "Builds wasmless Functions in a sandbox", after_help = wasmless_runtime::LOGGING_HELP)]
@@ -85,15 +86,10 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let token = match (&args.token_file, std::env::var("WASMLESS_BUILDER_TOKEN")) {
-        (Some(file), _) => std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read --token-file {}", file.display()))?,
-        (None, Ok(token)) => token,
+        (Some(file), _) => Token::from_file(file)?,
+        (None, Ok(token)) => Token::new(&token, "WASMLESS_BUILDER_TOKEN")?,
         (None, Err(_)) => bail!("no token: pass --token-file (or set WASMLESS_BUILDER_TOKEN)"),
     };
-    let token = token.trim().to_string();
-    if token.len() < 16 {
-        bail!("the token is shorter than 16 characters");
-    }
     // Not passed on: builds get a cleared environment anyway.
     // SAFETY: no other thread reads the environment yet (the runtime's workers do not).
     unsafe { std::env::remove_var("WASMLESS_BUILDER_TOKEN") };
