@@ -6,6 +6,7 @@
 //! `wasmless function … --local` deploys more functions through the admin API ([`api`]).
 
 mod api;
+mod local_only;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -79,7 +80,9 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         .store
         .clone()
         .unwrap_or_else(wasmless_runtime::files::user_cache);
+    local_only::check_bind(&args.admin)?;
     let mut config = args.host.host_config();
+    config.path_routing = true;
     // `up` compiles too: Cranelift's incremental cache lives next to the store.
     config.engine.compile_cache = Some(compile_cache_dir(&store));
     let host = Host::new(config).context("cannot start the WebAssembly host")?;
@@ -102,7 +105,9 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let admin_app = server::admin_app(host.clone()).merge(api::router(deployed.clone()));
+    let admin_app = server::admin_app(host.clone(), None)
+        .merge(api::router(deployed.clone()))
+        .layer(axum::middleware::from_fn(local_only::guard));
     let serving = [
         tokio::spawn(server::serve_functions(
             listeners.functions,

@@ -140,6 +140,7 @@ impl HostArgs {
                 max_header_bytes: self.max_header_bytes,
                 max_headers: usize::try_from(self.max_headers).unwrap_or(usize::MAX),
             },
+            path_routing: false,
         }
     }
 }

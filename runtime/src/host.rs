@@ -45,6 +45,10 @@ pub struct HostConfig {
     pub body_timeout: Duration,
     /// The function listener's connections: how many, and how long and large their headers.
     pub connections: ConnectionLimits,
+    /// Whether `/fn/<namespace>/<name>/` routes when the Host names no function: on in `wasmless
+    /// up`; off in a cluster unless asked for, since an ingress that forwards any path for one
+    /// function's Host would otherwise reach every function.
+    pub path_routing: bool,
 }
 
 impl Default for HostConfig {
@@ -60,6 +64,7 @@ impl Default for HostConfig {
             max_log_bytes: 1 << 20,
             body_timeout: Duration::from_secs(30),
             connections: ConnectionLimits::default(),
+            path_routing: false,
         }
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! - [`function`]: the manifest types every part of wasmless shares.
 //! - [`admission`]: how many instances run at once, and what a refused request is told.
+//! - [`artifacts`] and [`loader`]: how a host fetches, caches and loads what it is assigned.
 //! - [`engine`]: the one wasmtime configuration (pooling, copy-on-write, epochs).
 //! - [`config`]: the host's and engine's settings as command-line flags.
 //! - [`compile_cache`]: Cranelift's incremental compilation cache, on disk.
@@ -15,6 +16,7 @@
 
 pub mod abi;
 pub mod admission;
+pub mod artifacts;
 pub mod compile_cache;
 pub mod config;
 pub mod digest;
@@ -23,6 +25,7 @@ pub mod files;
 pub mod function;
 pub mod host;
 pub mod limits;
+pub mod loader;
 pub mod logs;
 pub mod metrics;
 pub mod outbound;

@@ -25,6 +25,7 @@ use crate::admission::{Reason, Rejected};
 use crate::function::FunctionKey;
 use crate::host::{Host, json_error};
 use crate::router;
+use crate::token::{self, Token};
 
 /// What one listener's connections may hold. A connection that has not sent a whole request
 /// head within `header_timeout` (the first or the next one on a kept-alive connection) is
@@ -75,13 +76,17 @@ async fn handle_function(
     let by_host = router::key_from_host(host_header).and_then(|k| host.registry().get(&k));
     let function = match by_host {
         Some(f) => f,
+        None if !host.config().path_routing => {
+            host.metrics().unrouted.inc();
+            return not_found(host_header, None);
+        }
         None => {
             let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
             let routed = router::key_from_path(path)
                 .and_then(|(k, rest)| Some((host.registry().get(&k)?, rest)));
             let Some((f, rest)) = routed else {
                 host.metrics().unrouted.inc();
-                return not_found(host_header, path);
+                return not_found(host_header, Some(path));
             };
             match rest.parse::<Uri>() {
                 Ok(uri) => parts.uri = uri,
@@ -134,26 +139,38 @@ async fn handle_function(
         .await
 }
 
-fn not_found(host_header: &str, path: &str) -> Response {
-    let message = match router::key_from_host(host_header) {
-        Some(key) => format!("no function {key} is loaded on this host"),
-        None => format!(
+/// `path` is the request's when path routing is on.
+fn not_found(host_header: &str, path: Option<&str>) -> Response {
+    let message = match (router::key_from_host(host_header), path) {
+        (Some(key), _) => format!("no function {key} is loaded on this host"),
+        (None, Some(path)) => format!(
             "no function for host {host_header:?} and path {path:?}: send Host: <name>.<namespace> or use the path {}<namespace>/<name>/",
+            router::PATH_PREFIX
+        ),
+        (None, None) => format!(
+            "no function for host {host_header:?}: send Host: <name>.<namespace> (path routing, {}<namespace>/<name>/, is off on this host)",
             router::PATH_PREFIX
         ),
     };
     json_error(StatusCode::NOT_FOUND, &message, None)
 }
 
-/// The admin listener's app.
-pub fn admin_app(host: Arc<Host>) -> Router {
+/// The admin listener's app: health, readiness and metrics for anyone (probes, scrapers);
+/// what tenants loaded and logged only with `token` (`None`: to anyone, for `wasmless up`,
+/// whose admin listener is on loopback).
+pub fn admin_app(host: Arc<Host>, token: Option<Token>) -> Router {
+    let mut data = Router::new()
+        .route("/functions", get(functions))
+        .route("/status", get(statuses))
+        .route("/functions/{namespace}/{name}/logs", get(logs));
+    if let Some(token) = token {
+        data = data.layer(axum::middleware::from_fn_with_state(token, token::require));
+    }
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/functions", get(functions))
-        .route("/status", get(statuses))
-        .route("/functions/{namespace}/{name}/logs", get(logs))
+        .merge(data)
         .with_state(host)
 }
 
@@ -254,10 +271,12 @@ impl Listeners {
         Ok(())
     }
 
-    /// Serves both until `shutdown` resolves; in-flight requests finish first.
+    /// Serves both until `shutdown` resolves; in-flight requests finish first. `token` guards
+    /// the admin listener's data ([`admin_app`]).
     pub async fn serve(
         self,
         host: Arc<Host>,
+        token: Option<Token>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (tx, rx) = tokio::sync::watch::channel(false);
@@ -269,7 +288,7 @@ impl Listeners {
             host.clone(),
             stopped(rx.clone()),
         ));
-        let admin = tokio::spawn(serve(self.admin, admin_app(host), stopped(rx)));
+        let admin = tokio::spawn(serve(self.admin, admin_app(host, token), stopped(rx)));
         shutdown.await;
         let _ = tx.send(true);
         for task in [functions, admin] {

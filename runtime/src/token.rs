@@ -120,7 +120,10 @@ mod tests {
             ("authorization", "0123456789abcdef"),
             ("x-other", "0123456789abcdef"),
         ] {
-            assert!(!token.presented_in(&headers(name, value)), "{name}: {value}");
+            assert!(
+                !token.presented_in(&headers(name, value)),
+                "{name}: {value}"
+            );
         }
         assert!(!token.presented_in(&HeaderMap::new()));
         assert!(matches!(

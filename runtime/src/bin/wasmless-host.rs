@@ -4,9 +4,13 @@
 //! artifact; without it, it serves no functions (use `wasmless up` locally).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Parser;
+use wasmless_runtime::artifacts::FetchConfig;
+use wasmless_runtime::limits::parse_quantity;
+use wasmless_runtime::token::Token;
 use wasmless_runtime::watch::KubeSource;
 use wasmless_runtime::{Host, HostArgs, server};
 
@@ -31,6 +35,25 @@ struct Args {
     /// Where fetched artifacts are kept across restarts.
     #[arg(long, env = "WASMLESS_CACHE", default_value = "/var/cache/wasmless")]
     cache: PathBuf,
+    /// The most the cache keeps, a quantity: the least recently used artifacts no assigned
+    /// function needs are removed past it.
+    #[arg(long, env = "WASMLESS_CACHE_MAX_BYTES", default_value = "4Gi", value_parser = quantity)]
+    cache_max_bytes: u64,
+    /// File holding the token (a mounted Secret) sent to the artifact server and required for
+    /// the admin listener's data (/functions, /status, logs). Required with --artifacts-url.
+    #[arg(long, env = "WASMLESS_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Artifact fetches at once.
+    #[arg(long, env = "WASMLESS_FETCH_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    fetch_concurrency: u64,
+    /// Milliseconds one artifact fetch may take; a slower one is retried.
+    #[arg(long, env = "WASMLESS_FETCH_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    fetch_timeout_ms: u64,
+    /// Route `/fn/<namespace>/<name>/` when the Host names no function (`wasmless function call`
+    /// through the API server's proxy needs it). Off: with it, anything that forwards one
+    /// function's traffic by Host (an ingress) reaches every function.
+    #[arg(long, env = "WASMLESS_PATH_ROUTING")]
+    path_routing: bool,
     #[command(flatten)]
     host: HostArgs,
 }
@@ -39,23 +62,49 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     wasmless_runtime::init_tracing();
     let args = Args::parse();
-    let host = Host::new(args.host.host_config()).context("cannot start the WebAssembly host")?;
+    let token = args
+        .token_file
+        .as_deref()
+        .map(Token::from_file)
+        .transpose()?;
+    let mut config = args.host.host_config();
+    config.path_routing = args.path_routing;
+    let host = Host::new(config).context("cannot start the WebAssembly host")?;
     let listeners = server::Listeners::bind(&args.listen, &args.admin).await?;
     listeners.announce("wasmless-host")?;
     let (functions, admin) = listeners.addresses()?;
     match args.artifacts_url {
         Some(url) => {
+            if token.is_none() {
+                bail!(
+                    "--artifacts-url needs --token-file: the artifact server answers nothing without its token"
+                );
+            }
             let client = kube::Client::try_default()
                 .await
                 .context("no Kubernetes API reachable: set KUBECONFIG or run in a cluster")?;
             tracing::info!(%functions, %admin, artifacts = %url, cache = %args.cache.display(), "serving Functions from Kubernetes");
-            tokio::spawn(KubeSource::new(client, host.clone(), url, args.cache).run());
+            let fetch = FetchConfig {
+                url,
+                token: token.clone(),
+                timeout: Duration::from_millis(args.fetch_timeout_ms),
+                cache_max_bytes: args.cache_max_bytes,
+            };
+            let concurrency = usize::try_from(args.fetch_concurrency).unwrap_or(1);
+            let source = KubeSource::new(client, host.clone(), fetch, args.cache, concurrency);
+            tokio::spawn(source.run());
         }
         None => {
             tracing::info!(%functions, %admin, "serving; no function source (pass --artifacts-url)");
             host.set_ready();
         }
     }
-    listeners.serve(host, server::shutdown_signal()).await?;
+    listeners
+        .serve(host, token, server::shutdown_signal())
+        .await?;
     Ok(())
+}
+
+fn quantity(text: &str) -> Result<u64, String> {
+    parse_quantity(text).map_err(|e| e.to_string())
 }

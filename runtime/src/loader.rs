@@ -1,0 +1,270 @@
+//! Loads what the function source assigns, one task per function: fetches run concurrently (at
+//! most `concurrency` at once, each within the fetch timeout), a fetch that fails for now is
+//! retried with a growing delay until it succeeds or the Function changes, and a newer revision
+//! of a function replaces a load still under way. The host turns ready once the source has
+//! listed every Function and each has settled: loaded, or refused for a reason retrying cannot
+//! fix (logged, and at the admin `/status`). Until then `/readyz` says 503, so a new host joins
+//! no endpoints before it serves what the others serve.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::FunctionKey;
+use crate::artifacts::{Artifacts, LoadError};
+use crate::function::{ArtifactRef, FunctionSpec, Phase, SourceStatus};
+use crate::host::Host;
+use crate::registry::FunctionDef;
+
+/// The first retry's delay; each next one doubles, up to [`MAX_RETRY_DELAY`].
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(250);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+pub struct Loader {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    host: Arc<Host>,
+    artifacts: Artifacts,
+    fetches: Semaphore,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    tasks: HashMap<FunctionKey, Task>,
+    /// The source has listed every Function once.
+    listed: bool,
+    generation: u64,
+}
+
+struct Task {
+    generation: u64,
+    /// The wasm digest it loads (its cache files are kept).
+    digest: String,
+    settled: bool,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Loader {
+    pub fn new(host: Arc<Host>, artifacts: Artifacts, concurrency: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                host,
+                artifacts,
+                fetches: Semaphore::new(concurrency.max(1)),
+                state: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Loads `artifact` with `spec` for `key` (in the background), replacing a load of `key`
+    /// still under way.
+    pub fn assign(&self, key: FunctionKey, spec: FunctionSpec, artifact: ArtifactRef) {
+        let inner = &self.inner;
+        let max_memory = inner.host.config().engine.max_memory_bytes;
+        let def = FunctionDef::from_spec(key.clone(), &spec, artifact.digest.clone(), max_memory);
+        let mut state = inner.lock();
+        state.generation += 1;
+        let generation = state.generation;
+        let mut task = Task {
+            generation,
+            digest: artifact.digest.clone(),
+            settled: false,
+            handle: None,
+        };
+        let loaded = |def: &FunctionDef| {
+            inner
+                .host
+                .registry()
+                .get(&key)
+                .is_some_and(|loaded| &loaded.def == def)
+        };
+        match def {
+            // What serves is already this: nothing to fetch.
+            Ok(def) if loaded(&def) => task.settled = true,
+            Ok(def) => {
+                let inner = inner.clone();
+                let key = key.clone();
+                task.handle = Some(tokio::spawn(async move {
+                    inner
+                        .load_until_settled(key, def, artifact, generation)
+                        .await;
+                }));
+            }
+            Err(e) => {
+                let e = LoadError::from(e);
+                tracing::error!(function = %key, "cannot load; the serving revision (if any) stays: {e}");
+                inner.host.set_status(&key, Some(failed(&e)));
+                task.settled = true;
+            }
+        }
+        if let Some(old) = state.tasks.insert(key, task)
+            && let Some(handle) = old.handle
+        {
+            handle.abort();
+        }
+        inner.check_ready(&state);
+    }
+
+    /// `key` is no longer assigned: stops its load and unloads it.
+    pub fn remove(&self, key: &FunctionKey) {
+        let mut state = self.inner.lock();
+        if let Some(task) = state.tasks.remove(key)
+            && let Some(handle) = task.handle
+        {
+            handle.abort();
+        }
+        self.inner.host.unload(key);
+        self.inner.host.set_status(key, None);
+        self.inner.check_ready(&state);
+        drop(state);
+        self.inner.evict();
+    }
+
+    /// The source has listed every Function: `seen` are the ones it has. Functions loaded
+    /// before and not seen were deleted meanwhile.
+    pub fn listed(&self, seen: &HashSet<FunctionKey>) {
+        let gone: Vec<FunctionKey> = {
+            let state = self.inner.lock();
+            let loaded = self.inner.host.registry().list();
+            let loaded = loaded.iter().map(|f| f.def.key.clone());
+            state
+                .tasks
+                .keys()
+                .cloned()
+                .chain(loaded)
+                .filter(|k| !seen.contains(k))
+                .collect()
+        };
+        for key in &gone {
+            self.remove(key);
+        }
+        let mut state = self.inner.lock();
+        state.listed = true;
+        self.inner.check_ready(&state);
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn load_until_settled(
+        self: Arc<Self>,
+        key: FunctionKey,
+        def: FunctionDef,
+        artifact: ArtifactRef,
+        generation: u64,
+    ) {
+        let mut delay = FIRST_RETRY_DELAY;
+        for attempt in 1u32.. {
+            let result = self.load_once(&def, &artifact, generation).await;
+            let status = match result {
+                Ok(()) => SourceStatus {
+                    phase: Phase::Ready,
+                    message: String::new(),
+                    serving: Some(artifact.digest.clone()),
+                },
+                Err(e) if e.retryable() => {
+                    tracing::warn!(function = %key, digest = %artifact.digest, attempt, retry_in_ms = delay.as_millis() as u64, "cannot load yet, retrying: {e}");
+                    self.host.set_status(
+                        &key,
+                        Some(SourceStatus {
+                            phase: Phase::Loading,
+                            message: format!("attempt {attempt}: {e}"),
+                            serving: self.serving(&key),
+                        }),
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_RETRY_DELAY);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(function = %key, digest = %artifact.digest, "cannot load; the serving revision (if any) stays: {e}");
+                    failed(&e)
+                }
+            };
+            let mut state = self.lock();
+            if let Some(task) = state.tasks.get_mut(&key)
+                && task.generation == generation
+            {
+                task.settled = true;
+                self.host.set_status(&key, Some(status));
+                self.check_ready(&state);
+            }
+            break;
+        }
+        self.evict();
+    }
+
+    /// One attempt: fetch (one of at most `concurrency` at once), compile if need be, and swap
+    /// in, unless a newer assignment replaced this one meanwhile.
+    async fn load_once(
+        &self,
+        def: &FunctionDef,
+        artifact: &ArtifactRef,
+        generation: u64,
+    ) -> Result<(), LoadError> {
+        let compiled = {
+            let _permit = self.fetches.acquire().await;
+            self.artifacts.compiled(artifact).await?
+        };
+        let state = self.lock();
+        if state
+            .tasks
+            .get(&def.key)
+            .is_some_and(|t| t.generation == generation)
+        {
+            self.host.load(def.clone(), &compiled)?;
+        }
+        Ok(())
+    }
+
+    fn serving(&self, key: &FunctionKey) -> Option<String> {
+        self.host
+            .registry()
+            .get(key)
+            .map(|f| f.def.revision.clone())
+    }
+
+    fn check_ready(&self, state: &State) {
+        if state.listed && state.tasks.values().all(|t| t.settled) && !self.host.is_ready() {
+            tracing::info!(
+                functions = state.tasks.len(),
+                loaded = self.host.registry().len(),
+                "every assigned function has loaded or failed: ready"
+            );
+            self.host.set_ready();
+        }
+    }
+
+    /// Holds the cache to its bound, keeping what serves and what is being loaded.
+    fn evict(&self) {
+        let needed: HashSet<String> = {
+            let state = self.lock();
+            let serving = self.host.registry().list();
+            let serving = serving.iter().map(|f| f.def.revision.clone());
+            state
+                .tasks
+                .values()
+                .map(|t| t.digest.clone())
+                .chain(serving)
+                .collect()
+        };
+        self.artifacts.evict(&needed);
+    }
+}
+
+fn failed(e: &LoadError) -> SourceStatus {
+    SourceStatus {
+        phase: Phase::Failed,
+        message: e.to_string(),
+        serving: None,
+    }
+}
