@@ -8,6 +8,7 @@ use crate::engine::EngineConfig;
 use crate::host::HostConfig;
 use crate::limits::parse_quantity;
 use crate::server::{ConnectionLimits, MIN_HEADER_BYTES};
+use crate::warm::WarmLimits;
 
 /// Every [`HostConfig`] and [`EngineConfig`] field a user may set; the defaults are theirs.
 #[derive(clap::Args, Clone, Debug)]
@@ -97,6 +98,13 @@ pub struct HostArgs {
     /// Most header fields in one request; more get 431.
     #[arg(long, env = "WASMLESS_MAX_HEADERS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub max_headers: u64,
+    /// Idle instances kept across all functions for later requests (each function keeps at most
+    /// its `warmInstances`).
+    #[arg(long, env = "WASMLESS_MAX_WARM_INSTANCES", default_value_t = 256)]
+    pub max_warm_instances: usize,
+    /// The linear memory idle instances may hold between them, a quantity.
+    #[arg(long, env = "WASMLESS_WARM_MEMORY", default_value = "2Gi", value_parser = quantity)]
+    pub warm_memory: u64,
     /// Connections open at once on the function listener; more are answered 503 and closed.
     #[arg(long, env = "WASMLESS_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
@@ -139,6 +147,10 @@ impl HostArgs {
                 header_timeout: Duration::from_millis(self.header_timeout_ms),
                 max_header_bytes: self.max_header_bytes,
                 max_headers: usize::try_from(self.max_headers).unwrap_or(usize::MAX),
+            },
+            warm: WarmLimits {
+                max_instances: self.max_warm_instances,
+                max_bytes: self.warm_memory,
             },
             path_routing: false,
         }

@@ -133,6 +133,19 @@ pub struct FunctionSpec {
     )]
     #[schemars(schema_with = "outbound_schema")]
     pub allowed_outbound_hosts: StringList,
+    /// Idle instances a host keeps to answer this function's next requests, 0 to 16: 0 starts a
+    /// fresh instance for every request. Default: 4 for python and nodejs (their interpreters
+    /// then start once, as in Kubeless's long-lived runtimes), 0 otherwise. Only wasi:http
+    /// components (python, nodejs, rust) are kept; WAGI ones (wat, c, go) always start fresh.
+    /// Globals a function sets are seen by its own later requests, never another function's; an
+    /// instance that failed, timed out or hit its memory cap is never reused.
+    #[serde(
+        rename = "warmInstances",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "warm_schema")]
+    pub warm_instances: Option<IntOrString>,
     /// Kubeless's per-function Deployment settings: accepted so Kubeless manifests apply, and
     /// ignored, since one shared host replaces the per-function pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -175,6 +188,15 @@ fn memory_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
             "rule": format!("type(self) == int ? self >= {min} && self <= {max} : self.matches('{}') && quantity(self).compareTo(quantity('{min}')) >= 0 && quantity(self).compareTo(quantity('{max}')) <= 0", validate::QUANTITY_PATTERN),
             "message": validate::memory_rule(),
         }]
+    })
+}
+
+fn warm_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "integer",
+        "minimum": 0,
+        "maximum": validate::MAX_WARM_INSTANCES,
+        "description": "Idle instances a host keeps to answer this function's next requests (0: a fresh instance per request; default 4 for python and nodejs, 0 otherwise)."
     })
 }
 

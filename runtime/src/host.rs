@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::outbound::OutboundPolicy;
 use crate::registry::{FunctionDef, LoadedFunction, Registry};
 use crate::server::ConnectionLimits;
+use crate::warm::{WarmBudget, WarmLimits};
 
 /// Everything that configures a host.
 #[derive(Clone, Debug)]
@@ -45,6 +46,9 @@ pub struct HostConfig {
     pub body_timeout: Duration,
     /// The function listener's connections: how many, and how long and large their headers.
     pub connections: ConnectionLimits,
+    /// Idle instances kept across all functions (each function's own number is its
+    /// `warmInstances`).
+    pub warm: WarmLimits,
     /// Whether `/fn/<namespace>/<name>/` routes when the Host names no function: on in `wasmless
     /// up`; off in a cluster unless asked for, since an ingress that forwards any path for one
     /// function's Host would otherwise reach every function.
@@ -64,6 +68,7 @@ impl Default for HostConfig {
             max_log_bytes: 1 << 20,
             body_timeout: Duration::from_secs(30),
             connections: ConnectionLimits::default(),
+            warm: WarmLimits::default(),
             path_routing: false,
         }
     }
@@ -91,6 +96,7 @@ pub struct Host {
     metrics: Metrics,
     logs: Logs,
     admission: Arc<Admission>,
+    warm: Arc<WarmBudget>,
     outbound_refused: prometheus_client::metrics::counter::Counter,
     config: HostConfig,
     ready: AtomicBool,
@@ -110,6 +116,7 @@ impl Host {
             metrics,
             logs: Logs::new(config.log_lines, config.max_log_bytes),
             admission: Admission::new(config.admission.clone()),
+            warm: WarmBudget::new(config.warm),
             outbound_refused,
             config,
             ready: AtomicBool::new(false),
@@ -288,6 +295,8 @@ impl Host {
             remote_addr,
             instances_live: self.metrics.instances_live.clone(),
             permit,
+            keep_warm: limits.warm_instances,
+            warm_budget: self.warm.clone(),
             max_stdout_bytes: self.config.max_stdout_bytes,
             max_log_bytes: self.config.max_log_bytes,
             outbound: function.outbound.clone(),

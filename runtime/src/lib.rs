@@ -13,6 +13,7 @@
 //! - [`server`]: the function and admin listeners.
 //! - [`token`]: the bearer tokens between wasmless's own parts.
 //! - [`validate`]: the one check of a Function every entry point runs.
+//! - [`warm`]: idle instances kept for the next request.
 
 pub mod abi;
 pub mod admission;
@@ -34,6 +35,7 @@ pub mod router;
 pub mod server;
 pub mod token;
 pub mod validate;
+pub mod warm;
 pub mod watch;
 
 pub use config::HostArgs;

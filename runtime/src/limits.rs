@@ -5,7 +5,7 @@ use std::time::Duration;
 use thiserror::Error;
 use wasmtime::ResourceLimiter;
 
-use crate::function::FunctionSpec;
+use crate::function::{FunctionSpec, Runtime};
 use crate::validate::{self, Field, FieldError, Invalid};
 
 /// Kubeless's default function timeout.
@@ -13,10 +13,16 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
 /// Linear-memory cap when the manifest names none.
 pub const DEFAULT_MEMORY_BYTES: u64 = 256 << 20;
 
+/// Idle instances kept for the interpreters' runtimes when the manifest names no number: their
+/// instances take milliseconds to start, a warm one microseconds.
+pub const DEFAULT_WARM_INSTANCES: usize = 4;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     pub timeout: Duration,
     pub memory_bytes: u64,
+    /// Idle instances kept for later requests (`warmInstances`): 0, a fresh one per request.
+    pub warm_instances: usize,
 }
 
 impl Default for Limits {
@@ -24,6 +30,7 @@ impl Default for Limits {
         Self {
             timeout: DEFAULT_TIMEOUT,
             memory_bytes: DEFAULT_MEMORY_BYTES,
+            warm_instances: 0,
         }
     }
 }
@@ -46,6 +53,8 @@ impl Limits {
         let timeout =
             validate::timeout(spec.timeout.as_ref()).map_err(|m| field(Field::Timeout, m))?;
         let memory = validate::memory(spec.memory.as_ref()).map_err(|m| field(Field::Memory, m))?;
+        let warm = validate::warm_instances(spec.warm_instances.as_ref())
+            .map_err(|m| field(Field::WarmInstances, m))?;
         let memory_bytes = match memory {
             Some(requested) if requested > max_memory => {
                 return Err(LimitError::MemoryTooLarge {
@@ -56,9 +65,17 @@ impl Limits {
             Some(requested) => requested,
             None => DEFAULT_MEMORY_BYTES.min(max_memory),
         };
+        let warm_instances = match warm {
+            Some(n) => n as usize,
+            None => match Runtime::parse(&spec.runtime) {
+                Some(Runtime::Python | Runtime::Nodejs) => DEFAULT_WARM_INSTANCES,
+                _ => 0,
+            },
+        };
         Ok(Self {
             timeout,
             memory_bytes,
+            warm_instances,
         })
     }
 }
@@ -88,6 +105,8 @@ pub fn parse_quantity(q: &str) -> Result<u64, LimitError> {
 pub struct MemoryLimiter {
     max_bytes: usize,
     pub refused: Option<usize>,
+    /// Linear memory the store's instances hold (what a warm instance keeps while idle).
+    grown: usize,
 }
 
 impl MemoryLimiter {
@@ -95,7 +114,12 @@ impl MemoryLimiter {
         Self {
             max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
             refused: None,
+            grown: 0,
         }
+    }
+
+    pub fn memory_bytes(&self) -> u64 {
+        u64::try_from(self.grown).unwrap_or(u64::MAX)
     }
 
     pub fn max_bytes(&self) -> usize {
@@ -106,7 +130,7 @@ impl MemoryLimiter {
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -119,6 +143,7 @@ impl ResourceLimiter for MemoryLimiter {
                 self.max_bytes
             );
         }
+        self.grown = self.grown.saturating_add(desired.saturating_sub(current));
         Ok(true)
     }
 
@@ -184,8 +209,28 @@ mod tests {
             l,
             Limits {
                 timeout: DEFAULT_TIMEOUT,
-                memory_bytes: 64 << 20
+                memory_bytes: 64 << 20,
+                warm_instances: 0,
             }
         );
+    }
+
+    #[test]
+    fn warm_instances_default_per_runtime() {
+        let warm = |runtime: &str, asked: Option<i64>| {
+            let spec = FunctionSpec {
+                runtime: runtime.into(),
+                warm_instances: asked.map(IntOrString::Int),
+                ..Default::default()
+            };
+            Limits::from_spec(&spec, 1 << 30).map(|l| l.warm_instances)
+        };
+        assert_eq!(warm("python3.12", None), Ok(DEFAULT_WARM_INSTANCES));
+        assert_eq!(warm("nodejs20", None), Ok(DEFAULT_WARM_INSTANCES));
+        assert_eq!(warm("rust", None), Ok(0));
+        assert_eq!(warm("wat", None), Ok(0));
+        assert_eq!(warm("python", Some(0)), Ok(0));
+        assert_eq!(warm("rust", Some(2)), Ok(2));
+        assert!(warm("python", Some(99)).is_err());
     }
 }

@@ -40,6 +40,8 @@ pub const MIN_MEMORY_BYTES: u64 = 64 << 10;
 pub const MAX_MEMORY_BYTES: u64 = crate::engine::DEFAULT_MAX_MEMORY_BYTES;
 /// Entries of `allowedOutboundHosts`, and the longest one.
 pub const MAX_OUTBOUND_HOSTS: usize = 64;
+/// Most idle instances one function may keep on a host.
+pub const MAX_WARM_INSTANCES: u32 = 16;
 pub const MAX_OUTBOUND_HOST_LEN: usize = 300;
 /// The shape of an entry as the CRD can state it; [`crate::outbound`] reads the rest.
 pub const OUTBOUND_HOST_PATTERN: &str = r"^(http|https|\*)://[^/?#@ ]+/?$";
@@ -61,6 +63,7 @@ pub enum Field {
     Memory,
     Env,
     AllowedOutboundHosts,
+    WarmInstances,
     Deployment,
     Service,
     HorizontalPodAutoscaler,
@@ -81,6 +84,7 @@ impl fmt::Display for Field {
             Field::Memory => "spec.memory",
             Field::Env => "spec.env",
             Field::AllowedOutboundHosts => "spec.allowedOutboundHosts",
+            Field::WarmInstances => "spec.warmInstances",
             Field::Deployment => "spec.deployment",
             Field::Service => "spec.service",
             Field::HorizontalPodAutoscaler => "spec.horizontalPodAutoscaler",
@@ -224,6 +228,9 @@ fn spec_checked(spec: &FunctionSpec, origin: Origin) -> Result<Checked, Invalid>
     }
     if let Err(m) = outbound_hosts(&spec.allowed_outbound_hosts) {
         refuse(Field::AllowedOutboundHosts, m);
+    }
+    if let Err(m) = warm_instances(spec.warm_instances.as_ref()) {
+        refuse(Field::WarmInstances, m);
     }
     for (field, value) in [
         (Field::Deployment, &spec.deployment),
@@ -397,6 +404,20 @@ pub fn timeout_rule() -> String {
 /// How the memory rule reads, here and in the CRD.
 pub fn memory_rule() -> String {
     "must be a quantity from 64Ki to 1Gi, such as 64Mi".into()
+}
+
+/// The idle instances a spec asks a host to keep, if it names a number.
+pub fn warm_instances(raw: Option<&IntOrString>) -> Result<Option<u32>, String> {
+    match raw {
+        None => Ok(None),
+        Some(IntOrString::Int(n)) if (0..=i64::from(MAX_WARM_INSTANCES)).contains(n) => {
+            Ok(u32::try_from(*n).ok())
+        }
+        Some(_) => Err(format!(
+            "{} must be a whole number from 0 to {MAX_WARM_INSTANCES}",
+            shown(raw)
+        )),
+    }
 }
 
 /// The request timeout a spec asks for (Kubeless's 180 s when it names none).

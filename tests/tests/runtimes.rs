@@ -296,3 +296,83 @@ async fn dependencies_are_bundled_and_a_missing_one_fails_the_build() -> anyhow:
     }
     Ok(())
 }
+
+/// Warm instances (`warmInstances`, 4 by default for python): a function's globals carry over
+/// between its own requests, never into another function built from the same source (another
+/// tenant's, or its own with `warmInstances: 0`, which starts fresh each time); an instance that
+/// exited, timed out or hit its memory cap is never used again.
+#[tokio::test]
+async fn warm_instances_keep_state_per_function_and_never_after_a_failure() -> anyhow::Result<()> {
+    let _one_at_a_time = BUILDING.lock().await;
+    let dir = tempfile::tempdir()?;
+    // One source for all three: one artifact (the same digest), three loaded functions.
+    let source = "import os, time\ncount = 0\ndef f(event, context):\n    global count\n    count += 1\n    if event['data'] == 'exit':\n        os._exit(3)\n    if event['data'] == 'sleep':\n        time.sleep(30)\n    if event['data'] == 'grow':\n        global big\n        big = bytearray(512 << 20)\n    return str(count)\n";
+    let manifest = |name: &str, namespace: &str, extra: &str| {
+        let code: String = source.lines().map(|l| format!("    {l}\n")).collect();
+        format!(
+            "apiVersion: wasmless.dev/v1alpha1\nkind: Function\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  runtime: python3.12\n  handler: handler.f\n  timeout: 3\n  memory: 256Mi\n{extra}  function: |\n{code}"
+        )
+    };
+    let docs = [
+        manifest("counter", "alpha", ""),
+        manifest("counter", "beta", ""),
+        manifest("fresh", "alpha", "  warmInstances: 0\n"),
+    ];
+    std::fs::write(dir.path().join("f.yaml"), docs.join("---\n"))?;
+    let up = Up::start(dir.path(), &[]).await?;
+    let post = |host: &'static str, body: &'static str| {
+        let request = up.request(reqwest::Method::POST, host, "/").body(body);
+        async move {
+            let r = request.send().await?;
+            anyhow::Ok((r.status().as_u16(), r.text().await?))
+        }
+    };
+
+    // One request at a time, so each takes the one idle instance there is.
+    for expected in ["1", "2", "3"] {
+        assert_eq!(up.get("counter.alpha", "/").await?, (200, expected.into()));
+    }
+    assert_eq!(
+        up.get("counter.beta", "/").await?,
+        (200, "1".into()),
+        "another tenant's function"
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            up.get("fresh.alpha", "/").await?,
+            (200, "1".into()),
+            "warmInstances: 0"
+        );
+    }
+    assert_eq!(up.get("counter.alpha", "/").await?, (200, "4".into()));
+
+    // Each failure drops the instance it ran in: the next request starts from a fresh one.
+    let (status, _) = post("counter.alpha", "exit").await?;
+    assert_eq!(status, 500, "os._exit is a failed call");
+    assert_eq!(
+        up.get("counter.alpha", "/").await?,
+        (200, "1".into()),
+        "after an exit"
+    );
+    let (status, _) = post("counter.alpha", "sleep").await?;
+    assert_eq!(status, 408, "slept past its 3 s timeout");
+    assert_eq!(
+        up.get("counter.alpha", "/").await?,
+        (200, "1".into()),
+        "after a timeout"
+    );
+    let (status, body) = post("counter.alpha", "grow").await?;
+    assert_eq!(status, 500, "512 MiB is past its 256Mi cap: {body}");
+    assert!(body.contains("memory limit"), "{body}");
+    assert_eq!(
+        up.get("counter.alpha", "/").await?,
+        (200, "1".into()),
+        "after the memory cap"
+    );
+    assert_eq!(
+        up.get("counter.alpha", "/").await?,
+        (200, "2".into()),
+        "and warm again"
+    );
+    Ok(())
+}

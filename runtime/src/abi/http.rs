@@ -1,6 +1,8 @@
 //! WASI HTTP: a component exporting `wasi:http/incoming-handler`, which is what componentize-py,
 //! componentize-js and Rust's `wasip2` produce. Modelled on wasmtime's own `wasi-http` example:
 //! the handler runs in its own task so it can keep streaming the body after the head is sent.
+//! An instance whose handler returned cleanly may serve the function's next request
+//! ([`crate::warm`]).
 
 use std::sync::Arc;
 
@@ -10,18 +12,20 @@ use http_body_util::{BodyExt, Full};
 use prometheus_client::metrics::counter::Counter;
 use wasmtime::Store;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::{
     RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
 };
 
+use super::log_pipe::LogPipe;
 use super::{Call, CallError, LiveGuard};
+use crate::admission::Permit;
 use crate::limits::MemoryLimiter;
 use crate::logs::LogBuffer;
 use crate::outbound::{OutboundPolicy, Target};
+use crate::warm::Idle;
 
 pub struct HttpState {
     wasi: WasiCtx,
@@ -29,7 +33,17 @@ pub struct HttpState {
     table: ResourceTable,
     limiter: MemoryLimiter,
     hooks: Outbound,
+    /// stdout and stderr, taken into the function's log after each request.
+    output: LogPipe,
+    /// The admission slot of the request the instance serves now (none while idle).
+    permit: Option<Permit>,
     _live: LiveGuard,
+}
+
+/// An instance kept between requests, in its store.
+struct Warm {
+    store: Store<HttpState>,
+    proxy: Proxy,
 }
 
 /// Sends a function's outgoing requests, only where its policy allows.
@@ -121,20 +135,25 @@ pub(super) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HttpS
 
 pub struct WasiHttp {
     pre: ProxyPre<HttpState>,
+    /// This loaded function's idle instances: a new definition (code, env, limits, outbound
+    /// policy) is a new `WasiHttp`, so none outlives the definition it was made for.
+    idle: Arc<Idle<Warm>>,
 }
 
 impl WasiHttp {
     pub(super) fn new(linker: &Linker<HttpState>, component: &Component) -> wasmtime::Result<Self> {
         Ok(Self {
             pre: ProxyPre::new(linker.instantiate_pre(component)?)?,
+            idle: Arc::default(),
         })
     }
 
-    pub(super) async fn call(&self, call: Call) -> Result<Response<Body>, CallError> {
-        let stderr = MemoryOutputPipe::new(call.max_log_bytes);
+    /// A store for a new instance of this function.
+    fn store(&self, call: &Call) -> Store<HttpState> {
+        let output = LogPipe::new(call.max_log_bytes);
         let wasi = WasiCtxBuilder::new()
-            .stdout(stderr.clone())
-            .stderr(stderr.clone())
+            .stdout(output.clone())
+            .stderr(output.clone())
             .envs(&call.env)
             .build();
         let mut store = Store::new(
@@ -149,10 +168,25 @@ impl WasiHttp {
                     logs: call.logs.clone(),
                     refused: call.outbound_refused.clone(),
                 },
-                _live: LiveGuard::new(call.instances_live.clone(), call.permit),
+                output,
+                permit: None,
+                _live: LiveGuard::new(call.instances_live.clone()),
             },
         );
         store.limiter(|s| &mut s.limiter);
+        store
+    }
+
+    pub(super) async fn call(&self, call: Call) -> Result<Response<Body>, CallError> {
+        let warm = match call.keep_warm {
+            0 => None,
+            _ => self.idle.take(),
+        };
+        let (mut store, proxy) = match warm {
+            Some(Warm { store, proxy }) => (store, Some(proxy)),
+            None => (self.store(&call), None),
+        };
+        store.data_mut().permit = Some(call.permit);
         super::yield_on_epoch(&mut store);
 
         let request = http::Request::from_parts(call.parts, Full::new(call.body));
@@ -169,21 +203,35 @@ impl WasiHttp {
         let (req, out) = prepared;
 
         let pre = self.pre.clone();
+        let (idle, keep, budget) = (self.idle.clone(), call.keep_warm, call.warm_budget);
         let deadline = call.deadline;
         let logs = call.logs;
         let task = tokio::spawn(async move {
             let run = async {
-                let proxy = pre.instantiate_async(&mut store).await?;
+                let proxy = match proxy {
+                    Some(proxy) => proxy,
+                    None => pre.instantiate_async(&mut store).await?,
+                };
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, req, out)
-                    .await
+                    .await?;
+                Ok::<_, wasmtime::Error>(proxy)
             };
             // The deadline covers the body the handler streams after the head, too.
             let outcome = tokio::time::timeout_at(deadline, run).await;
-            logs.record(&stderr.contents());
+            logs.record(&store.data().output.take());
             match outcome {
-                Ok(Ok(())) => Ok(()),
+                Ok(Ok(proxy)) => {
+                    // Only an instance that ended cleanly serves again: a trap, a timeout or a
+                    // refused grow drops it, whatever state it was left in.
+                    if keep > 0 {
+                        store.data_mut().permit = None;
+                        let bytes = store.data().limiter.memory_bytes();
+                        idle.put(Warm { store, proxy }, bytes, keep, &budget);
+                    }
+                    Ok(())
+                }
                 Ok(Err(e)) => Err(CallError::from_trap(e, &store.data().limiter)),
                 Err(_) => Err(CallError::Timeout),
             }

@@ -1,8 +1,9 @@
-//! How one request runs through one fresh instance. Two ABIs, told apart by the binary itself:
-//! a core module is a WAGI (CGI over WASI p1) command, a component exports
-//! `wasi:http/incoming-handler`.
+//! How one request runs through an instance (fresh, or a warm one: [`crate::warm`]). Two ABIs,
+//! told apart by the binary itself: a core module is a WAGI (CGI over WASI p1) command, a
+//! component exports `wasi:http/incoming-handler`.
 
 pub mod http;
+mod log_pipe;
 pub mod wagi;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::engine::Compiled;
 use crate::limits::MemoryLimiter;
 use crate::logs::LogBuffer;
 use crate::outbound::OutboundPolicy;
+use crate::warm::WarmBudget;
 
 /// Which ABI a loaded function speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,9 +119,14 @@ pub struct Call {
     pub remote_addr: Option<std::net::SocketAddr>,
     /// Counts instances alive; the store holds a guard.
     pub instances_live: Gauge,
-    /// The admission slot this instance runs in; the store holds it, so a slot is free only
-    /// once its instance is gone (a component may stream its body after the head is sent).
+    /// The admission slot this request runs in; the store holds it, so a slot is free only once
+    /// the instance is gone or back among the idle ones (a component may stream its body after
+    /// the head is sent).
     pub permit: Permit,
+    /// Idle instances this function keeps (wasi:http only; 0: a fresh instance per request),
+    /// within the host's budget.
+    pub keep_warm: usize,
+    pub warm_budget: Arc<WarmBudget>,
     /// What a WAGI function may write to stdout (its whole response); writes beyond it fail.
     pub max_stdout_bytes: usize,
     /// What an instance may write to stderr; writes beyond it fail.
@@ -169,14 +176,13 @@ impl CallError {
     }
 }
 
-/// Decrements the live-instance gauge, and frees the admission slot, when the store that holds
-/// it drops.
-pub struct LiveGuard(Gauge, #[allow(dead_code)] Permit);
+/// Decrements the live-instance gauge when the store that holds it drops.
+pub struct LiveGuard(Gauge);
 
 impl LiveGuard {
-    fn new(gauge: Gauge, permit: Permit) -> Self {
+    fn new(gauge: Gauge) -> Self {
         gauge.inc();
-        Self(gauge, permit)
+        Self(gauge)
     }
 }
 

@@ -11,12 +11,14 @@ use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use super::{Call, CallError, LiveGuard};
+use crate::admission::Permit;
 use crate::limits::MemoryLimiter;
 
 pub struct WagiState {
     wasi: WasiP1Ctx,
     limiter: MemoryLimiter,
     _live: LiveGuard,
+    _permit: Permit,
 }
 
 pub(super) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<WagiState>> {
@@ -57,7 +59,8 @@ impl Wagi {
             WagiState {
                 wasi,
                 limiter: MemoryLimiter::new(call.memory_bytes),
-                _live: LiveGuard::new(call.instances_live.clone(), call.permit),
+                _live: LiveGuard::new(call.instances_live.clone()),
+                _permit: call.permit,
             },
         );
         store.limiter(|s| &mut s.limiter);

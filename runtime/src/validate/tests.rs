@@ -365,6 +365,29 @@ fn allowed_outbound_hosts_are_patterns() {
 }
 
 #[test]
+fn warm_instances_are_a_small_whole_number() {
+    let mut s = spec("python", "handler.f");
+    s.warm_instances = Some(IntOrString::Int(0));
+    assert_eq!(errors(&s, Origin::Cluster), Vec::<String>::new());
+    s.warm_instances = Some(IntOrString::Int(i64::from(MAX_WARM_INSTANCES)));
+    assert_eq!(errors(&s, Origin::Cluster), Vec::<String>::new());
+    for bad in [
+        IntOrString::Int(-1),
+        IntOrString::Int(17),
+        IntOrString::String("4".into()),
+    ] {
+        s.warm_instances = Some(bad);
+        assert!(refused(&s, "spec.warmInstances").contains("from 0 to 16"));
+    }
+    // As read from a stored object, whatever it holds: refused, never a failed read.
+    let read: FunctionSpec = serde_json::from_value(
+        serde_json::json!({"runtime": "python", "handler": "h.f", "warmInstances": [1]}),
+    )
+    .unwrap();
+    assert!(refused(&read, "spec.warmInstances").contains("from 0 to 16"));
+}
+
+#[test]
 fn every_problem_is_reported_at_once() {
     let mut s = spec("cobol", "../x.y");
     s.timeout = Some(IntOrString::Int(-1));
