@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -15,11 +15,24 @@ use kube::{Client, Config, ResourceExt};
 use wasmless_controller::children::{PORT_NAME, SERVICE_NAME_LABEL, admin_port};
 use wasmless_runtime::function::{Function, Phase};
 use wasmless_runtime::registry::FunctionInfo;
-use wasmless_runtime::{FunctionKey, router};
+use wasmless_runtime::{FunctionKey, router, token};
 
 use crate::target::{
     Answer, Call, Cursors, Desired, LogLine, Progress, TargetArgs, View, already_exists,
 };
+
+/// The annotation of a host pod naming the Secret (in its namespace) whose `token` its admin
+/// data requires; the chart sets it.
+pub const TOKEN_SECRET_ANNOTATION: &str = "wasmless.dev/token-secret";
+
+/// A running host pod as `logs`, `top` and `deploy`'s wait reach it.
+struct HostPod {
+    /// `namespace/name`.
+    name: String,
+    /// The API path of its admin port's proxy.
+    prefix: String,
+    token: Option<String>,
+}
 
 pub struct Cluster {
     client: Client,
@@ -197,10 +210,10 @@ impl Cluster {
                 return Ok(true);
             }
         };
-        for (host, prefix) in hosts {
-            let answer = self.host_get(&prefix, "/functions").await?;
+        for host in hosts {
+            let answer = self.host_get(&host, "/functions").await?;
             let Ok(loaded) = serde_json::from_slice::<Vec<FunctionInfo>>(&answer.body) else {
-                tracing::warn!(%host, status = %answer.status, "cannot list its functions");
+                tracing::warn!(host = %host.name, status = %answer.status, "cannot list its functions");
                 continue;
             };
             let serves = loaded.iter().any(|f| {
@@ -305,31 +318,30 @@ impl Cluster {
         })
     }
 
-    /// The running host pods, with the path prefix of their admin port's proxy.
-    async fn hosts(&self) -> anyhow::Result<Vec<(String, String)>> {
+    /// The running host pods, with the path prefix of their admin port's proxy and the token
+    /// their admin data requires.
+    async fn hosts(&self) -> anyhow::Result<Vec<HostPod>> {
         let pods: Api<Pod> = Api::all(self.client.clone());
         let list = pods
             .list(&ListParams::default().labels(&self.host_selector))
             .await
             .map_err(|e| self.error(e))?;
-        let hosts: Vec<_> = list
-            .items
-            .iter()
-            .filter(|p| {
-                p.status
-                    .as_ref()
-                    .is_some_and(|s| s.phase.as_deref() == Some("Running") && s.pod_ip.is_some())
-            })
-            .map(|p| {
-                let port = admin_port(p);
-                let ns = p.namespace().unwrap_or_default();
-                let name = p.name_any();
-                (
-                    format!("{ns}/{name}"),
-                    format!("/api/v1/namespaces/{ns}/pods/{name}:{port}/proxy"),
-                )
-            })
-            .collect();
+        let mut hosts = Vec::new();
+        let running = list.items.iter().filter(|p| {
+            p.status
+                .as_ref()
+                .is_some_and(|s| s.phase.as_deref() == Some("Running") && s.pod_ip.is_some())
+        });
+        for p in running {
+            let port = admin_port(p);
+            let ns = p.namespace().unwrap_or_default();
+            let name = p.name_any();
+            hosts.push(HostPod {
+                name: format!("{ns}/{name}"),
+                prefix: format!("/api/v1/namespaces/{ns}/pods/{name}:{port}/proxy"),
+                token: self.host_token(p, &ns).await,
+            });
+        }
         if hosts.is_empty() {
             anyhow::bail!(
                 "no running wasmless host pods (label {}) at {}: deploy wasmless-host, or pass --host-selector",
@@ -340,8 +352,30 @@ impl Cluster {
         Ok(hosts)
     }
 
-    async fn host_get(&self, prefix: &str, path: &str) -> anyhow::Result<Answer> {
-        let request = http::Request::get(format!("{prefix}{path}"))
+    /// The token of the Secret the pod's [`TOKEN_SECRET_ANNOTATION`] names (key `token`), if
+    /// this user may read it.
+    async fn host_token(&self, pod: &Pod, namespace: &str) -> Option<String> {
+        let secret = pod.annotations().get(TOKEN_SECRET_ANNOTATION)?;
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        match secrets.get(secret).await {
+            Ok(s) => {
+                let token = s.data?.get("token")?.0.clone();
+                Some(String::from_utf8_lossy(&token).trim().to_string())
+            }
+            Err(e) => {
+                tracing::warn!("cannot read the hosts' token (Secret {namespace}/{secret}): {e}");
+                None
+            }
+        }
+    }
+
+    async fn host_get(&self, host: &HostPod, path: &str) -> anyhow::Result<Answer> {
+        let mut request = http::Request::get(format!("{}{path}", host.prefix));
+        // The API server takes `Authorization` for itself: the token goes in its own header.
+        if let Some(token) = &host.token {
+            request = request.header(token::HEADER, token);
+        }
+        let request = request
             .body(Vec::new())
             .context("cannot build the request")?;
         self.send(request).await
@@ -353,13 +387,14 @@ impl Cluster {
         cursors: &mut Cursors,
     ) -> anyhow::Result<Vec<LogLine>> {
         let mut out = Vec::new();
-        for (host, prefix) in self.hosts().await? {
-            let since = cursors.get(&host).copied().unwrap_or(0);
+        for host in self.hosts().await? {
+            let since = cursors.get(&host.name).copied().unwrap_or(0);
             let path = format!(
                 "/functions/{}/{}/logs?since={since}",
                 key.namespace, key.name
             );
-            let answer = self.host_get(&prefix, &path).await?;
+            let answer = self.host_get(&host, &path).await?;
+            let host = host.name;
             match answer.status.as_u16() {
                 200 => {
                     let lines: Vec<LogLine> = serde_json::from_slice(&answer.body)
@@ -379,8 +414,9 @@ impl Cluster {
 
     pub async fn metrics(&self) -> anyhow::Result<Vec<String>> {
         let mut out = Vec::new();
-        for (host, prefix) in self.hosts().await? {
-            let answer = self.host_get(&prefix, "/metrics").await?;
+        for host in self.hosts().await? {
+            let answer = self.host_get(&host, "/metrics").await?;
+            let host = host.name;
             if answer.status.is_success() {
                 out.push(String::from_utf8_lossy(&answer.body).into_owned());
             } else {

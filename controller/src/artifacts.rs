@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 use wasmless_runtime::digest::Sha256Digest;
+use wasmless_runtime::token::{self, Token};
 
 #[derive(Debug, Error)]
 #[error("artifact store {path}: {source}")]
@@ -92,8 +93,9 @@ impl ArtifactStore for DirStore {
 }
 
 /// `GET /artifacts/sha256:<hex>` serves a wasm binary; `…/precompiled/<engine-key>` its form
-/// precompiled for that engine. Hosts fetch by digest and verify what they get.
-pub fn router(store: SharedStore) -> axum::Router {
+/// precompiled for that engine, both only with `token` (every tenant's code is here). Hosts
+/// fetch by digest and verify what they get. `/healthz` is for anyone (probes).
+pub fn router(store: SharedStore, token: Token) -> axum::Router {
     use axum::routing::get;
     axum::Router::new()
         .route("/artifacts/{digest}", get(serve_wasm))
@@ -101,6 +103,7 @@ pub fn router(store: SharedStore) -> axum::Router {
             "/artifacts/{digest}/precompiled/{engine}",
             get(serve_precompiled),
         )
+        .layer(axum::middleware::from_fn_with_state(token, token::require))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(store)
 }

@@ -27,6 +27,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
 use wasmless_runtime::function::Function;
+use wasmless_runtime::token::Token;
 
 /// The port Kubeless functions answered on, kept.
 pub const FUNCTION_PORT: i32 = 8080;
@@ -52,6 +53,8 @@ pub struct ChildConfig {
     /// The host pods' function port: a number, or the name of a container port (what a chart
     /// whose hosts listen elsewhere than 8080 uses).
     pub host_port: IntOrString,
+    /// What the hosts' admin data (the functions they serve) requires.
+    pub host_token: Option<Token>,
 }
 
 /// The labels of the shared host pods, as a selector (the chart's, and the flags' default).
@@ -64,6 +67,7 @@ impl Default for ChildConfig {
             host_selector: BTreeMap::from([(key.to_string(), value.to_string())]),
             host_namespace: None,
             host_port: IntOrString::Int(FUNCTION_PORT),
+            host_token: None,
         }
     }
 }

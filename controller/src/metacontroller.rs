@@ -503,6 +503,11 @@ mod chart {
                     "http://hook:8090",
                 )
                 .replace("{{ .Values.metacontroller.resyncPeriodSeconds }}", "60")
+                .replace(
+                    "{{ include \"wasmless.hookTokenSecret\" . }}",
+                    "wasmless-hook-token",
+                )
+                .replace("{{ .Release.Namespace }}", "wasmless")
             })
             .collect::<Vec<_>>()
             .join("\n");
@@ -533,5 +538,15 @@ mod chart {
             hooks["finalize"]["webhook"]["url"].as_str(),
             Some("http://hook:8090/metacontroller/finalize")
         );
+        // Metacontroller sends the hooks' token from the chart's Secret.
+        for hook in ["sync", "finalize"] {
+            let auth = &hooks[hook]["webhook"]["authorization"];
+            assert_eq!(auth["type"].as_str(), Some("Bearer"), "{hook}");
+            assert_eq!(
+                auth["secretRef"]["name"].as_str(),
+                Some("wasmless-hook-token")
+            );
+            assert_eq!(auth["secretRef"]["key"].as_str(), Some("token"));
+        }
     }
 }

@@ -76,9 +76,9 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             pipeline,
+            serving: Serving::new(children.host_token.clone()),
             children,
             ready_when,
-            serving: Serving::default(),
         }
     }
 }

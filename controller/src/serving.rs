@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use wasmless_runtime::FunctionKey;
 use wasmless_runtime::registry::FunctionInfo;
 
+use wasmless_runtime::token::Token;
+
 use crate::children::Host;
 
 /// How long a host's list is reused: shorter than a load, longer than a burst of reconciles.
@@ -38,9 +40,18 @@ type Lists = HashMap<String, (Instant, Arc<Vec<FunctionInfo>>)>;
 pub struct Serving {
     http: reqwest::Client,
     lists: Arc<Mutex<Lists>>,
+    /// What the hosts' admin data requires.
+    token: Option<Token>,
 }
 
 impl Serving {
+    pub fn new(token: Option<Token>) -> Self {
+        Self {
+            token,
+            ..Self::default()
+        }
+    }
+
     /// Asks every host in `hosts` (concurrently) whether it serves `digest` for `key`.
     pub async fn count(&self, hosts: &[Host], key: &FunctionKey, digest: &str) -> Count {
         let lists = futures::future::join_all(hosts.iter().map(|h| self.list(h))).await;
@@ -89,13 +100,10 @@ impl Serving {
     }
 
     async fn fetch(&self, url: &str) -> reqwest::Result<Vec<FunctionInfo>> {
-        self.http
-            .get(url)
-            .timeout(TIMEOUT)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await
+        let mut request = self.http.get(url).timeout(TIMEOUT);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.secret());
+        }
+        request.send().await?.error_for_status()?.json().await
     }
 }

@@ -62,6 +62,8 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 const TOKEN: &str = "wasmless-e2e-admin-token";
+/// What the controllers' artifact servers and the hosts' admin data require here.
+pub const INTERNAL_TOKEN: &str = "wasmless-e2e-internal-token";
 
 /// Controller flags for suites whose hosts are processes, not pods ([`Cluster::host`]): the
 /// controller has no host pod to ask whether it serves a Function, so Ready means built.
@@ -229,6 +231,16 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// The token file the controllers' artifact servers and the hosts share (the chart's
+    /// `<release>-token` Secret), written on first use.
+    pub fn token_file(&self) -> anyhow::Result<PathBuf> {
+        let path = self.dir.path().join("token");
+        if !path.exists() {
+            std::fs::write(&path, format!("{INTERNAL_TOKEN}\n"))?;
+        }
+        Ok(path)
+    }
+
     /// The token file the builder and the controllers share.
     pub fn builder_token_file(&self) -> PathBuf {
         self.dir.path().join("builder-token")
@@ -285,6 +297,8 @@ impl Cluster {
             .arg(store)
             .args(["--builder-url", &builder, "--builder-token-file"])
             .arg(self.builder_token_file())
+            .arg("--token-file")
+            .arg(self.token_file()?)
             .args(extra)
             .env("KUBECONFIG", &self.kubeconfig);
         let process = Process::spawn(command, "controller")?;
@@ -294,12 +308,25 @@ impl Cluster {
 
     /// `wasmless-host` watching this cluster, fetching from `artifacts`, caching in `cache`.
     pub async fn host(&self, artifacts: &str, cache: &Path) -> anyhow::Result<Served> {
-        self.host_on(artifacts, cache, "127.0.0.1").await
+        self.host_with(artifacts, cache, "127.0.0.1", &[]).await
     }
 
     /// `wasmless-host` as [`Cluster::host`], listening on `ip` (free ports): an address the API
-    /// server will proxy to, unlike loopback.
+    /// server will proxy to, unlike loopback; with `--path-routing`, since its proxies reach
+    /// functions by path.
     pub async fn host_on(&self, artifacts: &str, cache: &Path, ip: &str) -> anyhow::Result<Served> {
+        self.host_with(artifacts, cache, ip, &["--path-routing"])
+            .await
+    }
+
+    /// `wasmless-host` as [`Cluster::host_on`], with `extra` flags.
+    pub async fn host_with(
+        &self,
+        artifacts: &str,
+        cache: &Path,
+        ip: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Served> {
         let any = format!("{ip}:0");
         let mut command = Command::new(binary("wasmless-host"));
         command
@@ -313,6 +340,9 @@ impl Cluster {
                 "--cache",
             ])
             .arg(cache)
+            .arg("--token-file")
+            .arg(self.token_file()?)
+            .args(extra)
             .env("KUBECONFIG", &self.kubeconfig);
         Served::start(command, "wasmless-host").await
     }
@@ -336,6 +366,11 @@ impl Cluster {
                 .is_ok()
         })
         .await?;
+        // The CLI reads the hosts' token from the Secret the pod's annotation names, as in the
+        // chart.
+        self.apply(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: wasmless-token, namespace: {namespace}}}\nstringData: {{token: {INTERNAL_TOKEN}}}\n"
+        ))?;
         self.apply(&format!(
             r#"apiVersion: v1
 kind: Pod
@@ -343,6 +378,7 @@ metadata:
   name: {name}
   namespace: {namespace}
   labels: {{app.kubernetes.io/name: wasmless-host}}
+  annotations: {{wasmless.dev/token-secret: wasmless-token}}
 spec:
   nodeName: e2e-node
   automountServiceAccountToken: false

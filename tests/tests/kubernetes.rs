@@ -486,9 +486,12 @@ async fn functions_get_endpoints_from_hosts_in_another_namespace() -> anyhow::Re
     cluster.kubectl(&["create", "namespace", "wasmless"])?;
     let store = tempfile::tempdir()?;
     let cache = tempfile::tempdir()?;
-    // Hosts in any namespace (the default), on the container port named `functions`.
-    let (_controller, artifacts) =
-        cluster.controller(store.path(), &["--host-port", "functions"])?;
+    // Hosts in any namespace (`*`; the default is the controller's own), on the container port
+    // named `functions`.
+    let (_controller, artifacts) = cluster.controller(
+        store.path(),
+        &["--host-port", "functions", "--host-namespace", "*"],
+    )?;
     let host = cluster.host_on(&artifacts, cache.path(), &ip).await?;
     cluster
         .host_pod("wasmless", "wasmless-host-0", &host)

@@ -10,6 +10,9 @@ use serde_json::{Value, json};
 use wasmless_e2e::cluster::{self, Cluster};
 use wasmless_e2e::{Process, binary, client, report, wait_until, wat_manifest};
 
+/// What Metacontroller sends the hook (its CompositeController's `webhook.authorization`).
+const HOOK_TOKEN: &str = "e2e-metacontroller-hook-token";
+
 /// One round of Metacontroller's sync loop for `name`; returns the hook's response.
 async fn sync_once(cluster: &Cluster, hook: &str, name: &str) -> anyhow::Result<Value> {
     let parent: Value =
@@ -40,6 +43,7 @@ async fn sync_once(cluster: &Cluster, hook: &str, name: &str) -> anyhow::Result<
     });
     let response: Value = client()
         .post(hook)
+        .bearer_auth(HOOK_TOKEN)
         .json(&request)
         .send()
         .await?
@@ -77,6 +81,9 @@ async fn metacontroller_mode_on_a_real_api_server() -> anyhow::Result<()> {
 
     // The hook runs with no API access at all.
     let store = tempfile::tempdir()?;
+    let secrets = tempfile::tempdir()?;
+    let hook_token = secrets.path().join("hook-token");
+    std::fs::write(&hook_token, HOOK_TOKEN)?;
     let mut command = Command::new(binary("wasmless-controller"));
     command
         .args([
@@ -90,13 +97,48 @@ async fn metacontroller_mode_on_a_real_api_server() -> anyhow::Result<()> {
         // Builds go to the suite's builder, as the native controller's do.
         .args(["--builder-url", &cluster.builder()?, "--builder-token-file"])
         .arg(cluster.builder_token_file())
+        .arg("--token-file")
+        .arg(cluster.token_file()?)
+        .args(["--hook-listen", "127.0.0.1:0", "--hook-token-file"])
+        .arg(&hook_token)
         .env("KUBECONFIG", "/nonexistent");
     let hook_process = Process::spawn(command, "hook")?;
     let base = format!(
         "http://{}",
         hook_process.address("wasmless-controller: artifacts on ")?
     );
-    let hook = format!("{base}/metacontroller/sync");
+    let hook = format!(
+        "http://{}/metacontroller/sync",
+        hook_process.address("wasmless-controller: hooks on ")?
+    );
+    // The hooks listen apart from the artifacts, and answer nothing without their token.
+    let on_artifacts_port = client()
+        .post(format!("{base}/metacontroller/sync"))
+        .bearer_auth(HOOK_TOKEN)
+        .body("{}")
+        .send()
+        .await?;
+    assert_eq!(
+        on_artifacts_port.status(),
+        404,
+        "the artifacts' port has no hooks"
+    );
+    for token in [
+        None,
+        Some("wrong-token-of-enough-length"),
+        Some(cluster::INTERNAL_TOKEN),
+    ] {
+        let mut request = client().post(&hook).body(r#"{"parent": {}}"#);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await?;
+        assert_eq!(response.status(), 401, "hook with {token:?}");
+        assert!(
+            !response.text().await?.contains("status"),
+            "nothing answered"
+        );
+    }
 
     // A native controller runs beside it and must leave the Function alone.
     let native_store = tempfile::tempdir()?;
@@ -112,8 +154,13 @@ async fn metacontroller_mode_on_a_real_api_server() -> anyhow::Result<()> {
     cluster.apply(&manifest)?;
     let mut rounds = 0;
     let mut phases = Vec::new();
+    let mut digest;
     loop {
         let response = sync_once(&cluster, &hook, "mc-hello").await?;
+        digest = response["status"]["artifact"]["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         rounds += 1;
         phases.push(
             response["status"]["phase"]
@@ -137,6 +184,24 @@ async fn metacontroller_mode_on_a_real_api_server() -> anyhow::Result<()> {
         Some("Ready"),
         "{phases:?}"
     );
+    // Every tenant's code is on the artifact server: only with its token.
+    let artifact = format!("{base}/artifacts/{digest}");
+    for token in [None, Some("wrong-token-of-enough-length"), Some(HOOK_TOKEN)] {
+        let mut request = client().get(&artifact);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await?;
+        assert_eq!(response.status(), 401, "artifact with {token:?}");
+        assert!(!response.bytes().await?.starts_with(b"\0asm"));
+    }
+    let fetched = client()
+        .get(&artifact)
+        .bearer_auth(cluster::INTERNAL_TOKEN)
+        .send()
+        .await?;
+    assert_eq!(fetched.status(), 200);
+    assert!(fetched.bytes().await?.starts_with(b"\0asm"));
     wait_until(Duration::from_secs(60), || async {
         matches!(host.get("mc-hello.test", "/").await, Ok((200, b)) if b == "hello from metacontroller mode")
     })

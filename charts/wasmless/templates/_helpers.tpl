@@ -43,6 +43,44 @@ app.kubernetes.io/component: builder
 {{- printf "http://%s-builder.%s:8091" (include "wasmless.fullname" .) .Release.Namespace -}}
 {{- end -}}
 
+{{/* A Secret's token: the value given, else the one the Secret already holds (kept across
+upgrades), else a new random one. Call with (list . "<secret name>" <value>). */}}
+{{- define "wasmless.secretToken" -}}
+{{- $root := index . 0 -}}
+{{- $name := index . 1 -}}
+{{- $token := index . 2 -}}
+{{- if not $token -}}
+{{- $existing := lookup "v1" "Secret" $root.Release.Namespace $name -}}
+{{- if and $existing $existing.data (hasKey $existing.data "token") -}}
+{{- $token = index $existing.data "token" | b64dec -}}
+{{- else -}}
+{{- $token = randAlphaNum 48 -}}
+{{- end -}}
+{{- end -}}
+{{- $token -}}
+{{- end -}}
+
+{{/* The Secret of the token hosts send the artifact server and the controller (and the CLI)
+send the hosts' admin data. */}}
+{{- define "wasmless.tokenSecret" -}}
+{{- printf "%s-token" (include "wasmless.fullname" .) -}}
+{{- end -}}
+
+{{/* Where the controller and the hosts read that token. */}}
+{{- define "wasmless.tokenFile" -}}
+/var/run/wasmless/token
+{{- end -}}
+
+{{/* The Secret of the token Metacontroller sends the hooks. */}}
+{{- define "wasmless.hookTokenSecret" -}}
+{{- printf "%s-hook-token" (include "wasmless.fullname" .) -}}
+{{- end -}}
+
+{{/* Where the controller reads it. */}}
+{{- define "wasmless.hookTokenFile" -}}
+/var/run/wasmless-hook/token
+{{- end -}}
+
 {{/* Where the controller and the builder read the builder's token. */}}
 {{- define "wasmless.builder.tokenFile" -}}
 /var/run/wasmless-builder/token
@@ -81,9 +119,14 @@ app.kubernetes.io/component: host
 {{- end -}}
 {{- end -}}
 
-{{/* The controller Service's in-cluster URL (artifacts, and the Metacontroller hooks). */}}
+{{/* The controller Service's in-cluster URL of the artifacts. */}}
 {{- define "wasmless.controller.url" -}}
 {{- printf "http://%s-controller.%s:8090" (include "wasmless.fullname" .) .Release.Namespace -}}
+{{- end -}}
+
+{{/* The controller Service's in-cluster URL of the Metacontroller hooks (a port of their own). */}}
+{{- define "wasmless.controller.hookUrl" -}}
+{{- printf "http://%s-controller.%s:8092" (include "wasmless.fullname" .) .Release.Namespace -}}
 {{- end -}}
 
 {{/* native, or metacontroller when the chart wires Metacontroller up. */}}
@@ -125,6 +168,9 @@ headerTimeoutMs: header-timeout-ms
 maxHeaderBytes: max-header-bytes
 maxHeaders: max-headers
 maxConnections: max-connections
+fetchConcurrency: fetch-concurrency
+fetchTimeoutMs: fetch-timeout-ms
+cacheMaxBytes: cache-max-bytes
 {{- end -}}
 
 {{/* `--flag=value` args for each set host.config value, in a stable order. */}}

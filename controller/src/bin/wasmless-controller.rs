@@ -2,7 +2,8 @@
 //!
 //! - no subcommand: run, `--mode native` (the default: a kube-runtime controller with leader
 //!   election) or `--mode metacontroller` (the sync/finalize webhook; no API access of its own).
-//!   Both serve the artifact store that hosts fetch from on `--listen`.
+//!   Both serve the artifact store that hosts fetch from on `--listen` (with `--token-file`);
+//!   the hooks listen apart, on `--hook-listen` (with `--hook-token-file`).
 //! - `crd`: print the Function CRD. `build -f FILE`: build manifests into a store (with a
 //!   `wasmless-builder` child process, as `wasmless up` does).
 //!
@@ -18,6 +19,7 @@ use wasmless_controller::children::{self, ChildConfig};
 use wasmless_controller::{
     DirStore, Pipeline, artifacts, leader, manifest, metacontroller, reconcile,
 };
+use wasmless_runtime::token::{self, Token};
 use wasmless_runtime::validate::{self, Origin};
 use wasmless_runtime::{EngineConfig, server};
 
@@ -67,9 +69,21 @@ struct RunArgs {
     /// Artifact store directory (a PersistentVolume in a cluster).
     #[arg(long, env = "WASMLESS_STORE", default_value = "artifacts")]
     store: PathBuf,
-    /// Address of the artifact server (and, in metacontroller mode, of the hooks).
+    /// Address of the artifact server.
     #[arg(long, env = "WASMLESS_LISTEN", default_value = "0.0.0.0:8090")]
     listen: String,
+    /// File holding the token (a mounted Secret) hosts send to fetch artifacts; the controller
+    /// sends it to the hosts' admin port too.
+    #[arg(long, env = "WASMLESS_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Address of Metacontroller's sync and finalize hooks (metacontroller mode), a port apart
+    /// from the artifacts.
+    #[arg(long, env = "WASMLESS_HOOK_LISTEN", default_value = "0.0.0.0:8092")]
+    hook_listen: String,
+    /// File holding the bearer token Metacontroller sends the hooks (its CompositeController's
+    /// `webhook.authorization.secretRef` names the same Secret).
+    #[arg(long, env = "WASMLESS_HOOK_TOKEN_FILE")]
+    hook_token_file: Option<PathBuf>,
     /// Namespace of the leader-election Lease (native mode).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
@@ -77,9 +91,9 @@ struct RunArgs {
     /// from the ready ones; metacontroller mode's Services select them.
     #[arg(long, env = "WASMLESS_HOST_SELECTOR", default_value = children::DEFAULT_HOST_SELECTOR)]
     host_selector: String,
-    /// Namespace of the host pods (native mode); unset: any namespace. Setting it keeps pods
-    /// labelled like hosts in other namespaces from receiving functions' traffic, and lets a
-    /// Role in that namespace grant the pod watch.
+    /// Namespace of the host pods (native mode) [default: this pod's, POD_NAMESPACE, else the
+    /// kubeconfig context's]; `*`: any namespace. Pods labelled like hosts elsewhere never
+    /// receive functions' traffic, and a Role in that namespace grants the pod watch.
     #[arg(long, env = "WASMLESS_HOST_NAMESPACE")]
     host_namespace: Option<String>,
     /// The host pods' function port: a number or a container port's name.
@@ -209,7 +223,6 @@ fn children(args: &RunArgs) -> anyhow::Result<ChildConfig> {
     };
     Ok(ChildConfig {
         host_port,
-        host_namespace: args.host_namespace.clone().filter(|ns| !ns.is_empty()),
         ..host_selector(&args.host_selector)?
     })
 }
@@ -230,8 +243,32 @@ fn host_selector(text: &str) -> anyhow::Result<ChildConfig> {
     })
 }
 
+/// `--host-namespace`, else the release's: the pod's own namespace, else the kubeconfig's.
+fn host_namespace(flag: Option<&str>, client: &kube::Client) -> Option<String> {
+    match flag.map(str::trim) {
+        Some("*") => None,
+        Some(ns) if !ns.is_empty() => Some(ns.to_string()),
+        _ => Some(
+            std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|ns| !ns.is_empty())
+                .unwrap_or_else(|| client.default_namespace().to_string()),
+        ),
+    }
+}
+
+/// A required token file's token.
+fn token(flag: &str, file: Option<&std::path::Path>) -> anyhow::Result<Token> {
+    let file = file.with_context(|| {
+        format!("{flag} is required: the chart mounts it from a Secret; outside a cluster, a file of 16 characters or more")
+    })?;
+    Ok(Token::from_file(file)?)
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let children = children(&args)?;
+    let mut children = children(&args)?;
+    let artifacts_token = token("--token-file", args.token_file.as_deref())?;
+    children.host_token = Some(artifacts_token.clone());
     let store: artifacts::SharedStore = Arc::new(DirStore::new(&args.store));
     let pipeline = Arc::new(Pipeline::new(
         compiling_engine(&args.store)?,
@@ -251,13 +288,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     });
 
-    let mut app = artifacts::router(store);
-    if args.mode == Mode::Metacontroller {
-        app = app.merge(metacontroller::router(metacontroller::Hook::new(
-            pipeline.clone(),
-            children.clone(),
-        )));
-    }
+    let app = artifacts::router(store, artifacts_token);
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -265,12 +296,34 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(store = %args.store.display(), %addr, "serving artifacts");
     // Scripts and tests read these lines to learn the port.
     println!("wasmless-controller: artifacts on http://{addr}");
-    let serving = tokio::spawn(server::serve(listener, app, stopped()));
+    let mut serving = vec![tokio::spawn(server::serve(listener, app, stopped()))];
+    if args.mode == Mode::Metacontroller {
+        let hook_token = token("--hook-token-file", args.hook_token_file.as_deref())?;
+        let hooks = metacontroller::router(metacontroller::Hook::new(
+            pipeline.clone(),
+            children.clone(),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            hook_token,
+            token::require,
+        ));
+        let listener = tokio::net::TcpListener::bind(&args.hook_listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.hook_listen))?;
+        let addr = listener.local_addr()?;
+        println!("wasmless-controller: hooks on http://{addr}/metacontroller/sync");
+        serving.push(tokio::spawn(server::serve(listener, hooks, stopped())));
+    }
 
     if args.mode == Mode::Native {
         let client = kube::Client::try_default()
             .await
             .context("no Kubernetes API reachable: set KUBECONFIG or run in a cluster")?;
+        children.host_namespace = host_namespace(args.host_namespace.as_deref(), &client);
+        tracing::info!(
+            host_namespace = children.host_namespace.as_deref().unwrap_or("*"),
+            "host pods"
+        );
         let ctx = Arc::new(reconcile::Context::new(
             client.clone(),
             pipeline,
@@ -279,10 +332,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         ));
         reconcile_while_leading(client, ctx, &args.lease_namespace, &stopped).await?;
     } else {
-        println!("wasmless-controller: hooks on http://{addr}/metacontroller/sync");
         stopped().await;
     }
-    serving.await??;
+    for task in serving {
+        task.await??;
+    }
     Ok(())
 }
 
