@@ -311,7 +311,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.hook_listen))?;
         let addr = listener.local_addr()?;
-        println!("wasmless-controller: hooks on http://{addr}/metacontroller/sync");
+        println!("wasmless-controller: hooks on http://{addr}");
         serving.push(tokio::spawn(server::serve(listener, hooks, stopped())));
     }
 
