@@ -168,6 +168,8 @@ headerTimeoutMs: header-timeout-ms
 maxHeaderBytes: max-header-bytes
 maxHeaders: max-headers
 maxConnections: max-connections
+maxWarmInstances: max-warm-instances
+warmMemory: warm-memory
 fetchConcurrency: fetch-concurrency
 fetchTimeoutMs: fetch-timeout-ms
 cacheMaxBytes: cache-max-bytes
