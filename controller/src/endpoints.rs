@@ -60,7 +60,8 @@ impl Hosts {
             api,
             watcher::Config::default().labels(&config.selector_string()),
         )
-        .default_backoff()
+        // Back within seconds of an API-server restart (see `backoff`).
+        .backoff(crate::backoff::Exponential::watch())
         .reflect(writer)
         .filter_map(move |event| {
             let changed = match event {

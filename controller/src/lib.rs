@@ -2,11 +2,14 @@
 //!
 //! - [`manifest`]: reading manifests; [`source`]: decoding and checksums;
 //! - [`pipeline`]: the flow every entry point drives (builds go to `wasmless-builder`);
+//! - [`driver`]: the control loop over it: what to build, in the background, bounded;
 //! - [`artifacts`]: the content-addressed store.
 
 pub mod artifacts;
+pub mod backoff;
 pub mod children;
 pub mod crd;
+pub mod driver;
 pub mod endpoints;
 pub mod leader;
 pub mod manifest;

@@ -9,11 +9,16 @@
 //! hosts in the request, and Metacontroller hands a namespaced parent's hooks related objects
 //! of the parent's own namespace only.
 //!
-//! A Function is reconciled by exactly one mode: the native controller skips Functions labelled
-//! `wasmless.dev/controller: metacontroller`, and this hook leaves every other Function as it is.
+//! By default the hook handles every Function (Metacontroller alone, no native controller).
+//! Beside a native controller (`--share-with-native`) a Function is reconciled by exactly one
+//! of them: the native controller skips Functions labelled `wasmless.dev/controller:
+//! metacontroller`, and the hook leaves every other Function as it is.
+//!
+//! Builds go through the [`Driver`], as the native controller's do: in the background, bounded,
+//! one per build key, transient failures retried.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -30,7 +35,7 @@ use wasmless_runtime::function::Function;
 use wasmless_runtime::validate::{self, Origin};
 
 use crate::children::{self, ChildConfig, EndpointsBy};
-use crate::pipeline::{Artifact, Pipeline};
+use crate::driver::{Driver, Next, OriginBuf, Outcome};
 use crate::status;
 
 /// The label that hands a Function to the Metacontroller hook.
@@ -67,35 +72,41 @@ pub struct HookResponse {
     pub finalized: Option<bool>,
 }
 
-/// What the hook remembers between requests: builds in flight and their outcomes. Losing it
-/// (a restart) only means a build runs again; finished builds live in the artifact store.
-pub struct Hook {
-    pipeline: Arc<Pipeline>,
-    children: ChildConfig,
-    builds: Mutex<HashMap<String, BuildState>>,
+/// Which Functions the hook handles.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// Every Function: Metacontroller runs without a native controller.
+    #[default]
+    All,
+    /// Only those labelled `wasmless.dev/controller: metacontroller`; a native controller
+    /// handles the rest.
+    Labelled,
 }
 
-#[derive(Clone)]
-enum BuildState {
-    Running,
-    Failed(String),
+/// The hook: stateless but for the driver's builds. Losing them (a restart) only means a build
+/// runs again; finished builds live in the artifact store.
+pub struct Hook {
+    driver: Arc<Driver>,
+    children: ChildConfig,
+    scope: Scope,
 }
 
 impl Hook {
-    pub fn new(pipeline: Arc<Pipeline>, children: ChildConfig) -> Arc<Self> {
+    pub fn new(driver: Arc<Driver>, children: ChildConfig, scope: Scope) -> Arc<Self> {
         Arc::new(Self {
-            pipeline,
+            driver,
             children,
-            builds: Mutex::default(),
+            scope,
         })
     }
 
     /// Answers one request; `sync` starts a background build when one is needed.
-    pub fn answer(self: &Arc<Self>, request: &HookRequest) -> HookResponse {
+    pub async fn answer(&self, request: &HookRequest) -> HookResponse {
         let parent = &request.parent;
         let previous = parent.status.clone().unwrap_or_default();
-        let ours = parent.labels().get(MODE_LABEL).map(String::as_str) == Some(MODE_METACONTROLLER);
-        if !ours {
+        let labelled =
+            parent.labels().get(MODE_LABEL).map(String::as_str) == Some(MODE_METACONTROLLER);
+        if self.scope == Scope::Labelled && !labelled {
             // Not ours: change nothing (the native controller owns it).
             return HookResponse {
                 status: to_value(&previous),
@@ -120,7 +131,6 @@ impl Hook {
         let service = children::service(parent, &self.children, EndpointsBy::Selector);
         let url = children::url(parent);
         let generation = parent.metadata.generation;
-        let now = status::now();
         if let Err(invalid) = validate::function(parent, Origin::Cluster) {
             // Metacontroller would fail to create a Service with a name it cannot have.
             let children = if invalid.names_unusable() {
@@ -128,6 +138,7 @@ impl Hook {
             } else {
                 vec![to_value(&service)]
             };
+            let now = status::now();
             return HookResponse {
                 status: to_value(&status::invalid(&previous, generation, url, &invalid, &now)),
                 children,
@@ -135,21 +146,33 @@ impl Hook {
                 finalized: None,
             };
         }
-        let (status, resync) = match self.outcome(parent) {
-            Outcome::Done(result) => (
-                status::built(
-                    &previous,
-                    generation,
-                    url,
-                    result.as_ref().map_err(Clone::clone),
-                    &now,
-                ),
-                None,
-            ),
-            Outcome::Building => (
-                status::building(&previous, generation, url, &now),
-                Some(RESYNC_WHILE_BUILDING),
-            ),
+        let (status, resync) = match self.driver.next(parent) {
+            Next::Keep => (previous, None),
+            Next::Build => {
+                let key =
+                    FunctionKey::new(&parent.namespace().unwrap_or_default(), &parent.name_any());
+                let outcome = self
+                    .driver
+                    .request(&key, &parent.spec, OriginBuf::Cluster, None)
+                    .await;
+                let now = status::now();
+                match outcome {
+                    Outcome::Done { result, .. } => (
+                        status::built(
+                            &previous,
+                            generation,
+                            url,
+                            result.as_ref().map_err(Clone::clone),
+                            &now,
+                        ),
+                        None,
+                    ),
+                    Outcome::Building { note } => (
+                        status::building(&previous, generation, url, note.as_deref(), &now),
+                        Some(RESYNC_WHILE_BUILDING),
+                    ),
+                }
+            }
         };
         HookResponse {
             status: to_value(&status),
@@ -158,46 +181,6 @@ impl Hook {
             finalized: None,
         }
     }
-
-    fn outcome(self: &Arc<Self>, parent: &Function) -> Outcome {
-        let spec = &parent.spec;
-        // Errors that need no build (bad source, unknown runtime) are answered at once.
-        let build_key = match self.pipeline.build_key_of(spec, Origin::Cluster) {
-            Ok(k) => k,
-            Err(e) => return Outcome::Done(Err(format!("{e:#}"))),
-        };
-        match self.pipeline.lookup(spec, Origin::Cluster) {
-            Ok(Some(artifact)) => return Outcome::Done(Ok(artifact)),
-            Ok(None) => {}
-            Err(e) => return Outcome::Done(Err(format!("{e:#}"))),
-        }
-        let mut builds = self.builds.lock().unwrap_or_else(PoisonError::into_inner);
-        match builds.get(&build_key) {
-            Some(BuildState::Failed(message)) => return Outcome::Done(Err(message.clone())),
-            Some(BuildState::Running) => return Outcome::Building,
-            None => {}
-        }
-        builds.insert(build_key.clone(), BuildState::Running);
-        drop(builds);
-        let hook = self.clone();
-        let key = FunctionKey::new(&parent.namespace().unwrap_or_default(), &parent.name_any());
-        let spec = spec.clone();
-        tokio::task::spawn_blocking(move || {
-            let result = hook.pipeline.build(&key, &spec, Origin::Cluster);
-            let mut builds = hook.builds.lock().unwrap_or_else(PoisonError::into_inner);
-            match result {
-                // Finished builds are found in the store from now on.
-                Ok(_) => builds.remove(&build_key),
-                Err(e) => builds.insert(build_key, BuildState::Failed(format!("{e:#}"))),
-            };
-        });
-        Outcome::Building
-    }
-}
-
-enum Outcome {
-    Done(Result<Artifact, String>),
-    Building,
 }
 
 fn to_value<T: Serialize>(v: &T) -> Value {
@@ -240,7 +223,7 @@ async fn handle(State(hook): State<Arc<Hook>>, request: Request) -> Response {
             );
         }
     };
-    Json(hook.answer(&request)).into_response()
+    Json(hook.answer(&request).await).into_response()
 }
 
 fn error(status: StatusCode, message: String) -> Response {
@@ -258,14 +241,19 @@ mod tests {
     const HELLO: &str = r#"(module (func (export "_start")))"#;
 
     fn hook(dir: &std::path::Path) -> Arc<Hook> {
+        hook_for(dir, Scope::All)
+    }
+
+    fn hook_for(dir: &std::path::Path, scope: Scope) -> Arc<Hook> {
         let engine = EngineConfig::default().build().unwrap();
         let store = Arc::new(DirStore::new(dir));
-        let pipeline = Arc::new(Pipeline::new(
+        let pipeline = Arc::new(crate::pipeline::Pipeline::new(
             engine,
             store,
             Arc::new(crate::pipeline::InProcess),
         ));
-        Hook::new(pipeline, ChildConfig::default())
+        let driver = Driver::new(pipeline, crate::driver::Settings::default());
+        Hook::new(driver, ChildConfig::default(), scope)
     }
 
     /// A request as Metacontroller sends it; `children` keyed as hook `version` v1 or v2.
@@ -369,6 +357,7 @@ mod tests {
         let hook = hook(dir.path());
         let good = sync_until_settled(&hook, &request(HELLO, 2, true, false)).await;
         let mut bad = request("(module oops", 2, true, false);
+        bad["parent"]["metadata"]["generation"] = 4.into();
         bad["parent"]["status"] = good["status"].clone();
         let failed = sync_until_settled(&hook, &bad).await;
         assert_eq!(failed["status"]["phase"], "Failed", "{failed}");
@@ -435,9 +424,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn functions_of_the_native_controller_are_left_alone() {
+    async fn shared_with_native_functions_of_the_native_controller_are_left_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let hook = hook(dir.path());
+        let hook = hook_for(dir.path(), Scope::Labelled);
         let mut body = request(HELLO, 2, true, false);
         body["parent"]["metadata"]["labels"] = serde_json::json!({});
         body["parent"]["status"] = serde_json::json!({"phase": "Ready", "url": "x"});
@@ -451,6 +440,17 @@ mod tests {
         );
         assert!(response.get("resyncAfterSeconds").is_none());
         assert!(!dir.path().join("wasm").exists(), "nothing was built");
+    }
+
+    #[tokio::test]
+    async fn alone_every_function_is_handled() {
+        let dir = tempfile::tempdir().unwrap();
+        let hook = hook(dir.path());
+        let mut body = request(HELLO, 2, true, false);
+        body["parent"]["metadata"]["labels"] = serde_json::json!({});
+        let settled = sync_until_settled(&hook, &body).await;
+        assert_eq!(settled["status"]["phase"], "Ready", "{settled}");
+        assert!(dir.path().join("wasm").exists(), "built");
     }
 
     #[tokio::test]

@@ -1,8 +1,10 @@
 //! The native controller: a kube-runtime `Controller` over Functions. Level-triggered and
-//! idempotent: for each generation it builds (or finds the build in the store), writes status,
-//! and applies the per-function Service and its endpoints. `Ready` waits for the ready host
-//! pods to serve the artifact ([`crate::serving`]), unless `--ready-when built`. Host pod
-//! changes that move endpoints reconcile every Function ([`crate::endpoints`]).
+//! idempotent: for each generation it asks the [`Driver`] for the build (which runs in the
+//! background: a reconcile never waits for one, it writes `Building` and returns, and the
+//! build's end reconciles the Function again), writes status, and applies the per-function
+//! Service and its endpoints. `Ready` waits for the ready host pods to serve the artifact
+//! ([`crate::serving`]), unless `--ready-when built`. Host pod changes that move endpoints
+//! reconcile every Function ([`crate::endpoints`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,18 +14,21 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use thiserror::Error;
+use tokio::sync::{mpsc, watch};
 
 use wasmless_runtime::FunctionKey;
 use wasmless_runtime::function::{Function, FunctionStatus, Phase};
 use wasmless_runtime::validate::{self, Invalid, Origin};
 
+use crate::backoff::Exponential;
 use crate::children::{self, ChildConfig, EndpointsBy};
+use crate::driver::{Driver, Next, OriginBuf, Outcome, Waiter};
 use crate::endpoints::{self, Hosts};
 use crate::own_writes::{OwnWrites, StatusWriter};
-use crate::pipeline::Pipeline;
 use crate::serving::Serving;
 use crate::status::{self, Failure};
 
@@ -37,8 +42,6 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("endpoints: {0}")]
     Endpoints(#[from] endpoints::Error),
-    #[error("build task: {0}")]
-    Join(#[from] tokio::task::JoinError),
 }
 
 /// When a built Function is `Ready`.
@@ -54,7 +57,7 @@ pub enum ReadyWhen {
 /// What every reconcile needs.
 pub struct Context {
     pub client: Client,
-    pub pipeline: Arc<Pipeline>,
+    pub driver: Arc<Driver>,
     pub children: ChildConfig,
     pub recorder: Recorder,
     pub ready_when: ReadyWhen,
@@ -64,7 +67,7 @@ pub struct Context {
 impl Context {
     pub fn new(
         client: Client,
-        pipeline: Arc<Pipeline>,
+        driver: Arc<Driver>,
         children: ChildConfig,
         ready_when: ReadyWhen,
     ) -> Self {
@@ -75,7 +78,7 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            pipeline,
+            driver,
             serving: Serving::new(children.host_token.clone()),
             children,
             ready_when,
@@ -83,16 +86,36 @@ impl Context {
     }
 }
 
-/// One leadership term: the context and the host pods watched during it.
+/// One leadership term: the context, the host pods watched during it, and where the driver
+/// tells of finished builds.
 struct Term {
     ctx: Arc<Context>,
     hosts: Hosts,
     own: OwnWrites,
+    wake: Waiter,
+    /// Whether this replica still holds the Lease: nothing is written once it does not.
+    leading: watch::Receiver<bool>,
 }
 
-/// Runs the controller until `shutdown` resolves.
-pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+/// Runs the controller until `shutdown` resolves (then reconciles in flight finish). Dropping
+/// the future stops at once: how a replica that lost its Lease stops writing.
+pub async fn run(
+    ctx: Arc<Context>,
+    leading: watch::Receiver<bool>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let (hosts, host_changes) = Hosts::watch(ctx.client.clone(), &ctx.children);
+    // Driven by a task of its own, not by the controller: reconciles wait for the first list of
+    // host pods, and a controller shutting down stops polling its triggers.
+    let host_changes = Forwarded::spawn(host_changes);
+    let (wake, woken) = mpsc::unbounded_channel::<FunctionKey>();
+    let woken = futures::stream::unfold(woken, |mut rx| async move {
+        let key = rx.recv().await?;
+        Some((
+            ObjectRef::<Function>::new(&key.name).within(&key.namespace),
+            rx,
+        ))
+    });
     let functions = Api::<Function>::all(ctx.client.clone());
     let services = Api::<Service>::all(ctx.client.clone());
     // Functions handed to the Metacontroller hook are not ours.
@@ -110,7 +133,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
                 children::MANAGED_BY.1
             )),
         )
-        .reconcile_all_on(host_changes)
+        // Back within seconds of an API-server restart (kube-runtime's default waits up to 30 s).
+        .trigger_backoff(Exponential::watch())
+        .reconcile_all_on(host_changes.stream)
+        .reconcile_on(woken)
         .graceful_shutdown_on(shutdown)
         .run(
             reconcile,
@@ -119,6 +145,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
                 ctx,
                 hosts,
                 own: OwnWrites::default(),
+                wake,
+                leading,
             }),
         )
         .for_each(|result| async move {
@@ -127,6 +155,40 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
             }
         })
         .await;
+}
+
+/// A stream driven by a task of its own, its items passed on; the task ends with this.
+struct Forwarded {
+    stream: futures::stream::BoxStream<'static, ()>,
+}
+
+impl Forwarded {
+    fn spawn(source: impl futures::Stream<Item = ()> + Send + 'static) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            futures::pin_mut!(source);
+            while let Some(item) = source.next().await {
+                if tx.send(item).is_err() {
+                    break;
+                }
+            }
+        });
+        let abort = AbortOnDrop(task);
+        let stream = futures::stream::unfold((rx, abort), |(mut rx, abort)| async move {
+            rx.recv().await?;
+            Some(((), (rx, abort)))
+        })
+        .boxed();
+        Self { stream }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn error_policy(_: Arc<Function>, error: &Error, _: Arc<Term>) -> Action {
@@ -141,6 +203,10 @@ async fn reconcile(function: Arc<Function>, term: Arc<Term>) -> Result<Action, E
     let key = FunctionKey::new(&namespace, &name);
     let generation = function.metadata.generation;
     let params = PatchParams::apply(MANAGER).force();
+    if !*term.leading.borrow() {
+        // The Lease is gone: the term ends, and nothing more is written in it.
+        return Ok(Action::await_change());
+    }
     // The cache is behind a status this controller wrote: the newer event brings it back.
     if term.own.is_replaced(&function) {
         tracing::debug!(function = %key, "skipped a version this controller has written over");
@@ -170,21 +236,42 @@ async fn reconcile(function: Arc<Function>, term: Arc<Term>) -> Result<Action, E
         tracing::debug!(function = %key, hosts = endpoints, "service and endpoints applied");
     }
 
-    let current = previous.observed_generation == generation;
-    let stored = previous
-        .artifact
-        .as_ref()
-        .is_some_and(|a| ctx.pipeline.has(a));
     if let Err(invalid) = checked {
         refuse(ctx, &function, &mut writer, &previous, &invalid).await?;
         return Ok(Action::requeue(Duration::from_secs(3600)));
     }
-    // A conflict that is gone is no reason to stay Failed.
-    let settled = current && !Failure::ServiceConflict.is_why(&previous);
-    let status = match previous.phase {
-        Phase::Failed if settled => return Ok(Action::requeue(Duration::from_secs(3600))),
-        Phase::Ready | Phase::Loading if current && stored => previous.clone(),
-        _ => build(ctx, &function, &mut writer, &previous).await?,
+    let status = match ctx.driver.next(&function) {
+        Next::Keep if previous.phase == Phase::Failed => {
+            return Ok(Action::requeue(Duration::from_secs(3600)));
+        }
+        Next::Keep => previous.clone(),
+        Next::Build => {
+            let outcome = ctx
+                .driver
+                .request(
+                    &key,
+                    &function.spec,
+                    OriginBuf::Cluster,
+                    Some(term.wake.clone()),
+                )
+                .await;
+            match outcome {
+                Outcome::Building { note } => {
+                    let url = children::url(&function);
+                    let now = status::now();
+                    let status =
+                        status::building(&previous, generation, url, note.as_deref(), &now);
+                    if status != previous {
+                        writer.write(&status).await?;
+                    }
+                    // The build's end brings it back (the driver's waiter).
+                    return Ok(Action::requeue(Duration::from_secs(3600)));
+                }
+                Outcome::Done { result, elapsed } => {
+                    built(ctx, &function, &previous, result, elapsed).await
+                }
+            }
+        }
     };
     let (status, hosts) = match ctx.ready_when {
         ReadyWhen::Built => (status, None),
@@ -209,37 +296,21 @@ async fn reconcile(function: Arc<Function>, term: Arc<Term>) -> Result<Action, E
     })
 }
 
-/// Builds the Function's generation (status `Building` meanwhile) and records an Event: the
-/// status the build gives, not written yet.
-async fn build(
+/// The status a finished build gives the Function's generation, not written yet; records an
+/// Event.
+async fn built(
     ctx: &Context,
     function: &Function,
-    writer: &mut StatusWriter<'_>,
     previous: &FunctionStatus,
-) -> Result<FunctionStatus, Error> {
+    outcome: Result<crate::pipeline::Artifact, String>,
+    elapsed: Duration,
+) -> FunctionStatus {
     let key = FunctionKey::new(
         &function.namespace().unwrap_or_default(),
         &function.name_any(),
     );
     let generation = function.metadata.generation;
     let url = children::url(function);
-    writer
-        .write(&status::building(
-            previous,
-            generation,
-            url.clone(),
-            &status::now(),
-        ))
-        .await?;
-
-    let started = std::time::Instant::now();
-    let (pipeline, spec, build_key) = (ctx.pipeline.clone(), function.spec.clone(), key.clone());
-    let outcome =
-        tokio::task::spawn_blocking(move || pipeline.build(&build_key, &spec, Origin::Cluster))
-            .await?;
-    let elapsed = started.elapsed();
-    let outcome = outcome.map_err(|e| format!("{e:#}"));
-    // Conditions change now, when the build is done, not when it started.
     let status = status::built(
         previous,
         generation,
@@ -247,10 +318,9 @@ async fn build(
         outcome.as_ref().map_err(Clone::clone),
         &status::now(),
     );
-
     let event = match &outcome {
         Ok(a) => {
-            tracing::info!(function = %key, digest = %a.digest, cached = a.cached, elapsed_ms = elapsed.as_millis() as u64, "build finished");
+            tracing::info!(function = %key, digest = %a.digest, cached = a.cached, "built generation");
             Event {
                 type_: EventType::Normal,
                 reason: if a.cached { "Cached" } else { "Built" }.into(),
@@ -277,7 +347,7 @@ async fn build(
         }
     };
     publish(ctx, function, &event).await;
-    Ok(status)
+    status
 }
 
 /// Records an invalid spec in status (Failed, `InvalidSpec`, before any build) and in an Event,

@@ -52,11 +52,13 @@ fn condition(
     }
 }
 
-/// While a build runs: the serving artifact (if any) stays.
+/// While a build runs: the serving artifact (if any) stays. `note` says why it takes longer
+/// (waiting for a slot, a retry), if it does.
 pub fn building(
     previous: &FunctionStatus,
     generation: Option<i64>,
     url: String,
+    note: Option<&str>,
     now: &str,
 ) -> FunctionStatus {
     let serving = previous.artifact.as_ref();
@@ -68,7 +70,10 @@ pub fn building(
                 "Built",
                 None,
                 "Building",
-                "building the new generation".into(),
+                match note {
+                    Some(note) => format!("building the new generation: {note}"),
+                    None => "building the new generation".into(),
+                },
                 generation,
                 &previous.conditions,
                 now,
@@ -404,7 +409,7 @@ mod tests {
             Some("sha256:a")
         );
 
-        let during = building(&ok, Some(2), url(), "t2");
+        let during = building(&ok, Some(2), url(), None, "t2");
         assert_eq!(
             (during.phase, during.observed_generation),
             (Phase::Building, Some(1))

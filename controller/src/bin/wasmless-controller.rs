@@ -11,11 +11,13 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use wasmless_controller::children::{self, ChildConfig};
+use wasmless_controller::driver::{self, Driver};
 use wasmless_controller::{
     DirStore, Pipeline, artifacts, leader, manifest, metacontroller, reconcile,
 };
@@ -109,6 +111,11 @@ struct RunArgs {
         default_value = "serving"
     )]
     ready_when: reconcile::ReadyWhen,
+    /// Metacontroller mode: handle only Functions labelled `wasmless.dev/controller:
+    /// metacontroller`, leaving the rest to a native controller that runs beside the hook.
+    /// Without it the hook handles every Function.
+    #[arg(long, env = "WASMLESS_SHARE_WITH_NATIVE")]
+    share_with_native: bool,
     #[command(flatten)]
     builder: BuilderArgs,
 }
@@ -122,12 +129,25 @@ struct BuilderArgs {
     /// File holding the builder's bearer token (a mounted Secret).
     #[arg(long, env = "WASMLESS_BUILDER_TOKEN_FILE")]
     builder_token_file: Option<PathBuf>,
-    /// How long to wait for one build, queueing at the builder included (seconds).
+    /// How long to wait for one build, queueing at the builder included (seconds); then it is
+    /// retried, as when the builder cannot be reached.
     #[arg(long, env = "WASMLESS_BUILDER_TIMEOUT", default_value_t = 1800)]
     builder_timeout: u64,
+    /// Builds at once; more wait for a slot [default: the cores available].
+    #[arg(long, env = "WASMLESS_MAX_BUILDS")]
+    max_builds: Option<usize>,
 }
 
 impl BuilderArgs {
+    fn driver(&self, pipeline: Arc<Pipeline>) -> Arc<Driver> {
+        let settings = driver::Settings {
+            max_builds: self.max_builds.unwrap_or_else(driver::default_max_builds),
+            ..driver::Settings::default()
+        };
+        tracing::info!(max_builds = settings.max_builds, "builds");
+        Driver::new(pipeline, settings)
+    }
+
     /// The builder's client; inside a Tokio runtime.
     fn client(&self) -> anyhow::Result<Arc<wasmless_builder::Client>> {
         let (Some(url), Some(token_file)) = (&self.builder_url, &self.builder_token_file) else {
@@ -166,7 +186,14 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Build { file, store }) => {
             tokio::runtime::Runtime::new()?.block_on(build(&file, store))
         }
-        None => tokio::runtime::Runtime::new()?.block_on(run(cli.run)),
+        None => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let result = runtime.block_on(run(cli.run));
+            // A build may still be precompiling on a blocking thread: not worth waiting for,
+            // its input stays in the store (dropping the runtime would wait).
+            runtime.shutdown_timeout(Duration::from_millis(500));
+            result
+        }
     }
 }
 
@@ -275,6 +302,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         store.clone(),
         args.builder.client()?,
     ));
+    let driver = args.builder.driver(pipeline);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -286,6 +314,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     tokio::spawn(async move {
         server::shutdown_signal().await;
         let _ = stop_tx.send(true);
+        exit_after(SHUTDOWN_GRACE);
     });
 
     let app = artifacts::router(store, artifacts_token);
@@ -299,9 +328,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut serving = vec![tokio::spawn(server::serve(listener, app, stopped()))];
     if args.mode == Mode::Metacontroller {
         let hook_token = token("--hook-token-file", args.hook_token_file.as_deref())?;
+        let scope = if args.share_with_native {
+            metacontroller::Scope::Labelled
+        } else {
+            metacontroller::Scope::All
+        };
         let hooks = metacontroller::router(metacontroller::Hook::new(
-            pipeline.clone(),
+            driver.clone(),
             children.clone(),
+            scope,
         ))
         .layer(axum::middleware::from_fn_with_state(
             hook_token,
@@ -326,7 +361,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
         let ctx = Arc::new(reconcile::Context::new(
             client.clone(),
-            pipeline,
+            driver,
             children,
             args.ready_when,
         ));
@@ -340,7 +375,27 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reconciles while this replica holds the Lease; waits while another does.
+/// How long a SIGTERM may take before the process exits anyway: within Kubernetes' default
+/// grace period (30 s), whatever it was doing.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// How long reconciles in flight get to finish at a graceful stop (they never wait for builds).
+const RECONCILES_GRACE: Duration = Duration::from_secs(5);
+
+/// Exits the process `after` from now unless it has exited by then: on a thread of its own, so
+/// that a busy or stuck async runtime cannot hold it up.
+fn exit_after(after: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        tracing::error!(
+            "still running {} s after the stop signal: exiting",
+            after.as_secs()
+        );
+        std::process::exit(1);
+    });
+}
+
+/// Reconciles while this replica holds the Lease; waits while another does. Returns soon after
+/// `stopped` in every state; stops writing as soon as the Lease is lost.
 async fn reconcile_while_leading<S, F>(
     client: kube::Client,
     ctx: Arc<reconcile::Context>,
@@ -356,10 +411,12 @@ where
         std::env::var("POD_NAME").unwrap_or_else(|_| "wasmless-controller".into()),
         std::process::id()
     );
-    let mut leadership =
-        leader::Leadership::elect(client, lease_namespace, identity.clone()).await?;
     let shutdown = stopped();
     tokio::pin!(shutdown);
+    let mut leadership = tokio::select! {
+        _ = &mut shutdown => return Ok(()),
+        l = leader::Leadership::elect(client, lease_namespace, identity.clone()) => l?,
+    };
     loop {
         tracing::info!(%identity, "waiting to lead");
         tokio::select! {
@@ -368,15 +425,23 @@ where
         }
         tracing::info!(%identity, "leading: reconciling Functions");
         let mut lost = leadership.leading.clone();
-        let stop = stopped();
-        reconcile::run(ctx.clone(), async move {
-            tokio::select! {
-                _ = stop => {}
-                _ = lost.wait_for(|l| !*l) => tracing::warn!("lost the lease"),
+        let term = reconcile::run(ctx.clone(), leadership.leading.clone(), stopped());
+        tokio::pin!(term);
+        tokio::select! {
+            _ = &mut term => {}
+            // Dropping the term ends every reconcile in flight: nothing more is written.
+            _ = lost.wait_for(|l| !*l) => {
+                tracing::warn!(%identity, "lost the lease: stopped reconciling");
+                continue;
             }
-        })
-        .await;
-        // Stopped (rather than the lease lost): the shutdown future is ready now too.
+            _ = &mut shutdown => {
+                if tokio::time::timeout(RECONCILES_GRACE, &mut term).await.is_err() {
+                    tracing::warn!("reconciles still running {} s after the stop signal: stopped", RECONCILES_GRACE.as_secs());
+                }
+                break;
+            }
+        }
+        // The term ended by itself: stopped, or its watches ended.
         if futures::FutureExt::now_or_never(shutdown.as_mut()).is_some() {
             break;
         }
