@@ -1,5 +1,6 @@
 //! `wasmless up`: the all-in-one local mode. A directory of Function manifests goes through the
-//! controller's pipeline into the runtime's host, and reloads when files change. Builds run in a
+//! controller's driver (builds in the background, a few at once) into the runtime's host, each
+//! function served as soon as its own build is done, and reloads when files change. Builds run in a
 //! `wasmless-builder` child process (loopback, random port and token), sandboxed as in a cluster.
 //! A broken file, an invalid manifest or a failed build is logged, shown in `/status`, and the
 //! last good version keeps serving. A `url` source is a file inside its manifest's directory.
@@ -19,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 
 use wasmless_builder::Client;
 use wasmless_builder::local::LocalBuilder;
+use wasmless_controller::driver::{self, Driver, OriginBuf, Outcome, Waiter};
 use wasmless_controller::pipeline::compile_cache_dir;
 use wasmless_controller::{DirStore, Pipeline, manifest};
 use wasmless_runtime::function::{Phase, SourceStatus};
@@ -50,6 +52,9 @@ pub struct UpArgs {
     /// `--build-memory 2Gi`, `--build-cpu 300` (see `wasmless-builder --help`); repeatable.
     #[arg(long = "builder-arg", allow_hyphen_values = true)]
     builder_args: Vec<String>,
+    /// Builds at once; more wait for a slot [default: the cores available].
+    #[arg(long)]
+    max_builds: Option<usize>,
     #[command(flatten)]
     host: HostArgs,
 }
@@ -64,9 +69,11 @@ fn after_help() -> String {
 }
 
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
-    tokio::runtime::Runtime::new()
-        .context("cannot start the async runtime")?
-        .block_on(serve(args))
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let result = runtime.block_on(serve(args));
+    // A build may still be precompiling on a blocking thread: not worth waiting for.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    result
 }
 
 async fn serve(args: UpArgs) -> anyhow::Result<()> {
@@ -94,6 +101,13 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         Arc::new(DirStore::new(&store)),
         Arc::new(client),
     ));
+    let driver = Driver::new(
+        pipeline,
+        driver::Settings {
+            max_builds: args.max_builds.unwrap_or_else(driver::default_max_builds),
+            ..driver::Settings::default()
+        },
+    );
 
     let listeners = server::Listeners::bind(&args.listen, &args.admin).await?;
     listeners.announce("wasmless up")?;
@@ -132,18 +146,32 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     // One signal listener for the whole run; it also interrupts a sync (builds can be long).
     let shutdown = server::shutdown_signal();
     tokio::pin!(shutdown);
-    let mut loader = DirLoader::new(host.clone(), pipeline, args.dir.clone(), deployed);
+    // Finished builds wake the loader for their function.
+    let (wake, mut woken) = mpsc::unbounded_channel();
+    let mut loader = DirLoader::new(host.clone(), driver, args.dir.clone(), deployed, wake);
     let mut stopping = tokio::select! {
         _ = &mut shutdown => true,
         _ = loader.sync() => false,
     };
-    if !stopping {
-        host.set_ready();
-        tracing::info!(dir = %args.dir.display(), store = %store.display(), functions = host.registry().len(), "ready");
-    }
+    let mut ready = false;
     while !stopping {
+        // Ready once every function has had its first build, built or not.
+        if !ready && loader.settled() {
+            ready = true;
+            host.set_ready();
+            tracing::info!(dir = %args.dir.display(), store = %store.display(), functions = host.registry().len(), "ready");
+        }
         stopping = tokio::select! {
             _ = &mut shutdown => true,
+            key = woken.recv() => match key {
+                None => true,
+                Some(key) => {
+                    tokio::select! {
+                        _ = &mut shutdown => true,
+                        _ = loader.woken(&key) => false,
+                    }
+                }
+            },
             event = events.recv() => match event {
                 None => true,
                 Some(_) => {
@@ -169,7 +197,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
 /// Keeps the host in step with a directory of manifests.
 struct DirLoader {
     host: Arc<Host>,
-    pipeline: Arc<Pipeline>,
+    driver: Arc<Driver>,
     dir: PathBuf,
     deployed: Arc<api::Deployed>,
     /// What was last tried for each function, built or not: unchanged ones are skipped. The
@@ -178,22 +206,49 @@ struct DirLoader {
     attempted: HashMap<FunctionKey, (FunctionManifest, Option<String>)>,
     /// The functions each file held when it last parsed.
     file_keys: HashMap<PathBuf, Vec<FunctionKey>>,
+    /// What each function should be now, and the file that says so (none: the API).
+    desired: BTreeMap<FunctionKey, (FunctionManifest, Option<PathBuf>)>,
+    /// Functions whose build runs; the driver tells `wake` when it ends.
+    building: HashSet<FunctionKey>,
+    wake: Waiter,
+}
+
+/// Where a function stands after one step.
+enum Step {
+    Loaded(String),
+    Building(Option<String>),
 }
 
 impl DirLoader {
     fn new(
         host: Arc<Host>,
-        pipeline: Arc<Pipeline>,
+        driver: Arc<Driver>,
         dir: PathBuf,
         deployed: Arc<api::Deployed>,
+        wake: Waiter,
     ) -> Self {
         Self {
             host,
-            pipeline,
+            driver,
             dir,
             deployed,
             attempted: HashMap::new(),
             file_keys: HashMap::new(),
+            desired: BTreeMap::new(),
+            building: HashSet::new(),
+            wake,
+        }
+    }
+
+    /// No function waits for a build.
+    fn settled(&self) -> bool {
+        self.building.is_empty()
+    }
+
+    /// A build ended: load it, if it is still what the function should be.
+    async fn woken(&mut self, key: &FunctionKey) {
+        if self.building.contains(key) {
+            self.apply(key).await;
         }
     }
 
@@ -244,6 +299,7 @@ impl DirLoader {
         }
 
         let statuses = self.host.statuses();
+        let mut changed = Vec::new();
         for (key, (m, file)) in &desired {
             let base = file.as_deref().and_then(Path::parent);
             let source = wasmless_controller::source::decode(&m.spec, origin(base))
@@ -256,7 +312,7 @@ impl DirLoader {
                 continue;
             }
             self.attempted.insert(key.clone(), fingerprint);
-            self.apply(m, base, file.as_deref()).await;
+            changed.push(key.clone());
         }
 
         let stale: Vec<FunctionKey> = self
@@ -267,33 +323,54 @@ impl DirLoader {
             .collect();
         for key in stale {
             self.attempted.remove(&key);
+            self.building.remove(&key);
             self.host.unload(&key);
             self.host.set_status(&key, None);
         }
+        self.desired = desired;
+        // In file order: the driver's slots go first come, first served.
+        for key in changed {
+            self.apply(&key).await;
+        }
     }
 
-    /// Builds and loads one manifest; on failure the serving revision (if any) stays.
-    async fn apply(&self, m: &FunctionManifest, base: Option<&Path>, file: Option<&Path>) {
-        let origin = file.map_or_else(|| "api".to_string(), |f| f.display().to_string());
-        let key = m.key();
+    /// Starts or finishes one function's build and loads it; on failure the serving revision
+    /// (if any) stays.
+    async fn apply(&mut self, key: &FunctionKey) {
+        let Some((m, file)) = self.desired.get(key).cloned() else {
+            self.building.remove(key);
+            return;
+        };
+        let origin = file
+            .as_deref()
+            .map_or_else(|| "api".to_string(), |f| f.display().to_string());
+        let base = file.as_deref().and_then(Path::parent);
         let serving = self
             .host
             .registry()
-            .get(&key)
+            .get(key)
             .map(|f| f.def.revision.clone());
         let status = |phase, message: String, serving: Option<String>| SourceStatus {
             phase,
             message,
             serving,
         };
-        self.host.set_status(
-            &key,
-            Some(status(Phase::Building, String::new(), serving.clone())),
-        );
-        match self.build_and_load(m, base).await {
-            Ok(revision) => {
+        let step = self.step(&m, base).await;
+        if matches!(step, Ok(Step::Building(_))) {
+            self.building.insert(key.clone());
+        } else {
+            self.building.remove(key);
+        }
+        match step {
+            Ok(Step::Building(note)) => {
                 self.host.set_status(
-                    &key,
+                    key,
+                    Some(status(Phase::Building, note.unwrap_or_default(), serving)),
+                );
+            }
+            Ok(Step::Loaded(revision)) => {
+                self.host.set_status(
+                    key,
                     Some(status(Phase::Ready, String::new(), Some(revision))),
                 );
             }
@@ -305,7 +382,7 @@ impl DirLoader {
                 };
                 tracing::error!(function = %key, %origin, "not built{keeps}: {message}");
                 self.host.set_status(
-                    &key,
+                    key,
                     Some(status(
                         Phase::Failed,
                         wasmless_controller::status::trim(&message),
@@ -316,22 +393,20 @@ impl DirLoader {
         }
     }
 
-    async fn build_and_load(
-        &self,
-        m: &FunctionManifest,
-        base: Option<&Path>,
-    ) -> anyhow::Result<String> {
+    async fn step(&self, m: &FunctionManifest, base: Option<&Path>) -> anyhow::Result<Step> {
         validate::manifest(m, origin(base)).context("invalid spec")?;
         let max_memory = self.host.config().engine.max_memory_bytes;
         // This host's own limits, before spending time on a build.
         let mut def = FunctionDef::from_manifest(m, String::new(), max_memory)?;
-        let pipeline = self.pipeline.clone();
-        let (manifest, base) = (m.clone(), base.map(Path::to_path_buf));
-        let artifact = tokio::task::spawn_blocking(move || {
-            pipeline.build(&manifest.key(), &manifest.spec, origin(base.as_deref()))
-        })
-        .await
-        .context("build task")??;
+        let from = base.map_or(OriginBuf::Inline, |b| OriginBuf::Dir(b.to_path_buf()));
+        let outcome = self
+            .driver
+            .request(&m.key(), &m.spec, from, Some(self.wake.clone()))
+            .await;
+        let artifact = match outcome {
+            Outcome::Building { note } => return Ok(Step::Building(note)),
+            Outcome::Done { result, .. } => result.map_err(anyhow::Error::msg)?,
+        };
         let path = artifact
             .precompiled
             .as_deref()
@@ -339,7 +414,7 @@ impl DirLoader {
         let compiled = engine::load_precompiled(self.host.engine(), path)?;
         def.revision = artifact.digest.clone();
         self.host.load(def, &compiled)?;
-        Ok(artifact.digest)
+        Ok(Step::Loaded(artifact.digest))
     }
 }
 
