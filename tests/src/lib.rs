@@ -124,6 +124,11 @@ impl Process {
         self.log.lock().map(|l| l.contains(needle)).unwrap_or(false)
     }
 
+    /// The stderr log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
     /// How many times `needle` appears in the stderr log.
     pub fn log_count(&self, needle: &str) -> usize {
         self.log
@@ -172,23 +177,33 @@ impl Served {
     /// Starts `command`, reads the two addresses it announces as `<program>: …`, and waits for
     /// `/readyz`.
     pub async fn start(command: Command, program: &str) -> anyhow::Result<Self> {
-        let process = Process::spawn(command, program)?;
-        let functions = process.address(&format!("{program}: functions on "))?;
-        let admin = process.address(&format!("{program}: admin on "))?;
-        let served = Self {
-            process,
-            functions,
-            admin,
-        };
-        let ready = format!("http://{}/readyz", served.admin);
+        let served = Self::spawn(command, program)?;
+        served.until_ready(program).await?;
+        Ok(served)
+    }
+
+    /// Waits for `/readyz`.
+    pub async fn until_ready(&self, program: &str) -> anyhow::Result<()> {
+        let ready = format!("http://{}/readyz", self.admin);
         // Ready comes after the first build of every function: Python and Node components take
         // tens of seconds each to build and compile on 2 cores.
         wait_until(Duration::from_secs(900), || async {
             matches!(client().get(&ready).send().await, Ok(r) if r.status() == 200)
         })
         .await
-        .with_context(|| format!("{program} never became ready"))?;
-        Ok(served)
+        .with_context(|| format!("{program} never became ready"))
+    }
+
+    /// [`Served::start`] without waiting for `/readyz`.
+    pub fn spawn(command: Command, program: &str) -> anyhow::Result<Self> {
+        let process = Process::spawn(command, program)?;
+        let functions = process.address(&format!("{program}: functions on "))?;
+        let admin = process.address(&format!("{program}: admin on "))?;
+        Ok(Self {
+            process,
+            functions,
+            admin,
+        })
     }
 
     /// A request to the function listener with the given Host header.
@@ -242,6 +257,13 @@ impl std::ops::Deref for Up {
 
 impl Up {
     pub async fn start(dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        let up = Self::starting(dir, extra)?;
+        up.until_ready("wasmless up").await?;
+        Ok(up)
+    }
+
+    /// [`Up::start`] without waiting for `/readyz`: functions answer as their builds end.
+    pub fn starting(dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         let store = tempfile::tempdir()?;
         let mut command = Command::new(binary("wasmless"));
         command
@@ -258,7 +280,7 @@ impl Up {
             .arg(store.path())
             .args(extra);
         Ok(Self {
-            served: Served::start(command, "wasmless up").await?,
+            served: Served::spawn(command, "wasmless up")?,
             _store: store,
         })
     }

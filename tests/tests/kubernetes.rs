@@ -1025,3 +1025,202 @@ async fn tenant_builds_reach_nothing_of_the_controller() -> anyhow::Result<()> {
     assert!(!cluster.builder_log_contains(&secret.content));
     Ok(())
 }
+
+/// How many builds ran at once at most, from the controller's log: each build logs
+/// `build started` once it holds a slot and `build ended` before it gives it back.
+fn most_builds_at_once(log: &str) -> usize {
+    let (mut now, mut most) = (0usize, 0usize);
+    for line in log.lines() {
+        if line.contains("build started") {
+            now += 1;
+            most = most.max(now);
+        } else if line.contains("build ended") {
+            now = now.saturating_sub(1);
+        }
+    }
+    most
+}
+
+/// 50 Functions applied at once (40 sources: ten pairs share one) build at most
+/// `--max-builds` at a time, each source once, and all become Ready.
+#[tokio::test]
+async fn fifty_functions_build_a_few_at_a_time_each_source_once() -> anyhow::Result<()> {
+    const MAX_BUILDS: usize = 2;
+    let cluster = Cluster::with_functions().await?;
+    let store = tempfile::tempdir()?;
+    let max = MAX_BUILDS.to_string();
+    let (controller, _) = cluster.controller(
+        store.path(),
+        &["--ready-when", "built", "--max-builds", &max],
+    )?;
+    let manifests: Vec<String> = (0..50)
+        .map(|i| wat_manifest("test", &format!("many-{i:02}"), &format!("body {}", i % 40)))
+        .collect();
+    let started = Instant::now();
+    cluster.apply(&manifests.join("---\n"))?;
+    let ready = || {
+        cluster
+            .kubectl(&[
+                "get",
+                "fn",
+                "-n",
+                "test",
+                "-o",
+                "jsonpath={.items[*].status.phase}",
+            ])
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter(|p| *p == "Ready")
+            .count()
+    };
+    wait_until(Duration::from_secs(600), || {
+        let all = ready() == 50;
+        async move { all }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}: {} of 50 Ready", ready()))?;
+    let elapsed = started.elapsed();
+
+    let log = controller.log();
+    let most = most_builds_at_once(&log);
+    assert!(
+        (1..=MAX_BUILDS).contains(&most),
+        "{most} builds at once, at most {MAX_BUILDS} allowed"
+    );
+    let built = log
+        .lines()
+        .filter(|l| l.contains("built function=test/many-"))
+        .count();
+    assert_eq!(built, 40, "each source built once");
+    let digests = cluster.kubectl(&[
+        "get",
+        "fn",
+        "-n",
+        "test",
+        "-o",
+        "jsonpath={.items[*].status.artifact.digest}",
+    ])?;
+    let distinct: std::collections::BTreeSet<&str> = digests.split_whitespace().collect();
+    assert_eq!(distinct.len(), 40, "{digests}");
+    report(&format!(
+        "builds: 50 Functions (40 sources) Ready {:.1} s after apply, --max-builds {MAX_BUILDS}: at most {most} at once, {built} builds",
+        elapsed.as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// Python module code that componentize-py runs at build time: a build that sleeps for ten
+/// minutes (the suite's builder stops it at its timeout), using no CPU meanwhile.
+fn sleeping_build(name: &str) -> String {
+    format!(
+        "apiVersion: wasmless.dev/v1alpha1\nkind: Function\nmetadata: {{name: {name}, namespace: test}}\nspec:\n  runtime: python\n  handler: f.handler\n  function: |\n    import time\n    time.sleep(600)\n    def handler(event, context):\n        return 'late'\n"
+    )
+}
+
+/// A pod the controller takes for a host (labelled as one, Running, Ready, at `ip`) with nothing
+/// behind it: enough for the endpoints.
+async fn pod_without_host(
+    cluster: &Cluster,
+    namespace: &str,
+    name: &str,
+    ip: &str,
+) -> anyhow::Result<()> {
+    cluster.apply("apiVersion: v1\nkind: Node\nmetadata: {name: e2e-node}\n")?;
+    // Pod admission wants the namespace's default ServiceAccount, which kcm makes.
+    wait_until(Duration::from_secs(60), || async {
+        cluster
+            .kubectl(&["get", "serviceaccount", "default", "-n", namespace])
+            .is_ok()
+    })
+    .await?;
+    cluster.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {namespace}, labels: {{app.kubernetes.io/name: wasmless-host}}}}\nspec:\n  nodeName: e2e-node\n  automountServiceAccountToken: false\n  containers: [{{name: host, image: wasmless-host}}]\n"
+    ))?;
+    cluster.kubectl(&[
+        "patch",
+        "pod",
+        name,
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &format!(
+            r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}],"hostIP":"{ip}","conditions":[{{"type":"Ready","status":"True"}}]}}}}"#
+        ),
+    ])?;
+    Ok(())
+}
+
+/// Reconciles never wait for a build: while one Function builds for minutes and another waits
+/// for the only build slot, both Services' endpoints follow a host pod that joins, turns
+/// unready and ready again.
+#[tokio::test]
+async fn functions_that_build_for_minutes_still_follow_the_host_pods() -> anyhow::Result<()> {
+    let cluster = Cluster::with_functions().await?;
+    cluster.kubectl(&["create", "namespace", "wasmless"])?;
+    let store = tempfile::tempdir()?;
+    let (_controller, _) = cluster.controller(
+        store.path(),
+        &[
+            "--ready-when",
+            "built",
+            "--max-builds",
+            "1",
+            "--host-namespace",
+            "wasmless",
+        ],
+    )?;
+    cluster.apply(&sleeping_build("slow"))?;
+    wait_until(Duration::from_secs(60), || async {
+        cluster.phase("slow") == "Building"
+    })
+    .await?;
+    cluster.apply(&wat_manifest("test", "queued", "queued"))?;
+    let building = |name: &str| {
+        cluster
+            .function_field(
+                name,
+                r#"{.status.phase}: {.status.conditions[?(@.type=="Built")].message}"#,
+            )
+            .unwrap_or_default()
+    };
+    // It waits for the slot, and says so.
+    wait_until(Duration::from_secs(60), || {
+        let now = building("queued");
+        async move { now.starts_with("Building: ") && now.contains("waiting for a build slot") }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}: {}", building("queued")))?;
+
+    let ip = "192.0.2.10";
+    pod_without_host(&cluster, "wasmless", "host-0", ip).await?;
+    let one = format!("{ip}@wasmless/host-0:8080");
+    let joined = until_endpoints(&cluster, "slow", &one).await?;
+    until_endpoints(&cluster, "queued", &one).await?;
+    cluster.pod_ready("wasmless", "host-0", false)?;
+    let unready = until_endpoints(&cluster, "slow", "").await?;
+    until_endpoints(&cluster, "queued", "").await?;
+    cluster.pod_ready("wasmless", "host-0", true)?;
+    let ready = until_endpoints(&cluster, "slow", &one).await?;
+    until_endpoints(&cluster, "queued", &one).await?;
+    // The builds are where they were: the endpoints did not wait for them.
+    assert!(
+        building("slow").starts_with("Building: "),
+        "{}",
+        building("slow")
+    );
+    assert!(
+        building("queued").contains("waiting for a build slot"),
+        "{}",
+        building("queued")
+    );
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    report(&format!(
+        "timing: endpoints of Functions still building follow the host pod (kubectl polling): joined {:.0} ms, unready {:.0} ms, ready {:.0} ms",
+        ms(joined),
+        ms(unready),
+        ms(ready)
+    ));
+    Ok(())
+}

@@ -94,6 +94,8 @@ async fn metacontroller_mode_on_a_real_api_server() -> anyhow::Result<()> {
             "--store",
         ])
         .arg(store.path())
+        // A native controller runs beside it (below): the hook takes the labelled Functions only.
+        .arg("--share-with-native")
         // Builds go to the suite's builder, as the native controller's do.
         .args(["--builder-url", &cluster.builder()?, "--builder-token-file"])
         .arg(cluster.builder_token_file())

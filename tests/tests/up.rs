@@ -621,3 +621,33 @@ async fn a_build_that_never_ends_is_stopped_by_its_timeout() -> anyhow::Result<(
     assert!(message.contains("timeout of 60 s"), "{message}");
     Ok(())
 }
+
+/// Each function serves as soon as its own build is done: one whose build takes minutes
+/// (Python module code that componentize-py runs at build time, sleeping) holds up neither the
+/// others' builds nor their answers, and `/readyz` waits for it.
+#[tokio::test]
+async fn each_function_serves_as_soon_as_its_own_build_is_done() -> anyhow::Result<()> {
+    let dir = copy_functions(&["hello-world.yaml"])?;
+    // First in file order, so its build starts first.
+    let slow = "apiVersion: wasmless.dev/v1alpha1\nkind: Function\nmetadata: {name: a-slow, namespace: test}\nspec:\n  runtime: python\n  handler: f.handler\n  function: |\n    import time\n    time.sleep(600)\n    def handler(event, context):\n        return 'late'\n";
+    std::fs::write(dir.path().join("a-slow.yaml"), slow)?;
+    let up = Up::starting(dir.path(), &["--max-builds", "2"])?;
+    let started = Instant::now();
+    wait_until(Duration::from_secs(300), || async {
+        matches!(up.get("hello-world.test", "/").await, Ok((200, b)) if b == "hello world")
+    })
+    .await?;
+    let first_200 = started.elapsed();
+    let (phase, message) = up.phase("test", "a-slow").await.unwrap_or_default();
+    assert_eq!(phase, "Building", "{message}");
+    let readyz = wasmless_e2e::client()
+        .get(format!("http://{}/readyz", up.admin))
+        .send()
+        .await?;
+    assert_ne!(readyz.status(), 200, "not ready while a first build runs");
+    wasmless_e2e::report(&format!(
+        "timing: up, hello-world answers {:.1} s after start while a-slow still builds",
+        first_200.as_secs_f64()
+    ));
+    Ok(())
+}
