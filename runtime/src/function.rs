@@ -134,11 +134,12 @@ pub struct FunctionSpec {
     #[schemars(schema_with = "outbound_schema")]
     pub allowed_outbound_hosts: StringList,
     /// Idle instances a host keeps to answer this function's next requests, 0 to 16: 0 starts a
-    /// fresh instance for every request. Default: 4 for python and nodejs (their interpreters
-    /// then start once, as in Kubeless's long-lived runtimes), 0 otherwise. Only wasi:http
-    /// components (python, nodejs, rust) are kept; WAGI ones (wat, c, go) always start fresh.
-    /// Globals a function sets are seen by its own later requests, never another function's; an
-    /// instance that failed, timed out or hit its memory cap is never reused.
+    /// fresh instance for every request. Default: 4 for python, nodejs and go (their interpreter
+    /// or runtime then starts once, as in Kubeless's long-lived runtimes), 0 otherwise. Kept:
+    /// wasi:http components (python, nodejs, rust) and WAGI reactors (go); WAGI commands (wat,
+    /// c) always start fresh. Globals a function sets are seen by its own later requests, never
+    /// another function's; an instance that failed, timed out or hit its memory cap is never
+    /// reused.
     #[serde(
         rename = "warmInstances",
         default,
@@ -196,7 +197,7 @@ fn warm_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "type": "integer",
         "minimum": 0,
         "maximum": validate::MAX_WARM_INSTANCES,
-        "description": "Idle instances a host keeps to answer this function's next requests (0: a fresh instance per request; default 4 for python and nodejs, 0 otherwise)."
+        "description": "Idle instances a host keeps to answer this function's next requests (0: a fresh instance per request; default 4 for python, nodejs and go, 0 otherwise)."
     })
 }
 

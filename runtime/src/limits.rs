@@ -13,8 +13,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
 /// Linear-memory cap when the manifest names none.
 pub const DEFAULT_MEMORY_BYTES: u64 = 256 << 20;
 
-/// Idle instances kept for the interpreters' runtimes when the manifest names no number: their
-/// instances take milliseconds to start, a warm one microseconds.
+/// Idle instances kept for python, nodejs and go when the manifest names no number: their
+/// instances take milliseconds to start (an interpreter, Go's runtime), a warm one nothing.
 pub const DEFAULT_WARM_INSTANCES: usize = 4;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,7 +68,7 @@ impl Limits {
         let warm_instances = match warm {
             Some(n) => n as usize,
             None => match Runtime::parse(&spec.runtime) {
-                Some(Runtime::Python | Runtime::Nodejs) => DEFAULT_WARM_INSTANCES,
+                Some(Runtime::Python | Runtime::Nodejs | Runtime::Go) => DEFAULT_WARM_INSTANCES,
                 _ => 0,
             },
         };
@@ -227,6 +227,7 @@ mod tests {
         };
         assert_eq!(warm("python3.12", None), Ok(DEFAULT_WARM_INSTANCES));
         assert_eq!(warm("nodejs20", None), Ok(DEFAULT_WARM_INSTANCES));
+        assert_eq!(warm("go1.21", None), Ok(DEFAULT_WARM_INSTANCES));
         assert_eq!(warm("rust", None), Ok(0));
         assert_eq!(warm("wat", None), Ok(0));
         assert_eq!(warm("python", Some(0)), Ok(0));

@@ -1,7 +1,9 @@
 //! `go`: a Kubeless Go function (`func Foo(event functions.Event, context functions.Context)
 //! (string, error)` in `package kubeless`), built with Go's own `GOOS=wasip1 GOARCH=wasm` into a
-//! WAGI module. Generated glue (`go/main.go`) turns the CGI request into Kubeless's event and
-//! context; `github.com/kubeless/kubeless/pkg/functions` is provided (`go/functions.go`).
+//! WAGI reactor (`runtime/src/abi/reactor.rs`: Go's runtime starts once per instance, and warm
+//! instances answer many requests). Generated glue (`go/main.go`) turns the CGI request into
+//! Kubeless's event and context; `github.com/kubeless/kubeless/pkg/functions` is provided
+//! (`go/functions.go`).
 
 use std::process::Command;
 
@@ -10,23 +12,25 @@ use super::{BuildError, Builder, Source};
 
 const MAIN: &str = include_str!("go/main.go");
 const FUNCTIONS: &str = include_str!("go/functions.go");
-const INSTALL: &str = "install Go 1.21 or newer (scripts/toolchains.sh, or Debian's golang-go)";
+const HELLO: &str = "package kubeless\n\nimport \"github.com/kubeless/kubeless/pkg/functions\"\n\nfunc Hello(event functions.Event, context functions.Context) (string, error) {\n\treturn \"hello\", nil\n}\n";
+const INSTALL: &str = "install Go 1.24 or newer (scripts/toolchains.sh)";
 
 pub struct Go;
 
 impl Builder for Go {
     fn version(&self) -> &'static str {
-        "go-1"
+        "go-2"
     }
 
     /// With a shared `GOCACHE` (the builder image's, under the toolchains), compiles the
-    /// standard library for wasip1 into it once: tenants' builds only read it. Without one, each
-    /// tenant's builds keep a cache of their own, and there is nothing to share.
+    /// standard library for wasip1 into it once, and a hello reactor with the glue's imports:
+    /// tenants' builds only read it. Without one, each tenant's builds keep a cache of their
+    /// own, and there is nothing to share.
     fn prepare(&self) -> Result<(), BuildError> {
         if std::env::var_os("GOCACHE").is_none() {
             return Ok(());
         }
-        let stamp = toolchain::cache_dir("go").join(".std-wasip1");
+        let stamp = toolchain::cache_dir("go").join(".std-wasip1-reactor");
         if stamp.exists() {
             return Ok(());
         }
@@ -35,6 +39,11 @@ impl Builder for Go {
         go.args(["build", "std"]);
         wasip1(&mut go);
         run(go, dir.path(), INSTALL)?;
+        self.build(&Source {
+            code: HELLO.as_bytes(),
+            handler: "handler.Hello",
+            deps: "",
+        })?;
         toolchain::write(&stamp, b"")
     }
 
@@ -45,7 +54,7 @@ impl Builder for Go {
         let d = dir.path();
         toolchain::write(
             &d.join("go.mod"),
-            b"module wasmless.dev/function\n\ngo 1.21\n\nrequire github.com/kubeless/kubeless v0.0.0\n\nreplace github.com/kubeless/kubeless => ./kubeless\n",
+            b"module wasmless.dev/function\n\ngo 1.24\n\nrequire github.com/kubeless/kubeless v0.0.0\n\nreplace github.com/kubeless/kubeless => ./kubeless\n",
         )?;
         toolchain::write(
             &d.join("kubeless/go.mod"),
@@ -64,6 +73,8 @@ impl Builder for Go {
         let mut go = Command::new("go");
         go.args([
             "build",
+            // A reactor (`_initialize`, `//go:wasmexport`): started once per instance.
+            "-buildmode=c-shared",
             "-trimpath",
             "-ldflags=-s -w",
             "-o",

@@ -19,7 +19,7 @@ use wasmtime_wasi_http::{
     RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
 };
 
-use super::log_pipe::LogPipe;
+use super::pipes::LogPipe;
 use super::{Call, CallError, LiveGuard};
 use crate::admission::Permit;
 use crate::limits::MemoryLimiter;

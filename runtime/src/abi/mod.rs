@@ -1,9 +1,11 @@
 //! How one request runs through an instance (fresh, or a warm one: [`crate::warm`]). Two ABIs,
-//! told apart by the binary itself: a core module is a WAGI (CGI over WASI p1) command, a
-//! component exports `wasi:http/incoming-handler`.
+//! told apart by the binary itself: a core module is a WAGI (CGI over WASI p1) command, or a
+//! WAGI reactor when it exports `wasmless_wagi_handle`; a component exports
+//! `wasi:http/incoming-handler`.
 
 pub mod http;
-mod log_pipe;
+mod pipes;
+pub mod reactor;
 pub mod wagi;
 
 use std::sync::Arc;
@@ -28,6 +30,8 @@ use crate::warm::WarmBudget;
 #[serde(rename_all = "kebab-case")]
 pub enum Abi {
     Wagi,
+    /// A WAGI reactor: started once, then called per request ([`reactor`]).
+    WagiReactor,
     WasiHttp,
 }
 
@@ -36,6 +40,8 @@ impl Abi {
     pub fn of_wasm(wasm: &[u8]) -> Self {
         if wasmparser::Parser::is_component(wasm) {
             Abi::WasiHttp
+        } else if exports(wasm, reactor::HANDLE_EXPORT) {
+            Abi::WagiReactor
         } else {
             Abi::Wagi
         }
@@ -44,9 +50,27 @@ impl Abi {
     pub fn as_str(self) -> &'static str {
         match self {
             Abi::Wagi => "wagi",
+            Abi::WagiReactor => "wagi-reactor",
             Abi::WasiHttp => "wasi-http",
         }
     }
+}
+
+/// Whether a core module exports a function of that name.
+fn exports(wasm: &[u8], name: &str) -> bool {
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        match payload {
+            Ok(wasmparser::Payload::ExportSection(section)) => {
+                return section
+                    .into_iter()
+                    .flatten()
+                    .any(|e| e.name == name && e.kind == wasmparser::ExternalKind::Func);
+            }
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
 }
 
 /// Linkers for both ABIs, built once per engine.
@@ -67,6 +91,7 @@ impl Linkers {
 /// A function pre-instantiated for its ABI: imports resolved, ready for a fresh instance per call.
 pub enum Prepared {
     Wagi(wagi::Wagi),
+    WagiReactor(reactor::Reactor),
     WasiHttp(http::WasiHttp),
 }
 
@@ -81,6 +106,11 @@ pub enum PrepareError {
 impl Prepared {
     pub fn new(linkers: &Linkers, compiled: &Compiled) -> Result<Self, PrepareError> {
         match compiled {
+            Compiled::Module(m) if m.get_export(reactor::HANDLE_EXPORT).is_some() => {
+                reactor::Reactor::new(&linkers.wagi, m)
+                    .map(Prepared::WagiReactor)
+                    .map_err(PrepareError::Wagi)
+            }
             Compiled::Module(m) => wagi::Wagi::new(&linkers.wagi, m)
                 .map(Prepared::Wagi)
                 .map_err(PrepareError::Wagi),
@@ -93,6 +123,7 @@ impl Prepared {
     pub fn abi(&self) -> Abi {
         match self {
             Prepared::Wagi(_) => Abi::Wagi,
+            Prepared::WagiReactor(_) => Abi::WagiReactor,
             Prepared::WasiHttp(_) => Abi::WasiHttp,
         }
     }
@@ -100,6 +131,7 @@ impl Prepared {
     pub async fn call(&self, call: Call) -> Result<::http::Response<Body>, CallError> {
         match self {
             Prepared::Wagi(w) => w.call(call).await,
+            Prepared::WagiReactor(r) => r.call(call).await,
             Prepared::WasiHttp(h) => h.call(call).await,
         }
     }
@@ -123,8 +155,8 @@ pub struct Call {
     /// the instance is gone or back among the idle ones (a component may stream its body after
     /// the head is sent).
     pub permit: Permit,
-    /// Idle instances this function keeps (wasi:http only; 0: a fresh instance per request),
-    /// within the host's budget.
+    /// Idle instances this function keeps (wasi:http and WAGI reactors; 0: a fresh instance
+    /// per request), within the host's budget.
     pub keep_warm: usize,
     pub warm_budget: Arc<WarmBudget>,
     /// What a WAGI function may write to stdout (its whole response); writes beyond it fail.

@@ -15,10 +15,11 @@ use crate::admission::Permit;
 use crate::limits::MemoryLimiter;
 
 pub struct WagiState {
-    wasi: WasiP1Ctx,
-    limiter: MemoryLimiter,
-    _live: LiveGuard,
-    _permit: Permit,
+    pub(super) wasi: WasiP1Ctx,
+    pub(super) limiter: MemoryLimiter,
+    /// The admission slot of the request the instance serves now (none while a reactor idles).
+    pub(super) permit: Option<Permit>,
+    pub(super) _live: LiveGuard,
 }
 
 pub(super) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<WagiState>> {
@@ -59,8 +60,8 @@ impl Wagi {
             WagiState {
                 wasi,
                 limiter: MemoryLimiter::new(call.memory_bytes),
+                permit: Some(call.permit),
                 _live: LiveGuard::new(call.instances_live.clone()),
-                _permit: call.permit,
             },
         );
         store.limiter(|s| &mut s.limiter);
@@ -83,18 +84,23 @@ impl Wagi {
             },
         }
         drop(store);
-        let out = stdout.contents();
-        if out.len() > max_stdout {
-            return Err(CallError::BadResponse(format!(
-                "the response is larger than this host's limit of {max_stdout} bytes"
-            )));
-        }
-        parse_cgi_response(out).map_err(CallError::BadResponse)
+        response(stdout.contents(), max_stdout)
     }
 }
 
+/// The response in what a WAGI function wrote to stdout: at most `max_stdout` bytes (the pipe
+/// holds one more, so that a response cut at the limit is told apart).
+pub(super) fn response(out: Bytes, max_stdout: usize) -> Result<Response<Body>, CallError> {
+    if out.len() > max_stdout {
+        return Err(CallError::BadResponse(format!(
+            "the response is larger than this host's limit of {max_stdout} bytes"
+        )));
+    }
+    parse_cgi_response(out).map_err(CallError::BadResponse)
+}
+
 /// The CGI/1.1 meta-variables (RFC 3875) plus an `HTTP_*` variable per request header.
-fn cgi_variables(call: &Call) -> Vec<(String, String)> {
+pub(super) fn cgi_variables(call: &Call) -> Vec<(String, String)> {
     let parts = &call.parts;
     let header = |name: &HeaderName| {
         parts

@@ -1,6 +1,8 @@
-//! stdout/stderr for an instance that may serve more than one request: each request's output is
-//! taken when it ends, and the size bound holds per request (wasmtime's `MemoryOutputPipe` only
-//! grows, so a warm instance would run out of room after a few requests).
+//! stdio for an instance that may serve more than one request. [`LogPipe`] (stdout, stderr):
+//! each request's output is taken when it ends, and the size bound holds per request (wasmtime's
+//! `MemoryOutputPipe` only grows, so a warm instance would run out of room after a few
+//! requests). [`InputPipe`] (stdin): each request's input is set before it starts (wasmtime's
+//! `MemoryInputPipe` is read once).
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -8,8 +10,9 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWrite;
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+use tokio::io::{AsyncRead, ReadBuf};
+use wasmtime_wasi::cli::{IsTerminal, StdinStream, StdoutStream};
+use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError};
 
 #[derive(Clone)]
 pub struct LogPipe {
@@ -103,6 +106,68 @@ impl StdoutStream for LogPipe {
     }
 }
 
+/// stdin that reads what [`InputPipe::set`] last put in, then end of file.
+#[derive(Clone, Default)]
+pub struct InputPipe {
+    buffer: Arc<Mutex<Bytes>>,
+}
+
+impl InputPipe {
+    /// What the next reads return, whatever the previous request left unread.
+    pub fn set(&self, input: Bytes) {
+        *self.lock() = input;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Bytes> {
+        self.buffer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl InputStream for InputPipe {
+    fn read(&mut self, size: usize) -> Result<Bytes, StreamError> {
+        let mut buffer = self.lock();
+        if buffer.is_empty() {
+            return Err(StreamError::Closed);
+        }
+        let n = size.min(buffer.len());
+        Ok(buffer.split_to(n))
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for InputPipe {
+    async fn ready(&mut self) {}
+}
+
+impl AsyncRead for InputPipe {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let mut buffer = self.lock();
+        let n = buf.remaining().min(buffer.len());
+        buf.put_slice(&buffer.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl IsTerminal for InputPipe {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdinStream for InputPipe {
+    fn p2_stream(&self) -> Box<dyn InputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn AsyncRead + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +184,24 @@ mod tests {
         assert_eq!(pipe.check_write().ok(), Some(4));
         assert!(pipe.write(Bytes::from_static(b"abcd")).is_ok());
         assert!(matches!(pipe.check_write(), Err(StreamError::Closed)));
+    }
+
+    #[test]
+    fn input_is_read_to_its_end_then_set_again() {
+        let mut pipe = InputPipe::default();
+        pipe.set(Bytes::from_static(b"abc"));
+        assert_eq!(pipe.read(2).ok(), Some(Bytes::from_static(b"ab")));
+        pipe.set(Bytes::from_static(b"xyz"));
+        assert_eq!(
+            pipe.read(9).ok(),
+            Some(Bytes::from_static(b"xyz")),
+            "nothing left over"
+        );
+        assert!(
+            matches!(pipe.read(9), Err(StreamError::Closed)),
+            "end of file"
+        );
+        pipe.set(Bytes::from_static(b"next"));
+        assert_eq!(pipe.read(9).ok(), Some(Bytes::from_static(b"next")));
     }
 }

@@ -1,0 +1,149 @@
+//! WAGI reactors: a core module that starts once (`_initialize`) and then answers requests
+//! through its export `wasmless_wagi_handle`, each as a WAGI command would (stdout: header lines,
+//! a blank line, the body), so one instance can answer many requests ([`crate::warm`]). The CGI
+//! variables cannot travel in the environment (a guest reads it once, when it starts), so each
+//! request arrives on stdin: the variables as `NAME=VALUE` entries, each ended by a NUL byte, an
+//! empty entry (one more NUL), then the body. The environment holds the function's own variables
+//! only. Go functions build so (`-buildmode=c-shared`, `//go:wasmexport`): Go's runtime starts
+//! once per instance, not once per request.
+
+use axum::body::Body;
+use bytes::{BufMut, Bytes, BytesMut};
+use http::Response;
+use wasmtime::{InstancePre, Linker, Module, Store, TypedFunc};
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+
+use super::pipes::{InputPipe, LogPipe};
+use super::wagi::{self, WagiState};
+use super::{Call, CallError, LiveGuard};
+use crate::limits::MemoryLimiter;
+use crate::warm::Idle;
+
+/// The export that answers one request.
+pub const HANDLE_EXPORT: &str = "wasmless_wagi_handle";
+
+/// An instance and its stdio, kept between requests.
+struct Instance {
+    store: Store<WagiState>,
+    handle: Option<TypedFunc<(), ()>>,
+    stdin: InputPipe,
+    stdout: LogPipe,
+    stderr: LogPipe,
+}
+
+pub struct Reactor {
+    pre: InstancePre<WagiState>,
+    /// This loaded function's idle instances (see [`super::http::WasiHttp`]'s).
+    idle: Idle<Instance>,
+}
+
+impl Reactor {
+    pub(super) fn new(linker: &Linker<WagiState>, module: &Module) -> wasmtime::Result<Self> {
+        Ok(Self {
+            pre: linker.instantiate_pre(module)?,
+            idle: Idle::default(),
+        })
+    }
+
+    /// A store for a new instance, not instantiated yet.
+    fn instance(&self, call: &Call) -> Instance {
+        let (stdin, stdout, stderr) = (
+            InputPipe::default(),
+            // One byte more than allowed, so that a response cut at the limit can be told apart.
+            LogPipe::new(call.max_stdout_bytes.saturating_add(1)),
+            LogPipe::new(call.max_log_bytes),
+        );
+        let wasi = WasiCtxBuilder::new()
+            .stdin(stdin.clone())
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .envs(&call.env)
+            .build_p1();
+        let mut store = Store::new(
+            self.pre.module().engine(),
+            WagiState {
+                wasi,
+                limiter: MemoryLimiter::new(call.memory_bytes),
+                permit: None,
+                _live: LiveGuard::new(call.instances_live.clone()),
+            },
+        );
+        store.limiter(|s| &mut s.limiter);
+        Instance {
+            store,
+            handle: None,
+            stdin,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub(super) async fn call(&self, call: Call) -> Result<Response<Body>, CallError> {
+        let warm = match call.keep_warm {
+            0 => None,
+            _ => self.idle.take(),
+        };
+        let mut instance = warm.unwrap_or_else(|| self.instance(&call));
+        instance.stdin.set(frame(&call));
+        let store = &mut instance.store;
+        store.data_mut().permit = Some(call.permit);
+        super::yield_on_epoch(store);
+
+        let (pre, handle) = (&self.pre, instance.handle.take());
+        let run = async {
+            let handle = match handle {
+                Some(handle) => handle,
+                None => {
+                    let started = pre.instantiate_async(&mut *store).await?;
+                    if let Ok(init) = started.get_typed_func::<(), ()>(&mut *store, "_initialize") {
+                        init.call_async(&mut *store, ()).await?;
+                    }
+                    started.get_typed_func::<(), ()>(&mut *store, HANDLE_EXPORT)?
+                }
+            };
+            handle.call_async(&mut *store, ()).await?;
+            Ok::<_, wasmtime::Error>(handle)
+        };
+        let outcome = tokio::time::timeout_at(call.deadline, run).await;
+        call.logs.record(&instance.stderr.take());
+        let out = instance.stdout.take();
+        let reusable = match outcome {
+            Err(_) => return Err(CallError::Timeout),
+            Ok(Ok(handle)) => {
+                instance.handle = Some(handle);
+                true
+            }
+            // An instance that exited answers with what it wrote, and is never used again.
+            Ok(Err(e)) => match e.downcast_ref::<I32Exit>() {
+                Some(I32Exit(0)) => false,
+                Some(I32Exit(code)) => return Err(CallError::Exit(*code)),
+                None => return Err(CallError::from_trap(e, &instance.store.data().limiter)),
+            },
+        };
+        if reusable && call.keep_warm > 0 {
+            instance.store.data_mut().permit = None;
+            let bytes = instance.store.data().limiter.memory_bytes();
+            self.idle
+                .put(instance, bytes, call.keep_warm, &call.warm_budget);
+        }
+        wagi::response(out, call.max_stdout_bytes)
+    }
+}
+
+/// A request as a reactor reads it on stdin.
+fn frame(call: &Call) -> Bytes {
+    let mut frame = BytesMut::new();
+    for (name, value) in wagi::cgi_variables(call) {
+        // A NUL ends an entry: none can be inside one (hyper refuses them in headers).
+        if name.contains('\0') || value.contains('\0') {
+            continue;
+        }
+        frame.put_slice(name.as_bytes());
+        frame.put_u8(b'=');
+        frame.put_slice(value.as_bytes());
+        frame.put_u8(0);
+    }
+    frame.put_u8(0);
+    frame.put_slice(&call.body);
+    frame.freeze()
+}
