@@ -136,8 +136,8 @@ pub struct FunctionSpec {
     /// Idle instances a host keeps to answer this function's next requests, 0 to 16: 0 starts a
     /// fresh instance for every request. Default: 4 for python, nodejs and go (their interpreter
     /// or runtime then starts once, as in Kubeless's long-lived runtimes), 0 otherwise. Kept:
-    /// wasi:http components (python, nodejs, rust) and WAGI reactors (go); WAGI commands (wat,
-    /// c) always start fresh. Globals a function sets are seen by its own later requests, never
+    /// wasi:http components (python, nodejs, prebuilt ones) and WAGI reactors (go); WAGI
+    /// commands (wat, c, rust) always start fresh. Globals a function sets are seen by its own later requests, never
     /// another function's; an instance that failed, timed out or hit its memory cap is never
     /// reused.
     #[serde(

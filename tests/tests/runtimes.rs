@@ -297,7 +297,7 @@ async fn dependencies_are_bundled_and_a_missing_one_fails_the_build() -> anyhow:
     Ok(())
 }
 
-/// Warm instances (`warmInstances`, 4 by default for python): a function's globals carry over
+/// Warm instances (`warmInstances`, 4 by default for python and go): a function's globals carry over
 /// between its own requests, never into another function built from the same source (another
 /// tenant's, or its own with `warmInstances: 0`, which starts fresh each time); an instance that
 /// exited, timed out or hit its memory cap is never used again.
@@ -313,10 +313,16 @@ async fn warm_instances_keep_state_per_function_and_never_after_a_failure() -> a
             "apiVersion: wasmless.dev/v1alpha1\nkind: Function\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  runtime: python3.12\n  handler: handler.f\n  timeout: 3\n  memory: 256Mi\n{extra}  function: |\n{code}"
         )
     };
+    // Go's functions are WAGI reactors, kept warm the same way.
+    let go = "package kubeless\n\nimport (\n\t\"os\"\n\t\"strconv\"\n\n\t\"github.com/kubeless/kubeless/pkg/functions\"\n)\n\nvar count int\n\nfunc F(event functions.Event, context functions.Context) (string, error) {\n\tcount++\n\tif event.Data == \"exit\" {\n\t\tos.Exit(3)\n\t}\n\treturn strconv.Itoa(count), nil\n}\n";
+    let go_code: String = go.lines().map(|l| format!("    {l}\n")).collect();
     let docs = [
         manifest("counter", "alpha", ""),
         manifest("counter", "beta", ""),
         manifest("fresh", "alpha", "  warmInstances: 0\n"),
+        format!(
+            "apiVersion: wasmless.dev/v1alpha1\nkind: Function\nmetadata: {{name: go-counter, namespace: alpha}}\nspec:\n  runtime: go\n  handler: handler.F\n  function: |\n{go_code}"
+        ),
     ];
     std::fs::write(dir.path().join("f.yaml"), docs.join("---\n"))?;
     let up = Up::start(dir.path(), &[]).await?;
@@ -373,6 +379,20 @@ async fn warm_instances_keep_state_per_function_and_never_after_a_failure() -> a
         up.get("counter.alpha", "/").await?,
         (200, "2".into()),
         "and warm again"
+    );
+
+    for expected in ["1", "2"] {
+        assert_eq!(
+            up.get("go-counter.alpha", "/").await?,
+            (200, expected.into())
+        );
+    }
+    let (status, _) = post("go-counter.alpha", "exit").await?;
+    assert_eq!(status, 500, "os.Exit(3) is a failed call");
+    assert_eq!(
+        up.get("go-counter.alpha", "/").await?,
+        (200, "1".into()),
+        "after an exit"
     );
     Ok(())
 }
