@@ -29,6 +29,8 @@ pub enum Object<'a> {
     Build(&'a str),
 }
 
+/// Reads and look-ups mark an object used (the directory store keeps the least recently used
+/// ones shortest, see [`crate::eviction`]).
 pub trait ArtifactStore: Send + Sync + 'static {
     /// The object's bytes, or `None` when the store does not have it.
     fn get(&self, object: Object) -> Result<Option<Vec<u8>>, StoreError>;
@@ -71,7 +73,10 @@ impl ArtifactStore for DirStore {
     fn get(&self, object: Object) -> Result<Option<Vec<u8>>, StoreError> {
         let path = self.path(object);
         match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(bytes)),
+            Ok(bytes) => {
+                wasmless_runtime::files::touch(&path);
+                Ok(Some(bytes))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(StoreError { path, source }),
         }
@@ -84,7 +89,12 @@ impl ArtifactStore for DirStore {
     }
 
     fn contains(&self, object: Object) -> bool {
-        self.path(object).exists()
+        let path = self.path(object);
+        let exists = path.exists();
+        if exists {
+            wasmless_runtime::files::touch(&path);
+        }
+        exists
     }
 
     fn local_path(&self, object: Object) -> Option<PathBuf> {

@@ -3,7 +3,7 @@
 //! - [`manifest`]: reading manifests; [`source`]: decoding and checksums;
 //! - [`pipeline`]: the flow every entry point drives (builds go to `wasmless-builder`);
 //! - [`driver`]: the control loop over it: what to build, in the background, bounded;
-//! - [`artifacts`]: the content-addressed store.
+//! - [`artifacts`]: the content-addressed store; [`eviction`]: its size bound.
 
 pub mod artifacts;
 pub mod backoff;
@@ -11,6 +11,7 @@ pub mod children;
 pub mod crd;
 pub mod driver;
 pub mod endpoints;
+pub mod eviction;
 pub mod leader;
 pub mod manifest;
 pub mod metacontroller;

@@ -81,6 +81,13 @@ pub fn evict(
     Ok(evicted)
 }
 
+/// What the files under `root` hold, in bytes (0 when it does not exist).
+pub fn usage(root: &Path) -> std::io::Result<u64> {
+    let mut files = Vec::new();
+    collect(root, &mut files)?;
+    Ok(files.iter().map(|(_, len, _)| len).sum())
+}
+
 /// Every regular file under `dir` with its size and modification time (symbolic links are not
 /// followed).
 fn collect(
@@ -144,5 +151,7 @@ mod tests {
         touch(&kept);
         assert_eq!(evict(dir.path(), 100, |_, _| false).unwrap().files, 1);
         assert!(kept.exists() && !newest.exists(), "touched: used last");
+        assert_eq!(usage(dir.path()).unwrap(), 100);
+        assert_eq!(usage(&dir.path().join("none")).unwrap(), 0);
     }
 }

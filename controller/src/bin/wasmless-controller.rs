@@ -19,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use wasmless_controller::children::{self, ChildConfig};
 use wasmless_controller::driver::{self, Driver};
 use wasmless_controller::{
-    DirStore, Pipeline, artifacts, leader, manifest, metacontroller, reconcile,
+    DirStore, Pipeline, artifacts, eviction, leader, manifest, metacontroller, reconcile,
 };
 use wasmless_runtime::token::{self, Token};
 use wasmless_runtime::validate::{self, Origin};
@@ -71,6 +71,11 @@ struct RunArgs {
     /// Artifact store directory (a PersistentVolume in a cluster).
     #[arg(long, env = "WASMLESS_STORE", default_value = "artifacts")]
     store: PathBuf,
+    /// The most the store keeps, a quantity (e.g. 8Gi; native mode): past it, the least
+    /// recently used artifacts that no Function references (and not used in the last 10
+    /// minutes) are removed, checked every 30 s. Unset: never evicted.
+    #[arg(long, env = "WASMLESS_STORE_MAX_BYTES", value_parser = quantity)]
+    store_max_bytes: Option<u64>,
     /// Address of the artifact server.
     #[arg(long, env = "WASMLESS_LISTEN", default_value = "0.0.0.0:8090")]
     listen: String,
@@ -292,7 +297,16 @@ fn token(flag: &str, file: Option<&std::path::Path>) -> anyhow::Result<Token> {
     Ok(Token::from_file(file)?)
 }
 
+fn quantity(text: &str) -> Result<u64, String> {
+    wasmless_runtime::limits::parse_quantity(text).map_err(|e| e.to_string())
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<()> {
+    if args.store_max_bytes.is_some() && args.mode != Mode::Native {
+        anyhow::bail!(
+            "--store-max-bytes needs --mode native: the hook cannot list Functions, so it cannot tell which artifacts are in use"
+        );
+    }
     let mut children = children(&args)?;
     let artifacts_token = token("--token-file", args.token_file.as_deref())?;
     children.host_token = Some(artifacts_token.clone());
@@ -355,6 +369,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .await
             .context("no Kubernetes API reachable: set KUBECONFIG or run in a cluster")?;
         children.host_namespace = host_namespace(args.host_namespace.as_deref(), &client);
+        if let Some(max) = args.store_max_bytes {
+            tracing::info!(max, "store bounded");
+            let (evicting, stop) = (
+                eviction::run(client.clone(), args.store.clone(), max),
+                stopped(),
+            );
+            serving.push(tokio::spawn(async move {
+                tokio::select! {
+                    () = evicting => {}
+                    () = stop => {}
+                }
+                Ok(())
+            }));
+        }
         tracing::info!(
             host_namespace = children.host_namespace.as_deref().unwrap_or("*"),
             "host pods"
