@@ -290,10 +290,21 @@ impl Cluster {
     /// `wasmless-controller` against this cluster (extra flags such as `--mode`), sending builds
     /// to [`Cluster::builder`]; returns the process and the base URL of its artifact server.
     pub fn controller(&self, store: &Path, extra: &[&str]) -> anyhow::Result<(Process, String)> {
+        self.controller_on("127.0.0.1:0", store, extra)
+    }
+
+    /// [`Cluster::controller`] with its artifact server on `listen` (a port a restarted
+    /// controller takes again).
+    pub fn controller_on(
+        &self,
+        listen: &str,
+        store: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<(Process, String)> {
         let builder = self.builder()?;
         let mut command = Command::new(binary("wasmless-controller"));
         command
-            .args(["--listen", "127.0.0.1:0", "--store"])
+            .args(["--listen", listen, "--store"])
             .arg(store)
             .args(["--builder-url", &builder, "--builder-token-file"])
             .arg(self.builder_token_file())
@@ -327,6 +338,28 @@ impl Cluster {
         ip: &str,
         extra: &[&str],
     ) -> anyhow::Result<Served> {
+        let command = self.host_command(artifacts, cache, ip, extra)?;
+        Served::start(command, "wasmless-host").await
+    }
+
+    /// [`Cluster::host_with`] without waiting for `/readyz` (on loopback).
+    pub fn host_starting(
+        &self,
+        artifacts: &str,
+        cache: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Served> {
+        let command = self.host_command(artifacts, cache, "127.0.0.1", extra)?;
+        Served::spawn(command, "wasmless-host")
+    }
+
+    fn host_command(
+        &self,
+        artifacts: &str,
+        cache: &Path,
+        ip: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Command> {
         let any = format!("{ip}:0");
         let mut command = Command::new(binary("wasmless-host"));
         command
@@ -344,7 +377,7 @@ impl Cluster {
             .arg(self.token_file()?)
             .args(extra)
             .env("KUBECONFIG", &self.kubeconfig);
-        Served::start(command, "wasmless-host").await
+        Ok(command)
     }
 
     /// Plays the kubelet for a host running outside the cluster: a Node, and a Running, Ready

@@ -227,14 +227,26 @@ impl Served {
     }
 
     pub async fn admin_get(&self, path: &str) -> anyhow::Result<String> {
-        let r = client()
-            .get(format!("http://{}{}", self.admin, path))
-            .send()
-            .await?;
-        if !r.status().is_success() {
-            bail!("admin {path}: {}", r.status());
+        let (status, body) = self.admin_get_with(path, None).await?;
+        if !(200..300).contains(&status) {
+            bail!("admin {path}: {status}");
         }
-        Ok(r.text().await?)
+        Ok(body)
+    }
+
+    /// A GET of the admin listener, with `token` as a bearer token when given: its status and
+    /// body.
+    pub async fn admin_get_with(
+        &self,
+        path: &str,
+        token: Option<&str>,
+    ) -> anyhow::Result<(u16, String)> {
+        let mut request = client().get(format!("http://{}{}", self.admin, path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let r = request.send().await?;
+        Ok((r.status().as_u16(), r.text().await?))
     }
 
     pub fn log_contains(&self, needle: &str) -> bool {
@@ -298,6 +310,20 @@ impl Up {
                 )
             })
     }
+}
+
+/// Every regular file under `dir` with its size (none when it does not exist).
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        match entry.metadata() {
+            Ok(m) if m.is_dir() => out.extend(files_under(&path)),
+            Ok(m) if m.is_file() => out.push((path, m.len())),
+            _ => {}
+        }
+    }
+    out
 }
 
 pub fn client() -> reqwest::Client {

@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use sha2::Digest;
 
 use wasmless_e2e::cluster::{self, Cluster};
-use wasmless_e2e::{Served, client, report, wait_until, wat_manifest};
+use wasmless_e2e::{Served, client, files_under, report, wait_until, wat_manifest};
 
 const STEADY: &str = "steady";
 const STEADY_BODY: &str = "steady ok";
@@ -520,5 +520,134 @@ async fn watches_recover_after_an_api_server_restart() -> anyhow::Result<()> {
         &first,
     );
     assert_eq!(failed, 0, "the host serves without the API server: {first}");
+    Ok(())
+}
+
+/// The `/status` entry of a function on a host (with the hosts' token): `phase: message`.
+async fn host_status(host: &Served, name: &str) -> String {
+    let Ok((200, text)) = host
+        .admin_get_with("/status", Some(cluster::INTERNAL_TOKEN))
+        .await
+    else {
+        return String::new();
+    };
+    let all: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
+    all.iter()
+        .find(|s| s["name"] == name)
+        .map(|s| {
+            format!(
+                "{}: {}",
+                s["phase"].as_str().unwrap_or_default(),
+                s["message"].as_str().unwrap_or_default()
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// A host that starts while the artifact server is down retries the fetch, stays unready (503)
+/// meanwhile, and turns ready and answers once the controller is back.
+#[tokio::test]
+async fn a_fetch_that_fails_for_now_is_retried_and_readiness_waits_for_it() -> anyhow::Result<()> {
+    let cluster = Cluster::with_functions().await?;
+    let store = tempfile::tempdir()?;
+    // A fixed port, so that the controller started again serves where the host fetches.
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .to_string();
+    let (mut ctl, artifacts) =
+        cluster.controller_on(&listen, store.path(), cluster::HOSTS_NOT_PODS)?;
+    until_leading(&ctl).await?;
+    cluster.apply(&wat_manifest("test", STEADY, STEADY_BODY))?;
+    wait_until(Duration::from_secs(120), || async {
+        cluster.phase(STEADY) == "Ready"
+    })
+    .await?;
+    ctl.kill();
+
+    let cache = tempfile::tempdir()?;
+    let host = cluster.host_starting(&artifacts, cache.path(), &[])?;
+    wait_until(Duration::from_secs(60), || async {
+        host_status(&host, STEADY)
+            .await
+            .starts_with("Loading: attempt 3")
+    })
+    .await
+    .with_context(|| format!("the host's log:\n{}", host.process.log()))?;
+    let (ready, _) = host.admin_get_with("/readyz", None).await?;
+    assert_eq!(
+        ready, 503,
+        "not ready while an assigned function cannot load"
+    );
+    let (status, _) = host.get("steady.test", "/").await?;
+    assert_eq!(status, 404, "nothing loaded yet");
+
+    let started = Instant::now();
+    let (_ctl, _) = cluster.controller_on(&listen, store.path(), cluster::HOSTS_NOT_PODS)?;
+    host.until_ready("wasmless-host").await?;
+    let ready_after = started.elapsed();
+    until_body(&host, "steady.test", STEADY_BODY).await?;
+    assert!(host_status(&host, STEADY).await.starts_with("Ready"));
+    report(&format!(
+        "faults: artifact server down at the host's start: retried until it came back, ready {:.1} s after the controller restarted",
+        ready_after.as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// `--cache-max-bytes`: a host loads more artifacts than its cache holds (functions made and
+/// deleted one after another); the files on disk stay within the bound and the function that
+/// stays assigned keeps answering.
+#[tokio::test]
+async fn the_host_cache_stays_within_its_bound() -> anyhow::Result<()> {
+    const BOUND: u64 = 160 * 1024;
+    let Setup {
+        cluster,
+        artifacts,
+        controller: _controller,
+        store: _store,
+    } = setup().await?;
+    let cache = tempfile::tempdir()?;
+    let host = cluster
+        .host_with(
+            &artifacts,
+            cache.path(),
+            "127.0.0.1",
+            &["--cache-max-bytes", "160Ki"],
+        )
+        .await?;
+    until_body(&host, "steady.test", STEADY_BODY).await?;
+    let within = || async {
+        wait_until(Duration::from_secs(30), || {
+            let used: u64 = files_under(cache.path()).iter().map(|(_, n)| n).sum();
+            async move { used <= BOUND }
+        })
+        .await
+        .with_context(|| format!("the cache holds {:?}", files_under(cache.path())))
+    };
+    // Every file the cache held at some point, by name.
+    let mut seen = std::collections::HashMap::new();
+    for i in 0..5 {
+        let name = format!("big{i}");
+        // ~40 KB of data each, in the wasm and in its precompiled form.
+        let body = format!("{name} {}", "x".repeat(40_000));
+        cluster.apply(&wat_manifest("test", &name, &body))?;
+        until_body(&host, &format!("{name}.test"), &body).await?;
+        seen.extend(files_under(cache.path()));
+        within().await?;
+        cluster.kubectl(&["delete", "fn", &name, "-n", "test"])?;
+        wait_until(Duration::from_secs(60), || async {
+            matches!(host.get(&format!("{name}.test"), "/").await, Ok((404, _)))
+        })
+        .await?;
+        within().await?;
+        until_body(&host, "steady.test", STEADY_BODY).await?;
+    }
+    let loaded: u64 = seen.values().sum();
+    report(&format!(
+        "faults: host cache: {} artifact files of {loaded} bytes loaded in all, held within {BOUND} bytes",
+        seen.len()
+    ));
+    assert!(loaded > BOUND, "loaded more than the cache holds");
+    assert!(host.log_contains("evicted unused artifacts from the cache"));
     Ok(())
 }

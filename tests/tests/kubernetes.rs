@@ -11,7 +11,7 @@ use sha2::Digest;
 use wasmless_e2e::cli::Wasmless;
 use wasmless_e2e::cluster::{self, Cluster};
 use wasmless_e2e::{
-    Process, Served, client, functions_dir, local_ip, report, wait_until, wat_manifest,
+    Process, Served, client, files_under, functions_dir, local_ip, report, wait_until, wat_manifest,
 };
 
 /// Polls the host until `host` answers 200 with `body`.
@@ -1117,13 +1117,17 @@ fn sleeping_build(name: &str) -> String {
     )
 }
 
-/// A pod the controller takes for a host (labelled as one, Running, Ready, at `ip`) with nothing
-/// behind it: enough for the endpoints.
+/// The host pods' labels, as the chart sets them.
+const HOST_LABELS: &str = "{app.kubernetes.io/name: wasmless-host}";
+
+/// A pod that looks like a host to the endpoints (with `labels`, a YAML flow mapping; Running,
+/// Ready, at `ip`, its port `functions` 8080) with nothing behind it.
 async fn pod_without_host(
     cluster: &Cluster,
     namespace: &str,
     name: &str,
     ip: &str,
+    labels: &str,
 ) -> anyhow::Result<()> {
     cluster.apply("apiVersion: v1\nkind: Node\nmetadata: {name: e2e-node}\n")?;
     // Pod admission wants the namespace's default ServiceAccount, which kcm makes.
@@ -1134,7 +1138,7 @@ async fn pod_without_host(
     })
     .await?;
     cluster.apply(&format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {namespace}, labels: {{app.kubernetes.io/name: wasmless-host}}}}\nspec:\n  nodeName: e2e-node\n  automountServiceAccountToken: false\n  containers: [{{name: host, image: wasmless-host}}]\n"
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {namespace}, labels: {labels}}}\nspec:\n  nodeName: e2e-node\n  automountServiceAccountToken: false\n  containers: [{{name: host, image: wasmless-host, ports: [{{name: functions, containerPort: 8080}}]}}]\n"
     ))?;
     cluster.kubectl(&[
         "patch",
@@ -1194,7 +1198,7 @@ async fn functions_that_build_for_minutes_still_follow_the_host_pods() -> anyhow
     .map_err(|e| anyhow::anyhow!("{e}: {}", building("queued")))?;
 
     let ip = "192.0.2.10";
-    pod_without_host(&cluster, "wasmless", "host-0", ip).await?;
+    pod_without_host(&cluster, "wasmless", "host-0", ip, HOST_LABELS).await?;
     let one = format!("{ip}@wasmless/host-0:8080");
     let joined = until_endpoints(&cluster, "slow", &one).await?;
     until_endpoints(&cluster, "queued", &one).await?;
@@ -1222,5 +1226,169 @@ async fn functions_that_build_for_minutes_still_follow_the_host_pods() -> anyhow
         ms(unready),
         ms(ready)
     ));
+    Ok(())
+}
+
+/// Only ready pods with the host labels in the host namespace (the controller's own by default)
+/// are endpoints: a pod without the labels, or one in another namespace with them, both with
+/// the hosts' port, never receives a function's traffic.
+#[tokio::test]
+async fn unlabelled_and_foreign_namespace_pods_never_become_endpoints() -> anyhow::Result<()> {
+    let cluster = Cluster::with_functions().await?;
+    cluster.kubectl(&["create", "namespace", "foreign"])?;
+    let store = tempfile::tempdir()?;
+    // No --host-namespace: the kubeconfig's namespace, `default`.
+    let (_controller, _) = cluster.controller(
+        store.path(),
+        &["--host-port", "functions", "--ready-when", "built"],
+    )?;
+    cluster.apply(&wat_manifest("test", "target", "target ok"))?;
+    wait_until(Duration::from_secs(120), || async {
+        cluster.phase("target") == "Ready"
+    })
+    .await?;
+
+    // The impostors first, then a real host pod: once it is an endpoint, the controller has
+    // seen the impostors too.
+    pod_without_host(&cluster, "foreign", "impostor", "192.0.2.20", HOST_LABELS).await?;
+    pod_without_host(
+        &cluster,
+        "default",
+        "unlabelled",
+        "192.0.2.21",
+        "{app: other}",
+    )
+    .await?;
+    pod_without_host(&cluster, "default", "host-0", "192.0.2.10", HOST_LABELS).await?;
+    let one = "192.0.2.10@default/host-0:8080";
+    until_endpoints(&cluster, "target", one).await?;
+
+    // The impostors change (unready, ready again), a second host joins, a second Function is
+    // made: still only the real hosts.
+    for ready in [false, true] {
+        cluster.pod_ready("foreign", "impostor", ready)?;
+        cluster.pod_ready("default", "unlabelled", ready)?;
+    }
+    pod_without_host(&cluster, "default", "host-1", "192.0.2.11", HOST_LABELS).await?;
+    let two = format!("{one} 192.0.2.11@default/host-1:8080");
+    until_endpoints(&cluster, "target", &two).await?;
+    cluster.apply(&wat_manifest("test", "second", "second ok"))?;
+    until_endpoints(&cluster, "second", &two).await?;
+    Ok(())
+}
+
+/// A host in a cluster serves its admin data (`/functions`, `/status`, logs) only with the
+/// token (as a bearer token or the `wasmless-token` header), health and metrics to anyone, and
+/// routes `/fn/<namespace>/<name>/` only with `--path-routing`.
+#[tokio::test]
+async fn a_cluster_host_guards_its_admin_data_and_routes_paths_only_when_told() -> anyhow::Result<()>
+{
+    let cluster = Cluster::with_functions().await?;
+    let (store, cache, routed_cache) = (
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+    );
+    let (_controller, artifacts) = cluster.controller(store.path(), cluster::HOSTS_NOT_PODS)?;
+    cluster.apply(&wat_manifest("test", "guarded", "guarded ok"))?;
+    let host = cluster.host(&artifacts, cache.path()).await?;
+    until_body(&host, "guarded.test", "guarded ok").await?;
+
+    for open in ["/healthz", "/readyz", "/metrics"] {
+        let (status, _) = host.admin_get_with(open, None).await?;
+        assert_eq!(status, 200, "{open} is for anyone");
+    }
+    for data in ["/functions", "/status", "/functions/test/guarded/logs"] {
+        for (token, want) in [
+            (None, 401),
+            (Some("not-the-token-of-this-cluster"), 401),
+            (Some(cluster::INTERNAL_TOKEN), 200),
+        ] {
+            let (status, body) = host.admin_get_with(data, token).await?;
+            assert_eq!(status, want, "{data} with {token:?}: {body}");
+            if want == 401 {
+                assert!(!body.contains("guarded"), "{data}: {body}");
+            }
+        }
+    }
+    let status = client()
+        .get(format!("http://{}/status", host.admin))
+        .header("wasmless-token", cluster::INTERNAL_TOKEN)
+        .send()
+        .await?;
+    assert_eq!(status.status(), 200);
+    assert!(status.text().await?.contains("guarded"));
+
+    // By Host it answers; by path only on a host started with --path-routing.
+    let (status, body) = host.get("127.0.0.1", "/fn/test/guarded/").await?;
+    assert_eq!(status, 404, "{body}");
+    let routed = cluster
+        .host_with(
+            &artifacts,
+            routed_cache.path(),
+            "127.0.0.1",
+            &["--path-routing"],
+        )
+        .await?;
+    wait_until(Duration::from_secs(60), || async {
+        matches!(routed.get("127.0.0.1", "/fn/test/guarded/").await, Ok((200, b)) if b == "guarded ok")
+    })
+    .await?;
+    Ok(())
+}
+
+/// `--store-max-bytes`: past it the artifacts no Function references go, least recently used
+/// first, and those a Function references stay and serve. Files used in the last 10 minutes are
+/// kept too, so the test ages every file first, as if last used an hour ago.
+#[tokio::test]
+async fn the_store_evicts_only_what_no_function_references() -> anyhow::Result<()> {
+    let cluster = Cluster::with_functions().await?;
+    let (store, cache) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let (controller, artifacts) = cluster.controller(
+        store.path(),
+        &["--ready-when", "built", "--store-max-bytes", "1"],
+    )?;
+    for name in ["kept", "dropped"] {
+        cluster.apply(&wat_manifest("test", name, &format!("{name} ok")))?;
+    }
+    wait_until(Duration::from_secs(120), || async {
+        cluster.phase("kept") == "Ready" && cluster.phase("dropped") == "Ready"
+    })
+    .await?;
+    let digest = |name| cluster.function_field(name, "{.status.artifact.digest}");
+    let (kept, dropped) = (digest("kept")?, digest("dropped")?);
+    assert_ne!(kept, dropped);
+    cluster.kubectl(&["delete", "fn", "dropped", "-n", "test"])?;
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for (path, _) in files_under(store.path()) {
+        std::fs::File::options()
+            .write(true)
+            .open(&path)?
+            .set_modified(an_hour_ago)?;
+    }
+
+    // Files of a digest: its wasm and its precompiled forms.
+    let files_of = |digest: &str| {
+        let name = digest.replace(':', "-");
+        files_under(store.path())
+            .into_iter()
+            .filter(|(p, _)| p.file_name().is_some_and(|n| n.to_str() == Some(&name)))
+            .count()
+    };
+    assert_eq!(files_of(&dropped), 2, "wasm and precompiled");
+    wait_until(Duration::from_secs(120), || {
+        let gone = files_of(&dropped) == 0;
+        async move { gone }
+    })
+    .await?;
+    assert_eq!(
+        files_of(&kept),
+        2,
+        "a referenced artifact stays over the bound"
+    );
+    assert!(controller.log_contains("evicted unused artifacts from the store"));
+    // What stays serves: a new host fetches it.
+    let host = cluster.host(&artifacts, cache.path()).await?;
+    until_body(&host, "kept.test", "kept ok").await?;
     Ok(())
 }

@@ -651,3 +651,70 @@ async fn each_function_serves_as_soon_as_its_own_build_is_done() -> anyhow::Resu
     ));
     Ok(())
 }
+
+/// `up`'s admin API (deploys code, no credential) answers only requests addressed to loopback:
+/// a foreign Host (DNS rebinding) or another site's page (Origin) gets 403 and deploys nothing.
+#[tokio::test]
+async fn the_admin_api_refuses_foreign_hosts_and_origins() -> anyhow::Result<()> {
+    let dir = copy_functions(&["hello-world.yaml"])?;
+    let up = Up::start(dir.path(), &[]).await?;
+    let port = up.admin.port();
+    let deploy = wat_manifest("test", "rebound", "deployed by a web page");
+    let send = |method: Method, path: &str, host: String, origin: Option<&str>| {
+        let mut request = wasmless_e2e::client()
+            .request(method, format!("http://{}{path}", up.admin))
+            .header("host", host)
+            .body(deploy.clone());
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    let put = (Method::PUT, "/functions/test/rebound");
+    for (host, origin) in [
+        (format!("evil.example:{port}"), None),
+        (format!("127.0.0.1.nip.io:{port}"), None),
+        (format!("127.0.0.1:{port}"), Some("http://evil.example")),
+        (format!("localhost:{port}"), Some("null")),
+    ] {
+        for (method, path) in [
+            (Method::GET, "/info"),
+            (Method::GET, "/functions"),
+            put.clone(),
+        ] {
+            let r = send(method.clone(), path, host.clone(), origin).await?;
+            assert_eq!(
+                r.status(),
+                403,
+                "{method} {path} Host {host} Origin {origin:?}"
+            );
+        }
+    }
+    assert_eq!(
+        up.get("rebound.test", "/").await?.0,
+        404,
+        "nothing deployed"
+    );
+
+    for (host, origin) in [
+        (format!("localhost:{port}"), None),
+        (
+            format!("[::1]:{port}"),
+            Some(format!("http://localhost:{port}")),
+        ),
+        (
+            format!("127.0.0.1:{port}"),
+            Some("http://127.0.0.1:3000".to_string()),
+        ),
+    ] {
+        let r = send(Method::GET, "/info", host.clone(), origin.as_deref()).await?;
+        assert_eq!(r.status(), 200, "Host {host} Origin {origin:?}");
+    }
+    let r = send(put.0, put.1, format!("127.0.0.1:{port}"), None).await?;
+    assert!(r.status().is_success(), "{}", r.status());
+    wait_until(Duration::from_secs(60), || async {
+        matches!(up.get("rebound.test", "/").await, Ok((200, b)) if b == "deployed by a web page")
+    })
+    .await?;
+    Ok(())
+}
