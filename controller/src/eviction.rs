@@ -158,47 +158,29 @@ mod tests {
             let record = format!("{d:<100}");
             store.put(Object::Build(&key), record.as_bytes()).unwrap();
         }
-        for entry in walk(dir) {
-            let name = std::fs::read(&entry).unwrap();
-            let n = if name[0] < 10 {
-                name[0]
-            } else {
-                // A build record: the digest it holds tells which.
-                (1..=5)
-                    .find(|n| name.starts_with(digest(*n).as_bytes()))
-                    .unwrap()
-            };
-            if n < 5 {
-                let age = Duration::from_secs(3600 + 60 * u64::from(n));
-                let file = std::fs::File::options().write(true).open(&entry).unwrap();
+        for n in 1..5u8 {
+            let age = Duration::from_secs(3600 + 60 * u64::from(n));
+            for path in paths(dir, n) {
+                let file = std::fs::File::options().write(true).open(&path).unwrap();
                 file.set_modified(SystemTime::now() - age).unwrap();
             }
         }
         store
     }
 
-    fn walk(dir: &Path) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                out.extend(walk(&path));
-            } else {
-                out.push(path);
-            }
-        }
-        out
-    }
-
-    /// Which of artifact `n`'s files exist (looked at directly: a store look-up marks it used).
-    fn has(dir: &Path, n: u8) -> [bool; 3] {
+    /// Artifact `n`'s wasm, precompiled form and build record.
+    fn paths(dir: &Path, n: u8) -> [PathBuf; 3] {
         let file = |d: String| Sha256Digest::parse(&d).unwrap().file_name();
         [
             dir.join("wasm").join(file(digest(n))),
             dir.join("precompiled/e").join(file(digest(n))),
             dir.join("builds").join(file(digest(100 + n))),
         ]
-        .map(|p| p.exists())
+    }
+
+    /// Which of artifact `n`'s files exist (looked at directly: a store look-up marks it used).
+    fn has(dir: &Path, n: u8) -> [bool; 3] {
+        paths(dir, n).map(|p| p.exists())
     }
 
     #[test]
