@@ -137,6 +137,15 @@ impl Process {
             .unwrap_or(0)
     }
 
+    /// Sends a signal (`STOP`, `CONT`, …) without waiting.
+    pub fn signal(&self, name: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -{name} failed");
+        Ok(())
+    }
+
     /// SIGTERM, then waits (up to 30 s) for the process to exit.
     pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
         Command::new("kill")

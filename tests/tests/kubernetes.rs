@@ -1392,3 +1392,57 @@ async fn the_store_evicts_only_what_no_function_references() -> anyhow::Result<(
     until_body(&host, "kept.test", "kept ok").await?;
     Ok(())
 }
+
+/// A leader that loses its Lease (paused past the Lease's expiry, as a process starved of CPU
+/// can be) stops reconciling as soon as it runs again: the standby leads, a Function applied
+/// then is built by the standby alone, and SIGTERM still ends the old leader gracefully.
+#[tokio::test]
+async fn a_leader_that_loses_its_lease_stops_reconciling() -> anyhow::Result<()> {
+    let cluster = Cluster::with_functions().await?;
+    let store = tempfile::tempdir()?;
+    let (mut first, _) = cluster.controller(store.path(), cluster::HOSTS_NOT_PODS)?;
+    wait_until(Duration::from_secs(60), || {
+        let leading = first.log_contains("leading: reconciling");
+        async move { leading }
+    })
+    .await?;
+    let (second, _) = cluster.controller(store.path(), cluster::HOSTS_NOT_PODS)?;
+    wait_until(Duration::from_secs(60), || {
+        let waiting = second.log_contains("waiting to lead");
+        async move { waiting }
+    })
+    .await?;
+
+    first.signal("STOP")?;
+    let paused = Instant::now();
+    wait_until(Duration::from_secs(90), || {
+        let leading = second.log_contains("leading: reconciling");
+        async move { leading }
+    })
+    .await?;
+    let taken_over = paused.elapsed();
+    first.signal("CONT")?;
+    wait_until(Duration::from_secs(60), || {
+        let lost = first.log_contains("lost the lease: stopped reconciling");
+        async move { lost }
+    })
+    .await?;
+
+    cluster.apply(&wat_manifest("test", "after-loss", "after the loss"))?;
+    wait_until(Duration::from_secs(60), || async {
+        cluster.phase("after-loss") == "Ready"
+    })
+    .await?;
+    assert!(second.log_contains("built function=test/after-loss"));
+    assert!(
+        !first.log_contains("function=test/after-loss"),
+        "the old leader reconciles nothing once it has lost the Lease"
+    );
+    let exit = first.terminate()?;
+    assert!(exit.success(), "graceful shutdown exits 0: {exit}");
+    report(&format!(
+        "timing: the standby leads {:.1} s after the leader is paused",
+        taken_over.as_secs_f64()
+    ));
+    Ok(())
+}
