@@ -221,12 +221,19 @@ impl Cluster {
         let crd =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/wasmless/crds/functions.yaml");
         cluster.apply(&std::fs::read_to_string(crd)?)?;
-        cluster.kubectl(&[
-            "wait",
-            "--for=condition=established",
-            "--timeout=60s",
-            "crd/functions.wasmless.dev",
-        ])?;
+        // Polled rather than `kubectl wait`, which can fail on a CRD that has no conditions yet.
+        crate::wait_until(Duration::from_secs(60), || async {
+            cluster
+                .kubectl(&[
+                    "get",
+                    "crd/functions.wasmless.dev",
+                    "-o",
+                    r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#,
+                ])
+                .is_ok_and(|status| status.trim() == "True")
+        })
+        .await
+        .context("the Function CRD never became established")?;
         cluster.kubectl(&["create", "namespace", "test"])?;
         Ok(cluster)
     }
