@@ -98,7 +98,7 @@ async fn instantiate(iterations: u32, functions: PathBuf) -> anyhow::Result<()> 
             runtime: "wasm".into(),
             handler: String::new(),
             limits: Limits::from_spec(&FunctionSpec::default(), 1 << 30)?,
-            env: Vec::new(),
+            values: Default::default(),
             allowed_outbound_hosts: Vec::new(),
         };
         host.load(def, compiled)?;

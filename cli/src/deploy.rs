@@ -234,8 +234,8 @@ fn fill(
     }
     for (name, value) in pairs(&args.env, "--env")? {
         match spec.env.iter_mut().find(|e| e.name == name) {
-            Some(e) => e.value = value,
-            None => spec.env.push(EnvVar { name, value }),
+            Some(e) => *e = EnvVar::new(name, value),
+            None => spec.env.push(EnvVar::new(name, value)),
         }
     }
     if let Some(seconds) = args.timeout {

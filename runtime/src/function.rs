@@ -5,9 +5,12 @@
 //! Fields whose stored value may be anything are read leniently ([`lenient`]) and judged by
 //! [`crate::validate`]; the CRD states what it can of the same rules.
 
+mod env;
+mod kubeless;
 mod lenient;
 mod object;
 mod runtime;
+mod settings;
 
 use std::fmt;
 
@@ -17,9 +20,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::validate;
 
-pub use lenient::{IntOrString, MAX_PRESERVED_DEPTH, Preserved, StringList};
+pub use env::{Env, EnvSource, EnvVar, KeyRef, ObjectKind, ObjectName, config_key};
+pub use kubeless::{Ignored, Mount};
+pub use lenient::{IntOrString, Lenient, MAX_PRESERVED_DEPTH, Preserved, StringList};
 pub use object::{Function, crd};
 pub use runtime::{Deps, Runtime};
+pub use settings::{FromField, Settings};
 
 pub const API_VERSION: &str = "wasmless.dev/v1alpha1";
 pub const KIND: &str = "Function";
@@ -118,7 +124,9 @@ pub struct FunctionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "memory_schema")]
     pub memory: Option<IntOrString>,
-    /// Environment variables the function sees.
+    /// Environment variables the function sees: `value`, or `valueFrom` a Secret's or
+    /// ConfigMap's key (`secretKeyRef`/`configMapKeyRef`) in the Function's own namespace. They
+    /// replace the variables of the same name in `deployment`'s first container.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
     /// What a wasi:http function may call, as `scheme://host[:port]` patterns such as
@@ -147,8 +155,11 @@ pub struct FunctionSpec {
     )]
     #[schemars(schema_with = "warm_schema")]
     pub warm_instances: Option<IntOrString>,
-    /// Kubeless's per-function Deployment settings: accepted so Kubeless manifests apply, and
-    /// ignored, since one shared host replaces the per-function pods.
+    /// Kubeless's per-function Deployment. Of its first container wasmless honours `env` (with
+    /// `valueFrom`), `resources.limits.memory` (the memory cap, unless `memory` is set),
+    /// `FUNC_TIMEOUT` (unless `timeout` is set) and Secret or ConfigMap `volumeMounts` (Kubeless's
+    /// `--secrets`: the keys as read-only files under the mount path); the status lists every
+    /// other field with a value as ignored, with why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserve_unknown")]
     pub deployment: Option<Preserved>,
@@ -218,7 +229,7 @@ fn preserve_unknown(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": true,
-        "description": "Kubeless pod-level setting: accepted and ignored, one shared host serves every function."
+        "description": "Kubeless pod-level setting. Of deployment's first container, env, the memory limit, FUNC_TIMEOUT and Secret/ConfigMap volume mounts are honoured; the status lists every other field with a value as ignored."
     })
 }
 
@@ -278,16 +289,6 @@ pub struct ArtifactRef {
     /// "sha256:<hex>" of the binary precompiled for the hosts' engine configuration.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub precompiled: String,
-}
-
-/// An environment variable.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
-pub struct EnvVar {
-    /// Variable name.
-    pub name: String,
-    /// Variable value.
-    #[serde(default)]
-    pub value: String,
 }
 
 /// Identifies a function: namespace and name, as in Kubernetes.

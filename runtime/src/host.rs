@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::outbound::OutboundPolicy;
 use crate::registry::{FunctionDef, LoadedFunction, Registry};
 use crate::server::ConnectionLimits;
+use crate::values::MountDirs;
 use crate::warm::{WarmBudget, WarmLimits};
 
 /// Everything that configures a host.
@@ -235,8 +236,13 @@ impl Host {
                 key: def.key.clone(),
                 source,
             })?;
+        let mounts = MountDirs::write(&def.values.mounts).map_err(|e| HostError::Refused {
+            key: def.key.clone(),
+            message: format!("cannot write its mounted files: {e}"),
+        })?;
         let function = Arc::new(LoadedFunction {
             env: def.environment(self.config.port).into(),
+            mounts: Arc::new(mounts),
             metrics: self.metrics.for_function(&def.key),
             logs: self.logs.buffer(&def.key),
             outbound: Arc::new(outbound),
@@ -289,6 +295,7 @@ impl Host {
             parts,
             body,
             env: function.env.clone(),
+            mounts: function.mounts.clone(),
             logs: function.logs.clone(),
             memory_bytes: limits.memory_bytes,
             deadline: tokio::time::Instant::now() + limits.timeout,

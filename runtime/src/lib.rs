@@ -13,6 +13,7 @@
 //! - [`server`]: the function and admin listeners.
 //! - [`token`]: the bearer tokens between wasmless's own parts.
 //! - [`validate`]: the one check of a Function every entry point runs.
+//! - [`values`]: Secret and ConfigMap values, resolved when a function loads.
 //! - [`warm`]: idle instances kept for the next request.
 
 pub mod abi;
@@ -35,6 +36,7 @@ pub mod router;
 pub mod server;
 pub mod token;
 pub mod validate;
+pub mod values;
 pub mod warm;
 pub mod watch;
 

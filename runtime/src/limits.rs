@@ -5,7 +5,7 @@ use std::time::Duration;
 use thiserror::Error;
 use wasmtime::ResourceLimiter;
 
-use crate::function::{FunctionSpec, Runtime};
+use crate::function::{FunctionSpec, Runtime, Settings};
 use crate::validate::{self, Field, FieldError, Invalid};
 
 /// Kubeless's default function timeout.
@@ -43,6 +43,10 @@ pub enum LimitError {
     Quantity(String),
     #[error("memory {requested} bytes is above this host's per-instance maximum of {max} bytes")]
     MemoryTooLarge { requested: u64, max: u64 },
+    /// A Secret's or ConfigMap's key it reads is missing (grouped here: it is what the spec
+    /// asks for that this host cannot give).
+    #[error("{0}")]
+    Values(#[from] crate::values::ResolveError),
 }
 
 impl Limits {
@@ -50,9 +54,9 @@ impl Limits {
     /// host's engine allows.
     pub fn from_spec(spec: &FunctionSpec, max_memory: u64) -> Result<Self, LimitError> {
         let field = |field, message| Invalid(vec![FieldError { field, message }]);
-        let timeout =
-            validate::timeout(spec.timeout.as_ref()).map_err(|m| field(Field::Timeout, m))?;
-        let memory = validate::memory(spec.memory.as_ref()).map_err(|m| field(Field::Memory, m))?;
+        let settings = Settings::of(spec);
+        let timeout = validate::merged_timeout(&settings).map_err(|(f, m)| field(f, m))?;
+        let memory = validate::merged_memory(&settings).map_err(|(f, m)| field(f, m))?;
         let warm = validate::warm_instances(spec.warm_instances.as_ref())
             .map_err(|m| field(Field::WarmInstances, m))?;
         let memory_bytes = match memory {

@@ -17,7 +17,9 @@ use crate::FunctionKey;
 use crate::artifacts::{Artifacts, LoadError};
 use crate::function::{ArtifactRef, FunctionSpec, Phase, SourceStatus};
 use crate::host::Host;
+use crate::limits::LimitError;
 use crate::registry::FunctionDef;
+use crate::values::{ResolveError, Resolved};
 
 /// The first retry's delay; each next one doubles, up to [`MAX_RETRY_DELAY`].
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(250);
@@ -62,12 +64,26 @@ impl Loader {
         }
     }
 
-    /// Loads `artifact` with `spec` for `key` (in the background), replacing a load of `key`
-    /// still under way.
-    pub fn assign(&self, key: FunctionKey, spec: FunctionSpec, artifact: ArtifactRef) {
+    /// Loads `artifact` with `spec` and its resolved `values` for `key` (in the background),
+    /// replacing a load of `key` still under way.
+    pub fn assign(
+        &self,
+        key: FunctionKey,
+        spec: FunctionSpec,
+        artifact: ArtifactRef,
+        values: Result<Resolved, ResolveError>,
+    ) {
         let inner = &self.inner;
         let max_memory = inner.host.config().engine.max_memory_bytes;
-        let def = FunctionDef::from_spec(key.clone(), &spec, artifact.digest.clone(), max_memory);
+        let def = values.map_err(LimitError::from).and_then(|values| {
+            FunctionDef::from_spec(
+                key.clone(),
+                &spec,
+                artifact.digest.clone(),
+                max_memory,
+                values,
+            )
+        });
         let mut state = inner.lock();
         state.generation += 1;
         let generation = state.generation;
@@ -109,6 +125,24 @@ impl Loader {
             handle.abort();
         }
         inner.check_ready(&state);
+    }
+
+    /// `key` waits for the Secrets and ConfigMaps it reads to be listed: nothing is loaded yet
+    /// and it is not settled (a host is not ready without it); the next `assign` replaces this.
+    pub fn waiting(&self, key: FunctionKey, artifact: &ArtifactRef) {
+        let mut state = self.inner.lock();
+        state.generation += 1;
+        let task = Task {
+            generation: state.generation,
+            digest: artifact.digest.clone(),
+            settled: false,
+            handle: None,
+        };
+        if let Some(old) = state.tasks.insert(key, task)
+            && let Some(handle) = old.handle
+        {
+            handle.abort();
+        }
     }
 
     /// `key` is no longer assigned: stops its load and unloads it.

@@ -9,11 +9,12 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 use crate::abi::{Abi, Prepared};
-use crate::function::{FunctionKey, FunctionManifest, FunctionSpec};
+use crate::function::{FunctionKey, FunctionManifest, FunctionSpec, Settings};
 use crate::limits::{LimitError, Limits};
 use crate::logs::LogBuffer;
 use crate::metrics::FunctionMetrics;
 use crate::outbound::OutboundPolicy;
+use crate::values::{self, Known, MountDirs, Resolved};
 
 /// What the host needs to know about a function besides its code.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,26 +25,32 @@ pub struct FunctionDef {
     pub runtime: String,
     pub handler: String,
     pub limits: Limits,
-    pub env: Vec<(String, String)>,
+    /// The environment and mounted files, Secret and ConfigMap values resolved.
+    pub values: Resolved,
     /// `allowedOutboundHosts`, as written.
     pub allowed_outbound_hosts: Vec<String>,
 }
 
 impl FunctionDef {
-    /// The definition a manifest asks for; `max_memory` is the engine's per-instance maximum.
+    /// The definition a manifest asks for, with no Secrets or ConfigMaps to read (`wasmless
+    /// up`); `max_memory` is the engine's per-instance maximum.
     pub fn from_manifest(
         manifest: &FunctionManifest,
         revision: String,
         max_memory: u64,
     ) -> Result<Self, LimitError> {
-        Self::from_spec(manifest.key(), &manifest.spec, revision, max_memory)
+        let settings = Settings::of(&manifest.spec);
+        let values = values::resolve(&settings, manifest.namespace(), &Known::new())?;
+        Self::from_spec(manifest.key(), &manifest.spec, revision, max_memory, values)
     }
 
+    /// The definition `spec` asks for, with its Secret and ConfigMap `values` resolved.
     pub fn from_spec(
         key: FunctionKey,
         spec: &FunctionSpec,
         revision: String,
         max_memory: u64,
+        values: Resolved,
     ) -> Result<Self, LimitError> {
         Ok(Self {
             key,
@@ -51,11 +58,7 @@ impl FunctionDef {
             runtime: spec.runtime.clone(),
             handler: spec.handler.clone(),
             limits: Limits::from_spec(spec, max_memory)?,
-            env: spec
-                .env
-                .iter()
-                .map(|e| (e.name.clone(), e.value.clone()))
-                .collect(),
+            values,
             allowed_outbound_hosts: spec
                 .allowed_outbound_hosts
                 .strings()
@@ -64,7 +67,7 @@ impl FunctionDef {
         })
     }
 
-    /// The manifest's `env` plus the variables Kubeless set for every runtime.
+    /// The variables Kubeless set for every runtime, then the function's own (which win).
     pub fn environment(&self, port: u16) -> Vec<(String, String)> {
         let module = self.handler.split('.').next().unwrap_or_default();
         let mut env = vec![
@@ -83,7 +86,7 @@ impl FunctionDef {
             ("FUNC_NAME".to_string(), self.key.name.clone()),
             ("FUNC_NAMESPACE".to_string(), self.key.namespace.clone()),
         ];
-        env.extend(self.env.iter().cloned());
+        env.extend(self.values.env.iter().cloned());
         env
     }
 }
@@ -94,6 +97,8 @@ pub struct LoadedFunction {
     pub def: FunctionDef,
     pub prepared: Prepared,
     pub env: Arc<[(String, String)]>,
+    /// Its mounts written out, kept while any instance may read them.
+    pub mounts: Arc<MountDirs>,
     pub metrics: FunctionMetrics,
     pub logs: Arc<LogBuffer>,
     /// What it may call (wasi:http), parsed from `allowed_outbound_hosts`.

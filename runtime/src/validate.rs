@@ -15,7 +15,8 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::function::{
-    Function, FunctionManifest, FunctionSpec, IntOrString, Preserved, Runtime, StringList,
+    FromField, Function, FunctionManifest, FunctionSpec, IntOrString, Preserved, Runtime, Settings,
+    StringList,
 };
 use crate::limits::{DEFAULT_TIMEOUT, parse_quantity};
 
@@ -221,10 +222,20 @@ fn spec_checked(spec: &FunctionSpec, origin: Origin) -> Result<Checked, Invalid>
     {
         refuse(Field::Deps, m);
     }
-    let timeout = timeout(spec.timeout.as_ref()).map_err(|m| refuse(Field::Timeout, m));
-    let memory = memory(spec.memory.as_ref()).map_err(|m| refuse(Field::Memory, m));
-    if let Err(m) = env(spec) {
-        refuse(Field::Env, m);
+    let settings = Settings::of(spec);
+    let timeout = merged_timeout(&settings).map_err(|(f, m)| refuse(f, m));
+    let memory = merged_memory(&settings).map_err(|(f, m)| refuse(f, m));
+    for (own, problem) in &settings.problems {
+        refuse(
+            if *own { Field::Env } else { Field::Deployment },
+            problem.clone(),
+        );
+    }
+    if !matches!(origin, Origin::Cluster) && !settings.objects().is_empty() {
+        refuse(
+            Field::Env,
+            "Secrets and ConfigMaps (valueFrom, or Secret volumes in spec.deployment) are read from a cluster: wasmless up has none, so it refuses them rather than run without; set value instead".into(),
+        );
     }
     if let Err(m) = outbound_hosts(&spec.allowed_outbound_hosts) {
         refuse(Field::AllowedOutboundHosts, m);
@@ -457,20 +468,27 @@ fn shown(raw: Option<&IntOrString>) -> String {
     }
 }
 
-/// Variables a process environment can hold.
-fn env(spec: &FunctionSpec) -> Result<(), String> {
-    for var in &spec.env {
-        if var.name.is_empty() || var.name.contains(['=', '\0']) {
-            return Err(format!(
-                "variable name {:?} must be non-empty, without '=' or NUL",
-                var.name
-            ));
+/// The timeout of the merged settings (`spec.timeout`, else the container's `FUNC_TIMEOUT`),
+/// a problem naming the field it came from.
+pub fn merged_timeout(settings: &Settings) -> Result<Duration, (Field, String)> {
+    let t = settings.timeout.as_ref();
+    timeout(t.map(|t| &t.value)).map_err(|m| match t {
+        Some(FromField { field, .. }) if *field != "spec.timeout" => {
+            (Field::Deployment, format!("{field}: {m}"))
         }
-        if var.value.contains('\0') {
-            return Err(format!("the value of {} contains NUL", var.name));
+        _ => (Field::Timeout, m),
+    })
+}
+
+/// The memory cap of the merged settings (`spec.memory`, else the container's limit).
+pub fn merged_memory(settings: &Settings) -> Result<Option<u64>, (Field, String)> {
+    let m = settings.memory.as_ref();
+    memory(m.map(|m| &m.value)).map_err(|e| match m {
+        Some(FromField { field, .. }) if *field != "spec.memory" => {
+            (Field::Deployment, format!("{field}: {e}"))
         }
-    }
-    Ok(())
+        _ => (Field::Memory, e),
+    })
 }
 
 /// Each entry a pattern [`crate::outbound`] can read.

@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 use prometheus_client::metrics::counter::Counter;
 use wasmtime::Store;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::{
@@ -151,7 +151,7 @@ impl WasiHttp {
     /// A store for a new instance of this function.
     fn store(&self, call: &Call) -> Store<HttpState> {
         let output = LogPipe::new(call.max_log_bytes);
-        let wasi = WasiCtxBuilder::new()
+        let wasi = super::wasi_builder(call)
             .stdout(output.clone())
             .stderr(output.clone())
             .envs(&call.env)

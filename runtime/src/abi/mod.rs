@@ -17,12 +17,14 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::time::Instant;
 use wasmtime::Store;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::admission::Permit;
 use crate::engine::Compiled;
 use crate::limits::MemoryLimiter;
 use crate::logs::LogBuffer;
 use crate::outbound::OutboundPolicy;
+use crate::values::MountDirs;
 use crate::warm::WarmBudget;
 
 /// Which ABI a loaded function speaks.
@@ -144,6 +146,8 @@ pub struct Call {
     pub body: Bytes,
     /// The function's environment: manifest `env` plus Kubeless's `FUNC_*` variables.
     pub env: Arc<[(String, String)]>,
+    /// Secret and ConfigMap mounts, preopened read-only ([`mount`]).
+    pub mounts: Arc<MountDirs>,
     /// Receives the instance's stderr (and, for components, stdout) when it ends.
     pub logs: Arc<LogBuffer>,
     pub memory_bytes: u64,
@@ -206,6 +210,21 @@ impl CallError {
         }
         CallError::Trap(error)
     }
+}
+
+/// A new instance's WASI context: with the call's mounts preopened read-only at their guest
+/// paths (`/db`), what a function may read of a Secret or ConfigMap and nothing else of the
+/// host's disk.
+fn wasi_builder(call: &Call) -> WasiCtxBuilder {
+    let mut wasi = WasiCtxBuilder::new();
+    for (guest, dir) in &call.mounts.dirs {
+        // The directories live as long as `call.mounts`: failing here is the host's fault, and
+        // the function then finds no file there.
+        if let Err(e) = wasi.preopened_dir(dir, guest, FsPerms::ReadOnly) {
+            tracing::error!(mount = %guest, "cannot preopen a mount: {e:#}");
+        }
+    }
+    wasi
 }
 
 /// Decrements the live-instance gauge when the store that holds it drops.

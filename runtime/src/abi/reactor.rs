@@ -11,7 +11,7 @@ use axum::body::Body;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::Response;
 use wasmtime::{InstancePre, Linker, Module, Store, TypedFunc};
-use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+use wasmtime_wasi::I32Exit;
 
 use super::pipes::{InputPipe, LogPipe};
 use super::wagi::{self, WagiState};
@@ -53,7 +53,7 @@ impl Reactor {
             LogPipe::new(call.max_stdout_bytes.saturating_add(1)),
             LogPipe::new(call.max_log_bytes),
         );
-        let wasi = WasiCtxBuilder::new()
+        let wasi = super::wasi_builder(call)
             .stdin(stdin.clone())
             .stdout(stdout.clone())
             .stderr(stderr.clone())

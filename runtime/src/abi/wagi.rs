@@ -6,9 +6,9 @@ use axum::body::Body;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Response, StatusCode, header};
 use wasmtime::{InstancePre, Linker, Module, Store};
+use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
-use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use super::{Call, CallError, LiveGuard};
 use crate::admission::Permit;
@@ -47,7 +47,7 @@ impl Wagi {
         let max_stdout = call.max_stdout_bytes;
         let stdout = MemoryOutputPipe::new(max_stdout.saturating_add(1));
         let stderr = MemoryOutputPipe::new(call.max_log_bytes);
-        let wasi = WasiCtxBuilder::new()
+        let wasi = super::wasi_builder(&call)
             .stdin(MemoryInputPipe::new(call.body.clone()))
             .stdout(stdout.clone())
             .stderr(stderr.clone())

@@ -64,6 +64,33 @@ impl StringList {
     }
 }
 
+/// A typed field as written, or anything else, which the validator refuses instead of failing
+/// the whole list or watch (`env[].valueFrom`). Its schema is `T`'s.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Lenient<T> {
+    Read(T),
+    Other(Value),
+}
+
+impl<T: schemars::JsonSchema> schemars::JsonSchema for Lenient<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        T::schema_id()
+    }
+
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(generator)
+    }
+}
+
 /// A Kubeless pod-level setting (`deployment`, `service`, `horizontalPodAutoscaler`): accepted and
 /// ignored. Kept as written up to [`MAX_PRESERVED_DEPTH`]; anything deeper is dropped while
 /// reading (never failing) and `too_deep` makes the spec invalid.

@@ -169,5 +169,21 @@ mod tests {
             read.items[0].spec.timeout,
             Some(super::super::IntOrString::Int(-1))
         );
+
+        // A valueFrom of any shape is read, for the validator to refuse.
+        let list = r#"{"items":[{"apiVersion":"wasmless.dev/v1alpha1","kind":"Function",
+            "metadata":{"name":"odd"},"spec":{"runtime":"wat","env":[
+            {"name":"A","valueFrom":{"secretKeyRef":[1]}},
+            {"name":"B","valueFrom":{"configMapKeyRef":{"name":"c","key":"k"}}}]}}]}"#;
+        let read: kube::core::ObjectList<Function> = serde_json::from_str(list).unwrap();
+        let env = &read.items[0].spec.env;
+        assert!(matches!(
+            env[0].value_from,
+            Some(super::super::Lenient::Other(_))
+        ));
+        assert!(matches!(
+            env[1].value_from,
+            Some(super::super::Lenient::Read(_))
+        ));
     }
 }

@@ -326,10 +326,7 @@ fn deps_by_runtime() {
 #[test]
 fn env_and_preserved_fields() {
     let mut s = spec("wat", "");
-    s.env = vec![EnvVar {
-        name: "A=B".into(),
-        value: "x".into(),
-    }];
+    s.env = vec![EnvVar::new("A=B", "x")];
     assert!(refused(&s, "spec.env").contains("'='"));
     let mut s = spec("wat", "");
     let mut deep = serde_json::json!("x");
@@ -426,5 +423,54 @@ fn objects_and_manifests_use_their_metadata() {
     assert!(
         manifest(&m, Origin::Inline).is_ok(),
         "namespace defaults to default"
+    );
+}
+
+#[test]
+fn references_and_kubeless_deployments() {
+    let read = |json: serde_json::Value| -> FunctionSpec { serde_json::from_value(json).unwrap() };
+    let with_secret = read(
+        serde_json::json!({"runtime": "wat", "function": "x", "env": [
+            {"name": "P", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}
+        ]}),
+    );
+    assert_eq!(errors(&with_secret, Origin::Cluster), Vec::<String>::new());
+    // wasmless up has no Secrets: refused, never run without.
+    let local = errors(&with_secret, Origin::Inline);
+    assert!(
+        local.iter().any(|e| e.contains("wasmless up has none")),
+        "{local:?}"
+    );
+
+    // A malformed valueFrom is read (no failed list) and refused here.
+    let bad = read(
+        serde_json::json!({"runtime": "wat", "function": "x", "env": [
+            {"name": "P", "valueFrom": {"secretKeyRef": 7}}
+        ]}),
+    );
+    assert!(refused(&bad, "spec.env").contains("[0]: P: valueFrom must be"));
+
+    // The container's memory limit is the cap, checked as spec.memory is, and named.
+    let limits = |memory: &str| {
+        read(
+            serde_json::json!({"runtime": "wat", "function": "x", "deployment": {"spec": {"template":
+            {"spec": {"containers": [{"resources": {"limits": {"memory": memory}}}]}}}}}),
+        )
+    };
+    assert_eq!(
+        errors(&limits("64Mi"), Origin::Cluster),
+        Vec::<String>::new()
+    );
+    let e = refused(&limits("2Gi"), "spec.deployment");
+    assert!(
+        e.contains("containers[0].resources.limits.memory: \"2Gi\" must be"),
+        "{e}"
+    );
+    let mut own = limits("2Gi");
+    own.memory = Some(IntOrString::String("64Mi".into()));
+    assert_eq!(
+        errors(&own, Origin::Cluster),
+        Vec::<String>::new(),
+        "spec wins"
     );
 }
