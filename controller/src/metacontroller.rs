@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use wasmless_runtime::FunctionKey;
-use wasmless_runtime::function::Function;
+use wasmless_runtime::function::{Function, Settings};
 use wasmless_runtime::validate::{self, Origin};
 
 use crate::children::{self, ChildConfig, EndpointsBy};
@@ -146,6 +146,7 @@ impl Hook {
                 finalized: None,
             };
         }
+        let prior = previous.clone();
         let (status, resync) = match self.driver.next(parent) {
             Next::Keep => (previous, None),
             Next::Build => {
@@ -174,6 +175,8 @@ impl Hook {
                 }
             }
         };
+        let ignored = Settings::of(&parent.spec).ignored_message();
+        let status = status::with_ignored(status, ignored, &prior, &status::now());
         HookResponse {
             status: to_value(&status),
             children: vec![to_value(&service)],

@@ -21,7 +21,7 @@ use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 
 use wasmless_runtime::FunctionKey;
-use wasmless_runtime::function::{Function, FunctionStatus, Phase};
+use wasmless_runtime::function::{Function, FunctionStatus, Phase, Settings};
 use wasmless_runtime::validate::{self, Invalid, Origin};
 
 use crate::backoff::Exponential;
@@ -240,6 +240,8 @@ async fn reconcile(function: Arc<Function>, term: Arc<Term>) -> Result<Action, E
         refuse(ctx, &function, &mut writer, &previous, &invalid).await?;
         return Ok(Action::requeue(Duration::from_secs(3600)));
     }
+    // Kubeless fields not honoured, listed in status (the Settings never hold values).
+    let ignored = Settings::of(&function.spec).ignored_message();
     let status = match ctx.driver.next(&function) {
         Next::Keep if previous.phase == Phase::Failed => {
             return Ok(Action::requeue(Duration::from_secs(3600)));
@@ -261,6 +263,7 @@ async fn reconcile(function: Arc<Function>, term: Arc<Term>) -> Result<Action, E
                     let now = status::now();
                     let status =
                         status::building(&previous, generation, url, note.as_deref(), &now);
+                    let status = status::with_ignored(status, ignored, &previous, &now);
                     if status != previous {
                         writer.write(&status).await?;
                     }
@@ -286,6 +289,7 @@ async fn reconcile(function: Arc<Function>, term: Arc<Term>) -> Result<Action, E
             (status, Some(hosts.len()))
         }
     };
+    let status = status::with_ignored(status, ignored, &previous, &status::now());
     if status != previous {
         writer.write(&status).await?;
     }

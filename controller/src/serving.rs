@@ -2,13 +2,18 @@
 //! hosts answer with its artifact, not only that the build is stored. Each host lists what it
 //! has loaded on its admin listener (`GET /functions`); the answers are kept for a moment, so
 //! many Functions checked at once (a host pod joining reconciles all of them) cost one request
-//! per host.
+//! per host. A host that refused to load a Function says why at `/status`; that reason goes to
+//! the Function's status too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 use wasmless_runtime::FunctionKey;
+use wasmless_runtime::function::Phase;
 use wasmless_runtime::registry::FunctionInfo;
 
 use wasmless_runtime::token::Token;
@@ -20,11 +25,12 @@ const FRESH: Duration = Duration::from_millis(300);
 /// A host that does not answer within this serves nothing, as far as status goes.
 const TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How many of the ready hosts serve an artifact.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How many of the ready hosts serve an artifact, and why one refused to load it, if one did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Count {
     pub serving: usize,
     pub hosts: usize,
+    pub refused: Option<String>,
 }
 
 impl Count {
@@ -34,7 +40,18 @@ impl Count {
     }
 }
 
-type Lists = HashMap<String, (Instant, Arc<Vec<FunctionInfo>>)>;
+/// Each admin URL's last answer, as JSON.
+type Lists = HashMap<String, (Instant, Arc<serde_json::Value>)>;
+
+/// What a host's `/status` says of one function (names and messages, never values).
+#[derive(Debug, Deserialize)]
+struct HostStatus {
+    namespace: String,
+    name: String,
+    phase: Phase,
+    #[serde(default)]
+    message: String,
+}
 
 #[derive(Clone, Default)]
 pub struct Serving {
@@ -54,7 +71,12 @@ impl Serving {
 
     /// Asks every host in `hosts` (concurrently) whether it serves `digest` for `key`.
     pub async fn count(&self, hosts: &[Host], key: &FunctionKey, digest: &str) -> Count {
-        let lists = futures::future::join_all(hosts.iter().map(|h| self.list(h))).await;
+        let lists = futures::future::join_all(
+            hosts
+                .iter()
+                .map(|h| self.read::<Vec<FunctionInfo>>(h, "/functions")),
+        )
+        .await;
         let serving = lists
             .iter()
             .filter(|list| {
@@ -68,15 +90,37 @@ impl Serving {
         Count {
             serving,
             hosts: hosts.len(),
+            refused: self.refused(hosts, key).await,
         }
     }
 
-    async fn list(&self, host: &Host) -> Option<Arc<Vec<FunctionInfo>>> {
+    /// Why a host refused to load `key`, if one did (say, a Secret's key it reads is missing):
+    /// `host <pod>: <message>`.
+    async fn refused(&self, hosts: &[Host], key: &FunctionKey) -> Option<String> {
+        for host in hosts {
+            let statuses = self.read::<Vec<HostStatus>>(host, "/status").await;
+            let failed = statuses.into_iter().flatten().find(|s| {
+                s.namespace == key.namespace && s.name == key.name && s.phase == Phase::Failed
+            });
+            if let Some(failed) = failed {
+                return Some(format!("host {}: {}", host.name, failed.message));
+            }
+        }
+        None
+    }
+
+    /// `path` of `host`'s admin listener, read as `T`.
+    async fn read<T: DeserializeOwned>(&self, host: &Host, path: &str) -> Option<T> {
+        let json = self.list(host, path).await?;
+        serde_json::from_value(Value::clone(&json)).ok()
+    }
+
+    async fn list(&self, host: &Host, path: &str) -> Option<Arc<serde_json::Value>> {
         let ip = host.ips.first()?;
         let url = if ip.contains(':') {
-            format!("http://[{ip}]:{}/functions", host.admin_port)
+            format!("http://[{ip}]:{}{path}", host.admin_port)
         } else {
-            format!("http://{ip}:{}/functions", host.admin_port)
+            format!("http://{ip}:{}{path}", host.admin_port)
         };
         if let Ok(lists) = self.lists.lock()
             && let Some((at, list)) = lists.get(&url)
@@ -99,7 +143,7 @@ impl Serving {
         Some(list)
     }
 
-    async fn fetch(&self, url: &str) -> reqwest::Result<Vec<FunctionInfo>> {
+    async fn fetch(&self, url: &str) -> reqwest::Result<serde_json::Value> {
         let mut request = self.http.get(url).timeout(TIMEOUT);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token.secret());

@@ -222,14 +222,22 @@ pub fn serving(
     if !matches!(status.phase, Phase::Ready | Phase::Loading) {
         return status;
     }
-    let Count { serving, hosts } = count;
-    let (ok, reason, message) = if count.all() {
+    let (ok, reason, message) = if let Some(why) = &count.refused {
+        (
+            false,
+            "HostRefused",
+            format!("{why} (what a host loaded before, if anything, keeps serving)"),
+        )
+    } else if count.all() {
         (
             true,
             "Serving",
-            format!("{serving}/{hosts} ready hosts serve {digest}"),
+            format!(
+                "{}/{} ready hosts serve {digest}",
+                count.serving, count.hosts
+            ),
         )
-    } else if hosts == 0 {
+    } else if count.hosts == 0 {
         (
             false,
             "NoHosts",
@@ -239,7 +247,10 @@ pub fn serving(
         (
             false,
             "Loading",
-            format!("{serving}/{hosts} ready hosts serve {digest}"),
+            format!(
+                "{}/{} ready hosts serve {digest}",
+                count.serving, count.hosts
+            ),
         )
     };
     let ready = condition(
@@ -262,6 +273,33 @@ pub fn serving(
         conditions,
         ..status
     }
+}
+
+/// The condition that lists the fields of a Kubeless manifest wasmless does not honour.
+pub const FIELDS_HONOURED: &str = "FieldsHonoured";
+
+/// `status` with a `FieldsHonoured` condition (False, `FieldsIgnored`, every ignored field and
+/// why) when `ignored` says some are, and none otherwise: a ported manifest never loses a field
+/// silently.
+pub fn with_ignored(
+    mut status: FunctionStatus,
+    ignored: Option<String>,
+    previous: &FunctionStatus,
+    now: &str,
+) -> FunctionStatus {
+    status.conditions.retain(|c| c.type_ != FIELDS_HONOURED);
+    if let Some(message) = ignored {
+        status.conditions.push(condition(
+            FIELDS_HONOURED,
+            Some(false),
+            "FieldsIgnored",
+            message,
+            status.observed_generation,
+            &previous.conditions,
+            now,
+        ));
+    }
+    status
 }
 
 fn ready(
@@ -336,7 +374,11 @@ mod tests {
                 )
             })
         };
-        let count = |serving, hosts| Count { serving, hosts };
+        let count = |serving, hosts| Count {
+            serving,
+            hosts,
+            refused: None,
+        };
 
         let none = serving(stored.clone(), count(0, 0), &stored, "t2");
         assert_eq!(none.phase, Phase::Loading);
@@ -359,6 +401,27 @@ mod tests {
         );
         assert_eq!(all.conditions.len(), 2, "Built and Ready, once each");
         assert_eq!(all.artifact, stored.artifact);
+
+        let refused = Count {
+            refused: Some("host h: env P: Secret \"db\" has no key \"p\"".into()),
+            ..count(2, 2)
+        };
+        let refused = serving(all.clone(), refused, &all, "t5");
+        assert_eq!(refused.phase, Phase::Loading);
+        let c = refused.conditions.iter().find(|c| c.type_ == "Ready");
+        assert!(c.is_some_and(|c| c.reason == "HostRefused" && c.message.contains("no key")));
+
+        let ported = with_ignored(all.clone(), Some("ignored: a: b".into()), &all, "t5");
+        let c = ported
+            .conditions
+            .iter()
+            .find(|c| c.type_ == FIELDS_HONOURED);
+        assert!(c.is_some_and(|c| c.status == "False" && c.message == "ignored: a: b"));
+        assert_eq!(
+            with_ignored(ported, None, &all, "t6"),
+            all,
+            "gone once none is"
+        );
 
         let failed = built(&all, Some(2), url(), Err("bad".into()), "t5");
         assert_eq!(
