@@ -1446,3 +1446,279 @@ async fn a_leader_that_loses_its_lease_stops_reconciling() -> anyhow::Result<()>
     ));
     Ok(())
 }
+
+/// A WAT function that prints its environment, then `FILE=` and the first 4 KiB of `password`
+/// in its first preopened directory (a mount), if it can open it.
+const PRINTS_ENV_AND_FILE: &str = r#"(module
+      (import "wasi_snapshot_preview1" "environ_sizes_get" (func $sizes (param i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "environ_get" (func $environ (param i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "path_open"
+        (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 2)
+      (data (i32.const 64) "Content-Type: text/plain\n\n")
+      (data (i32.const 100) "FILE=")
+      (data (i32.const 120) "password")
+      (func $write_all (param $ptr i32) (param $len i32)
+        (block $done
+          (loop $more
+            (br_if $done (i32.eqz (local.get $len)))
+            (i32.store (i32.const 0) (local.get $ptr))
+            (i32.store (i32.const 4) (local.get $len))
+            (br_if $done (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+            (local.set $ptr (i32.add (local.get $ptr) (i32.load (i32.const 8))))
+            (local.set $len (i32.sub (local.get $len) (i32.load (i32.const 8))))
+            (br $more))))
+      (func (export "_start")
+        (local $i i32) (local $len i32)
+        (call $write_all (i32.const 64) (i32.const 26))
+        (drop (call $sizes (i32.const 16) (i32.const 20)))
+        (drop (call $environ (i32.const 1024) (i32.const 65536)))
+        (local.set $len (i32.load (i32.const 20)))
+        (block $end
+          (loop $each
+            (br_if $end (i32.ge_u (local.get $i) (local.get $len)))
+            (if (i32.eqz (i32.load8_u (i32.add (i32.const 65536) (local.get $i))))
+              (then (i32.store8 (i32.add (i32.const 65536) (local.get $i)) (i32.const 10))))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $each)))
+        (call $write_all (i32.const 65536) (local.get $len))
+        (call $write_all (i32.const 100) (i32.const 5))
+        ;; fd 3 is the first preopen; rights: fd_read only (the mount is read-only)
+        (if (i32.eqz (call $path_open (i32.const 3) (i32.const 0) (i32.const 120) (i32.const 8)
+              (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 200)))
+          (then
+            (i32.store (i32.const 0) (i32.const 4096))
+            (i32.store (i32.const 4) (i32.const 4096))
+            (drop (call $fd_read (i32.load (i32.const 200)) (i32.const 0) (i32.const 1) (i32.const 204)))
+            (call $write_all (i32.const 4096) (i32.load (i32.const 204)))))))"#;
+
+/// A Kubeless manifest as `kubeless function deploy --env GREETING=container --secrets db
+/// --memory 64Mi --cpu 100m` writes it (plus an env `valueFrom` of the Secret in the container),
+/// with only its apiVersion changed and `spec.env` overriding one variable.
+fn kubeless_reader() -> String {
+    let source = PRINTS_ENV_AND_FILE.replace('\n', "\n    ");
+    format!(
+        r#"apiVersion: wasmless.dev/v1alpha1
+kind: Function
+metadata:
+  name: reader
+  namespace: test
+  labels: {{created-by: kubeless, function: reader}}
+spec:
+  runtime: wat
+  handler: reader.main
+  deps: ""
+  timeout: "180"
+  function-content-type: text
+  env:
+  - {{name: OVERRIDDEN, value: by-spec}}
+  function: |
+    {source}
+  deployment:
+    metadata: {{creationTimestamp: null}}
+    spec:
+      replicas: 2
+      strategy: {{}}
+      template:
+        metadata: {{creationTimestamp: null}}
+        spec:
+          containers:
+          - name: ""
+            image: kubeless/python:3.7
+            env:
+            - {{name: GREETING, value: container}}
+            - {{name: OVERRIDDEN, value: by-container}}
+            - name: PASSWORD
+              valueFrom: {{secretKeyRef: {{name: db, key: password}}}}
+            resources:
+              limits: {{cpu: 100m, memory: 64Mi}}
+              requests: {{cpu: 100m, memory: 64Mi}}
+            volumeMounts:
+            - {{name: db-vol, mountPath: /db}}
+          volumes:
+          - name: db-vol
+            secret: {{secretName: db}}
+    status: {{}}
+  service:
+    ports: [{{name: http-function-port, port: 8080, protocol: TCP, targetPort: 8080}}]
+    selector: {{created-by: kubeless, function: reader}}
+    type: ClusterIP
+"#
+    )
+}
+
+/// What `host` answers for Host `name` (empty when it does not).
+async fn body_of(host: &Served, name: &str) -> String {
+    host.get(name, "/")
+        .await
+        .map(|(_, b)| b)
+        .unwrap_or_default()
+}
+
+fn secret_yaml(namespace: &str, name: &str, key: &str, value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {namespace}}}\nstringData: {{{key}: {value}}}\n"
+    )
+}
+
+#[tokio::test]
+async fn secrets_reach_functions_by_env_and_file_and_never_leak() -> anyhow::Result<()> {
+    let Some(ip) = local_ip() else {
+        report("secrets: skipped: no non-loopback IPv4 address for a host pod");
+        return Ok(());
+    };
+    const FIRST: &str = "first-s3cret-7f3a9c";
+    const SECOND: &str = "second-s3cret-91bc2e";
+    const FOREIGN: &str = "foreign-s3cret-5e1d08";
+    const SETTING: &str = "configured-mode-44aa";
+    let cluster = Cluster::with_functions().await?;
+    cluster.kubectl(&["create", "namespace", "wasmless"])?;
+    let (store, cache) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    // Ready asks the host pods, so a host's refusal reaches the Function's status.
+    let (controller, artifacts) =
+        cluster.controller(store.path(), &["--host-namespace", "wasmless"])?;
+    let host = cluster.host_on(&artifacts, cache.path(), &ip).await?;
+    cluster
+        .host_pod("wasmless", "wasmless-host-0", &host)
+        .await?;
+    cluster.apply(&secret_yaml("test", "db", "password", FIRST))?;
+    cluster.apply(&secret_yaml("default", "elsewhere", "password", FOREIGN))?;
+    cluster.apply(&format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings, namespace: test}}\ndata: {{mode: {SETTING}}}\n"
+    ))?;
+
+    // The Kubeless manifest: env (with valueFrom) and the secret volume of its container kept,
+    // spec.env winning, the memory limit the cap, and what cannot be honoured listed.
+    cluster.apply(&kubeless_reader())?;
+    wait_until(Duration::from_secs(90), || async {
+        body_of(&host, "reader.test")
+            .await
+            .contains(&format!("FILE={FIRST}"))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}: {}", cluster.log_tail("kube-apiserver")))?;
+    let first = body_of(&host, "reader.test").await;
+    for line in [
+        &format!("PASSWORD={FIRST}"),
+        "GREETING=container",
+        "OVERRIDDEN=by-spec",
+        "FUNC_MEMORY_LIMIT=67108864",
+        "FUNC_TIMEOUT=180",
+    ] {
+        assert!(first.lines().any(|l| l == line), "{line} in {first}");
+    }
+    assert!(!first.contains("by-container"), "{first}");
+    until_ready_condition(&cluster, "reader", "Ready", SERVED_BY_ONE).await?;
+    let ignored = cluster.function_field(
+        "reader",
+        r#"{.status.conditions[?(@.type=="FieldsHonoured")].message}"#,
+    )?;
+    for field in [
+        "spec.deployment.spec.replicas",
+        "containers[0].image",
+        "containers[0].resources.limits.cpu",
+        "containers[0].resources.requests",
+        "spec.service",
+    ] {
+        assert!(ignored.contains(field), "{field} in {ignored}");
+    }
+
+    // The Secret changes: the next requests see the new value, in env and file, no rebuild.
+    cluster.apply(&secret_yaml("test", "db", "password", SECOND))?;
+    wait_until(Duration::from_secs(60), || async {
+        let now = body_of(&host, "reader.test").await;
+        now.contains(&format!("FILE={SECOND}")) && now.contains(&format!("PASSWORD={SECOND}"))
+    })
+    .await?;
+    assert!(!body_of(&host, "reader.test").await.contains(FIRST));
+    assert_eq!(
+        controller.log_count("built generation"),
+        1,
+        "a changed Secret is no rebuild"
+    );
+
+    // spec.env's own valueFrom, from a Secret and a ConfigMap.
+    cluster.apply(&function_yaml(
+        "plain",
+        &format!(
+            "runtime: wat, function: {source:?}, env: [{{name: MODE, valueFrom: {{configMapKeyRef: {{name: settings, key: mode}}}}}}, {{name: PASSWORD, valueFrom: {{secretKeyRef: {{name: db, key: password}}}}}}, {{name: MAYBE, valueFrom: {{secretKeyRef: {{name: db, key: absent, optional: true}}}}}}]",
+            source = PRINTS_ENV_AND_FILE
+        ),
+    ))?;
+    wait_until(Duration::from_secs(60), || async {
+        let b = body_of(&host, "plain.test").await;
+        b.contains(&format!("MODE={SETTING}\n")) && b.contains(&format!("PASSWORD={SECOND}\n"))
+    })
+    .await?;
+
+    // A missing required key, and a Secret of another namespace: the Function's status says so.
+    let reads = |name: &str, secret: &str, key: &str| {
+        function_yaml(
+            name,
+            &format!(
+                "runtime: wat, function: {source:?}, env: [{{name: P, valueFrom: {{secretKeyRef: {{name: {secret}, key: {key}}}}}}}]",
+                source = PRINTS_ENV_AND_FILE
+            ),
+        )
+    };
+    cluster.apply(&reads("missing", "db", "nope"))?;
+    until_ready_condition(
+        &cluster,
+        "missing",
+        "Loading",
+        r#"False HostRefused host wasmless-host-0: env P: Secret "db" has no key "nope""#,
+    )
+    .await?;
+    // Only the Function's own namespace is ever read: `elsewhere` is in `default`.
+    cluster.apply(&reads("stranger", "elsewhere", "password"))?;
+    until_ready_condition(
+        &cluster,
+        "stranger",
+        "Loading",
+        r#"False HostRefused host wasmless-host-0: env P: Secret "elsewhere" does not exist in namespace "test""#,
+    )
+    .await?;
+    // Nothing can name another namespace: a field for it does not exist, and a path is refused.
+    let with_namespace = reads("sneaky", "elsewhere", "password")
+        .replace("key: password}", "key: password, namespace: default}");
+    let refused = admitted(&cluster, &with_namespace).unwrap_err().to_string();
+    assert!(refused.contains("unknown field"), "{refused}");
+    cluster.apply(&reads("pathy", "default/elsewhere", "password"))?;
+    wait_until(Duration::from_secs(60), || async {
+        let built = built_condition(&cluster, "pathy");
+        built.starts_with("Failed|InvalidSpec|") && built.contains("own namespace")
+    })
+    .await?;
+    for (name, host_name) in [("missing", "missing.test"), ("stranger", "stranger.test")] {
+        let (status, body) = host.get(host_name, "/").await?;
+        assert_eq!(status, 404, "{name}: {body}");
+    }
+
+    // No value anywhere but in the function's answers: status, events, logs, artifacts.
+    let statuses = cluster.kubectl(&["get", "fn", "-A", "-o", "yaml"])?;
+    let events = cluster.kubectl(&["get", "events", "-A", "-o", "yaml"])?;
+    assert!(statuses.contains("HostRefused") && events.contains("Built"));
+    let mut stored = Vec::new();
+    for dir in [store.path(), cache.path()] {
+        for (path, _) in files_under(dir) {
+            stored.push((path.display().to_string(), std::fs::read(&path)?));
+        }
+    }
+    assert!(!stored.is_empty());
+    for value in [FIRST, SECOND, FOREIGN, SETTING] {
+        assert!(!statuses.contains(value), "{value} in status");
+        assert!(!events.contains(value), "{value} in events");
+        assert!(
+            !controller.log_contains(value),
+            "{value} in the controller's log"
+        );
+        assert!(!host.log_contains(value), "{value} in the host's log");
+        for (path, bytes) in &stored {
+            let found = bytes.windows(value.len()).any(|w| w == value.as_bytes());
+            assert!(!found, "{value} in {path}");
+        }
+    }
+    Ok(())
+}
