@@ -13,6 +13,20 @@ prune_stale_builds() {
   find "$deps" -maxdepth 1 -type f -mmin +1440 \( -name 'wasmless*' -o -name 'libwasmless*' \
     -o -name 'up-*' -o -name 'kubernetes-*' -o -name 'metacontroller-*' -o -name 'runtimes-*' \
     -o -name 'cli-*' \) -delete
+  # Every build of a test or binary leaves a new <name>-<hash> executable (~200 MB each, the only
+  # files in deps without an extension). Variants of one name built together (a crate's binary,
+  # its tests) are kept: only those two hours older than that name's newest go.
+  local f name mtime
+  local -A newest=()
+  while IFS=' ' read -r mtime f; do
+    name=${f%-*}
+    if [ -z "${newest[$name]:-}" ]; then
+      newest[$name]=$mtime
+    elif [ "$mtime" -lt $((newest[$name] - 7200)) ]; then
+      rm -f "$deps/$f" "$deps/$f.d"
+    fi
+  done < <(cd "$deps" && find . -maxdepth 1 -type f -regextype egrep -regex '.*-[0-9a-f]{16}' \
+    -printf '%T@ %f\n' | sed 's/\.[0-9]* / /' | sort -rn)
   rm -rf "$CARGO_TARGET_DIR/debug/incremental"
 }
 
