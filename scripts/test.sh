@@ -40,7 +40,9 @@ logs=${TMPDIR:-/tmp}
 # other suites, which listen on free loopback ports, never the node's fixed ones
 # (tests/realnode/up.sh) or its addresses.
 step "cargo test: the real-node suite, in the background (its output follows the others')"
-cargo test --locked -p wasmless-e2e --test realnode >"$logs/wasmless-test-realnode.log" 2>&1 &
+# (--workspace in every invocation: the features cargo unifies, hence the builds, stay the ones
+# --no-run made.)
+cargo test --locked --workspace --test realnode >"$logs/wasmless-test-realnode.log" 2>&1 &
 realnode_pid=$!
 step "cargo test: every other suite"
 suites=()
@@ -50,8 +52,9 @@ for f in tests/tests/*.rs; do
 done
 rc=0
 {
-  cargo test --locked --workspace --exclude wasmless-e2e &&
-    cargo test --locked -p wasmless-e2e --lib "${suites[@]}"
+  cargo test --locked --workspace --lib --bins &&
+    cargo test --locked --workspace "${suites[@]}" &&
+    cargo test --locked --workspace --doc
 } 2>&1 | tee "$logs/wasmless-test.log" || rc=$?
 step "cargo test: waiting for the real-node suite"
 # Waited for even when a suite failed: it takes the node down (and undoes its host changes) itself.
