@@ -40,7 +40,7 @@ impl fmt::Debug for Resolved {
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum ResolveError {
     #[error(
-        "{field}: {object} does not exist in namespace {namespace:?} (a Function reads its own namespace's only)"
+        "{field}: {object} does not exist in namespace {namespace:?}, or this host may not read it (a Function reads its own namespace's only; the chart's host.secretNamespaces grants hosts the reads)"
     )]
     MissingObject {
         field: String,

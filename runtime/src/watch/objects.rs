@@ -133,6 +133,19 @@ where
             Ok(Some(Event::Apply(o))) => record(Some(data(&o))),
             Ok(Some(Event::Delete(_))) => record(None),
             Ok(None) => break,
+            // Not allowed to read it: as good as absent, so the Function is refused (and says
+            // so) rather than left loading, holding the host unready, while the watch retries.
+            Err(
+                watcher::Error::InitialListFailed(kube::Error::Api(e))
+                | watcher::Error::WatchFailed(kube::Error::Api(e)),
+            ) if e.code == 403 => {
+                tracing::warn!(
+                    object = name,
+                    "not allowed to read a referenced object: {}",
+                    e.message
+                );
+                record(None);
+            }
             // Names only: the API's errors never carry the object's data.
             Err(e) => tracing::warn!(object = name, "watching a referenced object: {e}"),
         }
