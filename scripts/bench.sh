@@ -70,7 +70,7 @@ for f in c-hello:c go-hello:go rs-hello:rust js-hello:nodejs js-hello-fresh:node
   name=${f%%:*}
   case $name in
     *-fresh) how="fresh instance per request" ;;
-    js-hello | py-hello) how="warm" ;;
+    js-hello | py-hello | go-hello) how="warm" ;;
     *) how="fresh" ;;
   esac
   run "${f#*:} hello ($how)" http://127.0.0.1:18082/ "$name.test" >/dev/null
