@@ -154,7 +154,6 @@ impl WasiHttp {
         let wasi = super::wasi_builder(call)
             .stdout(output.clone())
             .stderr(output.clone())
-            .envs(&call.env)
             .build();
         let mut store = Store::new(
             self.pre.engine(),
@@ -178,11 +177,8 @@ impl WasiHttp {
     }
 
     pub(super) async fn call(&self, call: Call) -> Result<Response<Body>, CallError> {
-        let warm = match call.keep_warm {
-            0 => None,
-            _ => self.idle.take(),
-        };
-        let (mut store, proxy) = match warm {
+        // A function that keeps none has none idle.
+        let (mut store, proxy) = match self.idle.take() {
             Some(Warm { store, proxy }) => (store, Some(proxy)),
             None => (self.store(&call), None),
         };
@@ -225,11 +221,9 @@ impl WasiHttp {
                 Ok(Ok(proxy)) => {
                     // Only an instance that ended cleanly serves again: a trap, a timeout or a
                     // refused grow drops it, whatever state it was left in.
-                    if keep > 0 {
-                        store.data_mut().permit = None;
-                        let bytes = store.data().limiter.memory_bytes();
-                        idle.put(Warm { store, proxy }, bytes, keep, &budget);
-                    }
+                    store.data_mut().permit = None;
+                    let bytes = store.data().limiter.memory_bytes();
+                    idle.put(Warm { store, proxy }, bytes, keep, &budget);
                     Ok(())
                 }
                 Ok(Err(e)) => Err(CallError::from_trap(e, &store.data().limiter)),

@@ -212,11 +212,12 @@ impl CallError {
     }
 }
 
-/// A new instance's WASI context: with the call's mounts preopened read-only at their guest
-/// paths (`/db`), what a function may read of a Secret or ConfigMap and nothing else of the
-/// host's disk.
+/// A new instance's WASI context: the function's environment, and the call's mounts preopened
+/// read-only at their guest paths (`/db`), what a function may read of a Secret or ConfigMap
+/// and nothing else of the host's disk.
 fn wasi_builder(call: &Call) -> WasiCtxBuilder {
     let mut wasi = WasiCtxBuilder::new();
+    wasi.envs(&call.env);
     for (guest, dir) in &call.mounts.dirs {
         // The directories live as long as `call.mounts`: failing here is the host's fault, and
         // the function then finds no file there.

@@ -15,8 +15,7 @@ use wasmtime_wasi::I32Exit;
 
 use super::pipes::{InputPipe, LogPipe};
 use super::wagi::{self, WagiState};
-use super::{Call, CallError, LiveGuard};
-use crate::limits::MemoryLimiter;
+use super::{Call, CallError};
 use crate::warm::Idle;
 
 /// The export that answers one request.
@@ -57,20 +56,9 @@ impl Reactor {
             .stdin(stdin.clone())
             .stdout(stdout.clone())
             .stderr(stderr.clone())
-            .envs(&call.env)
             .build_p1();
-        let mut store = Store::new(
-            self.pre.module().engine(),
-            WagiState {
-                wasi,
-                limiter: MemoryLimiter::new(call.memory_bytes),
-                permit: None,
-                _live: LiveGuard::new(call.instances_live.clone()),
-            },
-        );
-        store.limiter(|s| &mut s.limiter);
         Instance {
-            store,
+            store: WagiState::store(self.pre.module().engine(), call, wasi),
             handle: None,
             stdin,
             stdout,
@@ -79,11 +67,8 @@ impl Reactor {
     }
 
     pub(super) async fn call(&self, call: Call) -> Result<Response<Body>, CallError> {
-        let warm = match call.keep_warm {
-            0 => None,
-            _ => self.idle.take(),
-        };
-        let mut instance = warm.unwrap_or_else(|| self.instance(&call));
+        // A function that keeps none has none idle.
+        let mut instance = self.idle.take().unwrap_or_else(|| self.instance(&call));
         instance.stdin.set(frame(&call));
         let store = &mut instance.store;
         store.data_mut().permit = Some(call.permit);
@@ -120,7 +105,7 @@ impl Reactor {
                 None => return Err(CallError::from_trap(e, &instance.store.data().limiter)),
             },
         };
-        if reusable && call.keep_warm > 0 {
+        if reusable {
             instance.store.data_mut().permit = None;
             let bytes = instance.store.data().limiter.memory_bytes();
             self.idle

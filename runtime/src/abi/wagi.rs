@@ -22,6 +22,24 @@ pub struct WagiState {
     pub(super) _live: LiveGuard,
 }
 
+impl WagiState {
+    /// A store for one instance of a WAGI command or reactor, capped at the call's memory,
+    /// holding no admission slot yet.
+    pub(super) fn store(engine: &wasmtime::Engine, call: &Call, wasi: WasiP1Ctx) -> Store<Self> {
+        let mut store = Store::new(
+            engine,
+            WagiState {
+                wasi,
+                limiter: MemoryLimiter::new(call.memory_bytes),
+                permit: None,
+                _live: LiveGuard::new(call.instances_live.clone()),
+            },
+        );
+        store.limiter(|s| &mut s.limiter);
+        store
+    }
+}
+
 pub(super) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<WagiState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut WagiState| &mut s.wasi)?;
@@ -51,20 +69,11 @@ impl Wagi {
             .stdin(MemoryInputPipe::new(call.body.clone()))
             .stdout(stdout.clone())
             .stderr(stderr.clone())
-            .envs(&call.env)
             .envs(&cgi_variables(&call))
             .arg(call.parts.uri.path())
             .build_p1();
-        let mut store = Store::new(
-            self.pre.module().engine(),
-            WagiState {
-                wasi,
-                limiter: MemoryLimiter::new(call.memory_bytes),
-                permit: Some(call.permit),
-                _live: LiveGuard::new(call.instances_live.clone()),
-            },
-        );
-        store.limiter(|s| &mut s.limiter);
+        let mut store = WagiState::store(self.pre.module().engine(), &call, wasi);
+        store.data_mut().permit = Some(call.permit);
         super::yield_on_epoch(&mut store);
 
         let run = async {
