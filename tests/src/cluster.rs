@@ -453,7 +453,12 @@ spec:
     }
 
     /// Merges `status` (JSON) into a pod's status, as the kubelet writes it.
-    fn patch_pod_status(&self, namespace: &str, name: &str, status: &str) -> anyhow::Result<()> {
+    pub fn patch_pod_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: &str,
+    ) -> anyhow::Result<()> {
         self.kubectl(&[
             "patch",
             "pod",

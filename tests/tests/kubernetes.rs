@@ -1140,19 +1140,13 @@ async fn pod_without_host(
     cluster.apply(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {namespace}, labels: {labels}}}\nspec:\n  nodeName: e2e-node\n  automountServiceAccountToken: false\n  containers: [{{name: host, image: wasmless-host, ports: [{{name: functions, containerPort: 8080}}]}}]\n"
     ))?;
-    cluster.kubectl(&[
-        "patch",
-        "pod",
-        name,
-        "-n",
+    cluster.patch_pod_status(
         namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
+        name,
         &format!(
-            r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}],"hostIP":"{ip}","conditions":[{{"type":"Ready","status":"True"}}]}}}}"#
+            r#"{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}],"hostIP":"{ip}","conditions":[{{"type":"Ready","status":"True"}}]}}"#
         ),
-    ])?;
+    )?;
     Ok(())
 }
 
