@@ -5,8 +5,21 @@
 //!   host for both ABIs, and of a bare instantiation with and without keep-resident pool slots.
 //! - `runtimes`: per source runtime, build times (cold, edited, cached), the incremental compile
 //!   cache against a plain engine, artifact size and request latency (see `runtimes.rs`).
+//! - `density`, `density-python`, `scale`, `cold-start`, `deploy`: the goals of issue 13 that
+//!   take many functions, a real API server or a running `wasmless up` (one module each). They
+//!   print their figures on stdout, each goal as a `goal |` line; the processes they start log
+//!   to stderr. They start the release binaries that `scripts/bench.sh` names in
+//!   `WASMLESS_BIN_*` (the end-to-end harness's `binary`), and the control plane from
+//!   `WASMLESS_K8S_BIN`.
 
+mod coldstart;
+mod density;
+mod deploy;
+mod local;
+mod report;
 mod runtimes;
+mod scale;
+mod wrk;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -49,6 +62,44 @@ enum Command {
         /// Only these runtimes (wat, c, rust, go, nodejs, python); all by default.
         only: Vec<String>,
     },
+    /// WAT functions in one `wasmless up`: RSS, load time and p50 against one function.
+    Density {
+        /// Function counts, comma-separated, smallest first.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+        counts: Vec<usize>,
+        /// Seconds of wrk per count.
+        #[arg(long, default_value_t = 8)]
+        secs: u32,
+        /// The longest one host may take to load, in seconds.
+        #[arg(long, default_value_t = 300)]
+        budget_secs: u64,
+    },
+    /// Distinct Python functions in one `wasmless up`: RSS per function, extrapolated to 1,000.
+    DensityPython {
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+        #[arg(long, default_value = "functions")]
+        functions: PathBuf,
+    },
+    /// WAT Functions on a real API server → all Ready: wall time and controller RSS.
+    Scale {
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        /// The smaller batch measured first, as the baseline.
+        #[arg(long, default_value_t = 100)]
+        baseline: usize,
+    },
+    /// A host restarted with N cached functions → the last one's first 200 (`wasmless up`, and
+    /// `wasmless-host` in a cluster).
+    ColdStart {
+        #[arg(long, default_value_t = 1_000)]
+        count: usize,
+    },
+    /// A new function through a running `wasmless up` → its first 200 (WAT, Python, Node.js).
+    Deploy {
+        #[arg(long, default_value = "functions")]
+        functions: PathBuf,
+    },
 }
 
 const HELLO_WAT: &str = r#"(module
@@ -79,6 +130,21 @@ fn main() -> anyhow::Result<()> {
             requests,
             only,
         } => runtime.block_on(runtimes::run(&functions, requests, &only)),
+        Command::Density {
+            counts,
+            secs,
+            budget_secs,
+        } => runtime.block_on(density::wat(
+            &counts,
+            secs,
+            std::time::Duration::from_secs(budget_secs),
+        )),
+        Command::DensityPython { count, functions } => {
+            runtime.block_on(density::python(&functions, count))
+        }
+        Command::Scale { count, baseline } => runtime.block_on(scale::run(count, baseline)),
+        Command::ColdStart { count } => runtime.block_on(coldstart::run(count)),
+        Command::Deploy { functions } => runtime.block_on(deploy::run(&functions)),
     }
 }
 

@@ -84,7 +84,7 @@ struct Row {
 }
 
 /// The example named `*hello*` (or the only one) in a manifest file.
-fn hello_of(path: &Path) -> anyhow::Result<FunctionManifest> {
+pub fn hello_of(path: &Path) -> anyhow::Result<FunctionManifest> {
     let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
     manifest::parse(&text)?
         .into_iter()

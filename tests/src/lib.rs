@@ -124,6 +124,11 @@ impl Process {
         self.log.lock().map(|l| l.contains(needle)).unwrap_or(false)
     }
 
+    /// Its process id (the benchmarks read its memory in /proc).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The stderr log so far.
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
@@ -286,6 +291,14 @@ impl Up {
     /// [`Up::start`] without waiting for `/readyz`: functions answer as their builds end.
     pub fn starting(dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         let store = tempfile::tempdir()?;
+        Ok(Self {
+            served: Served::spawn(Self::command(dir, store.path(), extra), "wasmless up")?,
+            _store: store,
+        })
+    }
+
+    /// `wasmless up` over `dir` with `store`, on free loopback ports.
+    pub fn command(dir: &Path, store: &Path, extra: &[&str]) -> Command {
         let mut command = Command::new(binary("wasmless"));
         command
             .arg("up")
@@ -298,12 +311,9 @@ impl Up {
                 "127.0.0.1:0",
                 "--store",
             ])
-            .arg(store.path())
+            .arg(store)
             .args(extra);
-        Ok(Self {
-            served: Served::spawn(command, "wasmless up")?,
-            _store: store,
-        })
+        command
     }
 
     /// The phase and message `/status` reports for a function.
