@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use wasmless_runtime::function::Packaging;
+
 use crate::BuildError;
 
 pub const BUILD_PATH: &str = "/v1/build";
@@ -29,6 +31,9 @@ pub struct BuildRequest {
     pub tenant: String,
     /// The decoded source, base64.
     pub source: String,
+    /// Whether the source is the handler's file or a zip archive of files.
+    #[serde(default)]
+    pub packaging: Packaging,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

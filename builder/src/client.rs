@@ -60,6 +60,7 @@ impl Client {
             deps: source.deps.to_string(),
             tenant: tenant.to_string(),
             source: base64::engine::general_purpose::STANDARD.encode(source.code),
+            packaging: source.packaging,
         };
         let unavailable = |e: reqwest::Error| BuildError::Unavailable(format!("{}: {e}", self.url));
         let response = self

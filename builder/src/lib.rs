@@ -8,6 +8,7 @@
 //!   process of `wasmless up`.
 
 pub mod api;
+pub mod archive;
 pub mod builders;
 pub mod client;
 pub mod local;

@@ -17,7 +17,7 @@ use landlock::{
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wasmless_runtime::function::Runtime;
+use wasmless_runtime::function::{Packaging, Runtime};
 
 use crate::api::{self, Failure};
 use crate::builders::{self, BuildError, Source, toolchain};
@@ -114,6 +114,8 @@ struct Job {
     deps: String,
     /// base64
     source: String,
+    #[serde(default)]
+    packaging: Packaging,
     out: PathBuf,
     policy: Policy,
     limits: Limits,
@@ -344,6 +346,7 @@ impl Sandbox {
         };
         let empty = Source {
             code: b"",
+            packaging: Packaging::File,
             handler: "",
             deps: "",
         };
@@ -386,6 +389,7 @@ impl Sandbox {
             handler: source.handler.to_string(),
             deps: source.deps.to_string(),
             source: base64::engine::general_purpose::STANDARD.encode(source.code),
+            packaging: source.packaging,
             out: out.clone(),
             policy,
             limits: limits.clone(),
@@ -572,6 +576,7 @@ fn run_job(job: &Job) -> Result<Vec<u8>, BuildError> {
                 .map_err(|e| BuildError::Internal(format!("source is not base64: {e}")))?;
             builder.build(&Source {
                 code: &code,
+                packaging: job.packaging,
                 handler: &job.handler,
                 deps: &job.deps,
             })

@@ -81,6 +81,7 @@ async fn build(
     };
     let source = Source {
         code: &code,
+        packaging: request.packaging,
         handler: &request.handler,
         deps: &request.deps,
     };

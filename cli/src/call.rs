@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use anyhow::{Context, bail};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 
 use crate::target::{Call, Target};
@@ -24,6 +25,9 @@ pub struct CallArgs {
     /// Extra header K:V (repeat the flag for more).
     #[arg(long, short = 'H', value_name = "K:V")]
     header: Vec<String>,
+    /// The path (and query) the function sees, such as /users/7?full=1.
+    #[arg(long, default_value = "/", value_name = "PATH")]
+    path: String,
 }
 
 pub async fn run(target: &Target, args: CallArgs) -> anyhow::Result<()> {
@@ -80,10 +84,27 @@ fn request(args: &CallArgs) -> anyhow::Result<Call> {
         headers.insert(name, value);
     }
     Ok(Call {
+        path: function_path(&args.path)?,
         method,
         headers,
         body,
     })
+}
+
+/// `--path`: absolute, without `.` or `..` segments (spelt out or percent-encoded), which a
+/// proxy would resolve to another function's route or another API path.
+fn function_path(path: &str) -> anyhow::Result<PathAndQuery> {
+    let parsed: PathAndQuery = path
+        .parse()
+        .with_context(|| format!("--path {path:?} is not a URL path"))?;
+    let dots = parsed.path().split('/').any(|segment| {
+        let lower = segment.to_ascii_lowercase().replace("%2e", ".");
+        lower == "." || lower == ".."
+    });
+    if !parsed.path().starts_with('/') || dots || path.contains('#') {
+        bail!("--path {path:?} must start with / and have no . or .. segments");
+    }
+    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -96,6 +117,27 @@ mod tests {
             data: data.map(Into::into),
             method: method.map(Into::into),
             header: header.iter().map(|h| h.to_string()).collect(),
+            path: "/".into(),
+        }
+    }
+
+    #[test]
+    fn paths_stay_under_the_function() {
+        assert_eq!(function_path("/").unwrap().as_str(), "/");
+        assert_eq!(
+            function_path("/users/7?full=1").unwrap().as_str(),
+            "/users/7?full=1"
+        );
+        for bad in [
+            "users",
+            "/a/../b",
+            "/..",
+            "/%2E%2e/x",
+            "/./a",
+            "/a b",
+            "/a#frag",
+        ] {
+            assert!(function_path(bad).is_err(), "{bad}");
         }
     }
 

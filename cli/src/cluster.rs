@@ -246,6 +246,8 @@ impl Cluster {
                     "no wasmless host serves {key} (its Service has no ready endpoints): is wasmless-host running and ready?"
                 ),
             };
+            // The route ends with `/`, the function's path starts with one.
+            let path = format!("{path}{}", call.path.as_str().trim_start_matches('/'));
             return self.send(request(&path, &call)?).await;
         }
     }

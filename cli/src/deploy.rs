@@ -1,5 +1,5 @@
-//! `function deploy` and `function update`: a Function from flags and a source file, then a wait
-//! until it is Ready (or the build's error).
+//! `function deploy` and `function update`: a Function from flags and a source file, a `.zip` or
+//! a directory, then a wait until it is Ready (or the build's error).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use wasmless_controller::source;
-use wasmless_runtime::function::{DEFAULT_NAMESPACE, EnvVar, IntOrString};
+use wasmless_runtime::function::{DEFAULT_NAMESPACE, EnvVar, IntOrString, Packaging};
 use wasmless_runtime::validate::{self, Origin};
 use wasmless_runtime::{FunctionKey, FunctionSpec};
 
@@ -31,6 +31,10 @@ pub struct SpecArgs {
     /// Label K=V (repeat the flag for more; cluster only).
     #[arg(long, short = 'l', value_name = "K=V")]
     label: Vec<String>,
+    /// A Secret of the function's namespace whose keys the function reads as files under
+    /// /NAME (Kubeless's; repeat the flag for more; cluster only).
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    secrets: Vec<String>,
     /// Seconds a request may run before it gets 408 [default: 180].
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<u64>,
@@ -52,8 +56,10 @@ pub struct DeployArgs {
     /// wat, wasm, go, nodejs or python (Kubeless names such as python3.8 too).
     #[arg(long)]
     runtime: String,
-    /// The source: text is sent as text, anything else as base64; its sha256 is the checksum.
-    #[arg(long, short = 'f', value_name = "FILE")]
+    /// The source: a file (text is sent as text, anything else as base64), or a `.zip` or a
+    /// directory of the handler's file and the files beside it (base64+zip); the sha256 of
+    /// what is sent is the checksum.
+    #[arg(long, short = 'f', value_name = "FILE|DIR")]
     from_file: PathBuf,
     #[command(flatten)]
     spec: SpecArgs,
@@ -93,6 +99,7 @@ pub fn dry_run(args: &DeployArgs, namespace: Option<&str>) -> anyhow::Result<()>
     let (spec, labels) = new_function(args)?;
     let key = FunctionKey::new(namespace.unwrap_or(DEFAULT_NAMESPACE), &args.name);
     checked(&key, &spec, Origin::Cluster)?;
+    archive_checked(&key, &spec)?;
     let mut metadata = serde_json::json!({ "name": args.name });
     if let Some(ns) = namespace {
         metadata["namespace"] = ns.into();
@@ -113,6 +120,7 @@ pub async fn deploy(target: &Target, args: DeployArgs) -> anyhow::Result<()> {
     let (spec, labels) = new_function(&args)?;
     let key = target.key(&args.name);
     checked(&key, &spec, origin(target))?;
+    archive_checked(&key, &spec)?;
     let desired = Desired { key, labels, spec };
     let token = target.apply(&desired, true).await?;
     finish(target, &desired, token, &args.spec, "deployed").await
@@ -129,6 +137,7 @@ pub async fn update(target: &Target, args: UpdateArgs) -> anyhow::Result<()> {
         &args.spec,
     )?;
     checked(&key, &spec, origin(target))?;
+    archive_checked(&key, &spec)?;
     let mut labels = current.labels;
     labels.extend(pairs(&args.spec.label, "--label")?);
     let desired = Desired { key, labels, spec };
@@ -208,6 +217,15 @@ fn checked(key: &FunctionKey, spec: &FunctionSpec, origin: Origin) -> anyhow::Re
         .with_context(|| format!("{key} is not valid, nothing was sent"))
 }
 
+/// An archive's check (names, links, sizes, the handler's file), before anything is sent.
+fn archive_checked(key: &FunctionKey, spec: &FunctionSpec) -> anyhow::Result<()> {
+    if source::packaging(spec) == Packaging::Zip {
+        source::decode(spec, Origin::Inline)
+            .with_context(|| format!("{key} is not valid, nothing was sent"))?;
+    }
+    Ok(())
+}
+
 /// Applies the flags to `spec`; `None`s leave fields as they are.
 fn fill(
     spec: &mut FunctionSpec,
@@ -219,11 +237,16 @@ fn fill(
         spec.runtime = runtime.to_string();
     }
     if let Some(path) = from_file {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let (bytes, packaging) = crate::archive::read(path)?;
         spec.checksum = source::digest(&bytes);
-        let (function, content_type) = source::encode(bytes);
-        (spec.function, spec.function_content_type) = (function, content_type.into());
+        let (function, content_type) = match packaging {
+            Packaging::File => source::encode(bytes),
+            Packaging::Zip => source::encode_zip(&bytes),
+        };
+        (spec.function, spec.function_content_type) = (function, content_type.name().into());
+    }
+    for secret in &args.secrets {
+        mount_secret(spec, secret)?;
     }
     if let Some(handler) = &args.handler {
         spec.handler = handler.clone();
@@ -248,6 +271,70 @@ fn fill(
     Ok(())
 }
 
+/// Kubeless's `--secrets NAME`: in `spec.deployment`'s first container, a volume `NAME-vol` of
+/// the Secret mounted at `/NAME` (what hosts honour: its keys as read-only files). Mounting a
+/// Secret twice changes nothing.
+fn mount_secret(spec: &mut FunctionSpec, name: &str) -> anyhow::Result<()> {
+    use serde_json::{Value, json};
+    let name = name.trim();
+    if name.is_empty() || name.contains('/') {
+        bail!("--secrets {name:?} is not a Secret's name");
+    }
+    let volume = format!("{name}-vol");
+    let mut deployment = spec
+        .deployment
+        .take()
+        .map(|p| p.value)
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    let pod = object_at(&mut deployment, &["spec", "template", "spec"]);
+    let volumes = array_at(pod, "volumes");
+    if !volumes.iter().any(|v| v["name"] == volume.as_str()) {
+        volumes.push(json!({"name": volume, "secret": {"secretName": name}}));
+    }
+    let containers = array_at(pod, "containers");
+    if containers.is_empty() {
+        containers.push(json!({}));
+    }
+    let first = &mut containers[0];
+    if !first.is_object() {
+        *first = json!({});
+    }
+    let mounts = array_at(first, "volumeMounts");
+    if !mounts.iter().any(|m| m["name"] == volume.as_str()) {
+        mounts.push(json!({"name": volume, "mountPath": format!("/{name}")}));
+    }
+    spec.deployment = Some(deployment.into());
+    Ok(())
+}
+
+/// The object at `path` under `value`, made (replacing anything that is not an object) if need be.
+fn object_at<'a>(value: &'a mut serde_json::Value, path: &[&str]) -> &'a mut serde_json::Value {
+    let mut at = value;
+    for key in path {
+        if !at.is_object() {
+            *at = serde_json::json!({});
+        }
+        at = &mut at[*key];
+    }
+    if !at.is_object() {
+        *at = serde_json::json!({});
+    }
+    at
+}
+
+/// The array `key` of an object, made (replacing anything that is not an array) if need be.
+fn array_at<'a>(object: &'a mut serde_json::Value, key: &str) -> &'a mut Vec<serde_json::Value> {
+    let slot = &mut object[key];
+    if !slot.is_array() {
+        *slot = serde_json::Value::Array(Vec::new());
+    }
+    match slot {
+        serde_json::Value::Array(items) => items,
+        _ => unreachable!("made an array above"),
+    }
+}
+
 /// `K=V` flags as a map.
 fn pairs(flags: &[String], flag: &str) -> anyhow::Result<BTreeMap<String, String>> {
     flags
@@ -269,6 +356,7 @@ mod tests {
             dependencies: None,
             env: vec!["A=1".into(), "B=x=y".into()],
             label: vec![],
+            secrets: vec![],
             timeout: Some(5),
             memory: Some("64Mi".into()),
             no_wait: false,
@@ -298,6 +386,65 @@ mod tests {
         assert_eq!(spec.function_content_type, "base64");
         assert_eq!(source::decode(&spec, Origin::Cluster)?, b"\0asm\x01\0\0\0");
         assert_eq!(spec.env.len(), 2, "updating env replaces, never duplicates");
+        Ok(())
+    }
+
+    #[test]
+    fn secrets_mount_as_kubeless_writes_them() -> anyhow::Result<()> {
+        let mut spec = FunctionSpec {
+            runtime: "python".into(),
+            handler: "hello.handler".into(),
+            ..Default::default()
+        };
+        let mut flags = args();
+        flags.secrets = vec!["db".into(), "api-keys".into()];
+        fill(&mut spec, None, None, &flags)?;
+        // Twice changes nothing.
+        fill(&mut spec, None, None, &flags)?;
+        let settings = wasmless_runtime::function::Settings::of(&spec);
+        let mounts: Vec<(String, String)> = settings
+            .mounts
+            .iter()
+            .map(|m| (m.path.clone(), m.object.name.clone()))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                ("/db".to_string(), "db".to_string()),
+                ("/api-keys".into(), "api-keys".into())
+            ]
+        );
+        assert!(settings.problems.is_empty(), "{:?}", settings.problems);
+        assert!(settings.ignored.is_empty(), "{:?}", settings.ignored);
+        let key = FunctionKey::new("default", "f");
+        assert!(checked(&key, &spec, Origin::Cluster).is_ok());
+        let e = format!("{:#}", checked(&key, &spec, Origin::Inline).unwrap_err());
+        assert!(e.contains("wasmless up has none"), "{e}");
+        flags.secrets = vec!["../x".into()];
+        assert!(fill(&mut spec, None, None, &flags).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn directories_go_as_zip_archives_checked_before_sending() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("hello.py"), "import helper\n")?;
+        std::fs::write(dir.path().join("helper.py"), "")?;
+        let mut spec = FunctionSpec::default();
+        let mut flags = args();
+        flags.handler = Some("hello.handler".into());
+        fill(&mut spec, Some("python"), Some(dir.path()), &flags)?;
+        assert_eq!(spec.function_content_type, "base64+zip");
+        let key = FunctionKey::new("default", "f");
+        checked(&key, &spec, Origin::Cluster)?;
+        archive_checked(&key, &spec)?;
+        flags.handler = Some("missing.handler".into());
+        fill(&mut spec, None, None, &flags)?;
+        let e = format!("{:#}", archive_checked(&key, &spec).unwrap_err());
+        assert!(
+            e.contains("nothing was sent") && e.contains("\"missing.py\""),
+            "{e}"
+        );
         Ok(())
     }
 

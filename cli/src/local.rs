@@ -216,9 +216,15 @@ impl Local {
     }
 
     pub async fn call(&self, key: &FunctionKey, call: Call) -> anyhow::Result<Answer> {
+        // The URL ends with `/`, the function's path starts with one.
+        let url = format!(
+            "{}{}",
+            self.url(key).await?,
+            call.path.as_str().trim_start_matches('/')
+        );
         let request = self
             .http
-            .request(call.method, self.url(key).await?)
+            .request(call.method, url)
             .headers(call.headers)
             .body(call.body);
         let (status, body) = self.send(request).await?;

@@ -1,6 +1,7 @@
 //! `wasmless`: local all-in-one mode (`up`) and Kubeless's function verbs, against a cluster
 //! (kubeconfig) or a local `wasmless up` (`--local`).
 
+mod archive;
 mod call;
 mod cluster;
 mod deploy;

@@ -83,6 +83,8 @@ pub use wasmless_runtime::logs::LogLine;
 
 /// A request to a function: what `call` sends.
 pub struct Call {
+    /// The path (and query) the function sees, `/` or `/sub/path?q=1`.
+    pub path: http::uri::PathAndQuery,
     pub method: http::Method,
     pub headers: http::HeaderMap,
     pub body: Vec<u8>,

@@ -10,7 +10,7 @@ use wasmtime::Engine;
 
 use wasmless_runtime::abi::Abi;
 use wasmless_runtime::engine::{self, EngineError};
-use wasmless_runtime::function::{ArtifactRef, Runtime};
+use wasmless_runtime::function::{ArtifactRef, Packaging, Runtime};
 use wasmless_runtime::validate::{self, Invalid, Origin};
 use wasmless_runtime::{FunctionKey, FunctionSpec};
 
@@ -120,6 +120,7 @@ impl Pipeline {
         let started = std::time::Instant::now();
         let source = Source {
             code: &plan.code,
+            packaging: plan.packaging,
             handler: &spec.handler,
             deps: &spec.deps,
         };
@@ -217,6 +218,7 @@ impl Pipeline {
 struct Plan {
     runtime: Runtime,
     code: Vec<u8>,
+    packaging: Packaging,
     build_key: String,
 }
 
@@ -227,31 +229,47 @@ impl Plan {
         let runtime = validate::spec(spec, origin)?.runtime;
         let version = builders::builder(runtime).version();
         let code = source::decode(spec, origin)?;
-        let build_key = build_key(runtime, version, &code, &spec.handler, &spec.deps);
+        let packaging = source::packaging(spec);
+        let build_key = build_key(
+            runtime,
+            version,
+            packaging,
+            &code,
+            &spec.handler,
+            &spec.deps,
+        );
         Ok(Self {
             runtime,
             code,
+            packaging,
             build_key,
         })
     }
 }
 
-/// Names a build by everything that can change its output.
+/// Names a build by everything that can change its output: an archive's key covers its bytes
+/// (every file in it) and says it is one, so the same bytes as a single file build apart.
 pub fn build_key(
     runtime: Runtime,
     builder_version: &str,
+    packaging: Packaging,
     code: &[u8],
     handler: &str,
     deps: &str,
 ) -> String {
     let mut input = Vec::with_capacity(code.len() + deps.len() + 64);
-    for part in [
+    let mut parts = vec![
         runtime.name().as_bytes(),
         builder_version.as_bytes(),
         handler.as_bytes(),
         deps.as_bytes(),
         code,
-    ] {
+    ];
+    // Only archives add a part: single files keep the keys they were stored under.
+    if packaging == Packaging::Zip {
+        parts.push(b"zip");
+    }
+    for part in parts {
         input.extend_from_slice(&(part.len() as u64).to_le_bytes());
         input.extend_from_slice(part);
     }
@@ -315,14 +333,16 @@ mod tests {
     #[test]
     fn build_keys_change_with_every_input() {
         let wat = Runtime::Wat;
-        let base = build_key(wat, "v1", b"code", "h.f", "deps");
+        let file = Packaging::File;
+        let base = build_key(wat, "v1", file, b"code", "h.f", "deps");
         for other in [
-            build_key(Runtime::Wasm, "v1", b"code", "h.f", "deps"),
-            build_key(wat, "v2", b"code", "h.f", "deps"),
-            build_key(wat, "v1", b"code!", "h.f", "deps"),
-            build_key(wat, "v1", b"code", "h.g", "deps"),
-            build_key(wat, "v1", b"code", "h.f", ""),
-            build_key(wat, "v1", b"cod", "eh.f", "deps"),
+            build_key(Runtime::Wasm, "v1", file, b"code", "h.f", "deps"),
+            build_key(wat, "v2", file, b"code", "h.f", "deps"),
+            build_key(wat, "v1", file, b"code!", "h.f", "deps"),
+            build_key(wat, "v1", file, b"code", "h.g", "deps"),
+            build_key(wat, "v1", file, b"code", "h.f", ""),
+            build_key(wat, "v1", file, b"cod", "eh.f", "deps"),
+            build_key(wat, "v1", Packaging::Zip, b"code", "h.f", "deps"),
         ] {
             assert_ne!(base, other);
         }

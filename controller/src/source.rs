@@ -1,7 +1,9 @@
 //! A manifest's source: decoding `function` by `function-content-type` and verifying `checksum`.
 //! A `url` source is a file beside a manifest of `wasmless up`, read only from inside that
 //! manifest's directory; in a cluster it is never a file (the controller's disk is not the
-//! tenant's), and fetching http(s) is not supported yet.
+//! tenant's), and fetching http(s) is not supported yet. A zip archive (`base64+zip`,
+//! `url+zip`) is checked from its directory alone ([`wasmless_builder::archive::check`]): it
+//! is never extracted here, only in the builder's sandbox.
 
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
@@ -10,7 +12,9 @@ use base64::Engine as _;
 use thiserror::Error;
 use wasmless_runtime::digest::Sha256Digest;
 
+use wasmless_builder::archive::{self, ArchiveError};
 use wasmless_runtime::FunctionSpec;
+use wasmless_runtime::function::{ContentType, Packaging, Runtime};
 use wasmless_runtime::validate::Origin;
 
 /// Largest file a `url` source may name.
@@ -18,12 +22,12 @@ pub const MAX_URL_SOURCE_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, Error)]
 pub enum SourceError {
-    #[error("function-content-type {0:?} is not supported: use text, base64 or url")]
+    #[error("function-content-type {0}")]
     ContentType(String),
-    #[error(
-        "function-content-type {0:?}: zip and compressed-tar archives are not supported yet; inline the source"
-    )]
-    Archive(String),
+    #[error("the zip archive in function: {0}")]
+    Archive(#[from] ArchiveError),
+    #[error("spec.runtime {0:?} is not a runtime: an archive is checked against its runtime")]
+    Runtime(String),
     #[error("function is not valid base64: {0}")]
     Base64(#[from] base64::DecodeError),
     #[error(
@@ -56,37 +60,52 @@ pub fn digest(bytes: &[u8]) -> String {
     Sha256Digest::of(bytes).to_string()
 }
 
-/// Decodes the source bytes of `spec`; `origin` says what a `url` may name.
+/// Decodes the source bytes of `spec` (for an archive, the zip, checked against the runtime
+/// and handler); `origin` says what a `url` may name.
 pub fn decode(spec: &FunctionSpec, origin: Origin) -> Result<Vec<u8>, SourceError> {
-    let content_type = spec.function_content_type.trim();
-    let (kind, archive) = content_type
-        .split_once('+')
-        .map_or((content_type, None), |(k, a)| (k, Some(a)));
-    if archive.is_some() {
-        return Err(SourceError::Archive(content_type.into()));
-    }
-    let bytes = match kind {
-        "" | "text" => spec.function.as_bytes().to_vec(),
-        "base64" => {
+    let content_type =
+        ContentType::parse(spec.function_content_type.trim()).map_err(SourceError::ContentType)?;
+    let bytes = match content_type {
+        ContentType::Text => spec.function.as_bytes().to_vec(),
+        ContentType::Base64 | ContentType::Base64Zip => {
             let compact: String = spec.function.split_whitespace().collect();
             base64::engine::general_purpose::STANDARD.decode(compact)?
         }
-        "url" => read_url(spec.function.trim(), origin)?,
-        other => return Err(SourceError::ContentType(other.into())),
+        ContentType::Url | ContentType::UrlZip => read_url(spec.function.trim(), origin)?,
     };
     verify_checksum(&spec.checksum, &bytes)?;
+    if content_type.packaging() == Packaging::Zip {
+        let runtime = Runtime::parse(&spec.runtime)
+            .ok_or_else(|| SourceError::Runtime(spec.runtime.clone()))?;
+        archive::check(&bytes, runtime, &spec.handler)?;
+    }
     Ok(bytes)
+}
+
+/// What a spec's source decodes to (a valid spec's; a file otherwise).
+pub fn packaging(spec: &FunctionSpec) -> Packaging {
+    ContentType::parse(spec.function_content_type.trim())
+        .map(ContentType::packaging)
+        .unwrap_or_default()
 }
 
 /// The inverse of [`decode`] for a file's bytes: `(function, function-content-type)`, text when
 /// they are UTF-8 without NUL (what a user can read in the manifest), else base64.
-pub fn encode(bytes: Vec<u8>) -> (String, &'static str) {
+pub fn encode(bytes: Vec<u8>) -> (String, ContentType) {
     let base64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     match String::from_utf8(bytes) {
-        Ok(text) if !text.contains('\0') => (text, "text"),
-        Ok(text) => (base64(text.as_bytes()), "base64"),
-        Err(e) => (base64(e.as_bytes()), "base64"),
+        Ok(text) if !text.contains('\0') => (text, ContentType::Text),
+        Ok(text) => (base64(text.as_bytes()), ContentType::Base64),
+        Err(e) => (base64(e.as_bytes()), ContentType::Base64),
     }
+}
+
+/// A zip archive's bytes as a spec's `(function, function-content-type)`.
+pub fn encode_zip(zip: &[u8]) -> (String, ContentType) {
+    (
+        base64::engine::general_purpose::STANDARD.encode(zip),
+        ContentType::Base64Zip,
+    )
 }
 
 fn read_url(url: &str, origin: Origin) -> Result<Vec<u8>, SourceError> {
@@ -215,11 +234,46 @@ mod tests {
         ));
         assert!(matches!(
             decode(&spec("text+zip", "x", ""), Origin::Cluster),
-            Err(SourceError::Archive(_))
+            Err(SourceError::ContentType(_))
         ));
         assert!(matches!(
             decode(&spec("yaml", "x", ""), Origin::Cluster),
             Err(SourceError::ContentType(_))
+        ));
+    }
+
+    #[test]
+    fn zip_archives_are_checked_never_extracted() {
+        let zip = archive::write(&[
+            ("hello.py".into(), b"import helper\n".to_vec()),
+            ("helper.py".into(), b"X = 1\n".to_vec()),
+        ])
+        .unwrap();
+        let (function, content_type) = encode_zip(&zip);
+        let python = |function: &str, handler: &str| FunctionSpec {
+            runtime: "python3.8".into(),
+            handler: handler.into(),
+            function: function.into(),
+            function_content_type: content_type.name().into(),
+            checksum: digest(&zip),
+            ..Default::default()
+        };
+        let spec = python(&function, "hello.handler");
+        assert_eq!(decode(&spec, Origin::Cluster).unwrap(), zip);
+        assert_eq!(packaging(&spec), Packaging::Zip);
+        assert!(matches!(
+            decode(&python(&function, "other.handler"), Origin::Cluster),
+            Err(SourceError::Archive(ArchiveError::NoHandlerFile { .. }))
+        ));
+        // A zip beside a manifest of wasmless up.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("fn.zip"), &zip).unwrap();
+        let mut local = python("fn.zip", "hello.handler");
+        local.function_content_type = "url+zip".into();
+        assert_eq!(decode(&local, Origin::Dir(dir.path())).unwrap(), zip);
+        assert!(matches!(
+            decode(&local, Origin::Cluster),
+            Err(SourceError::NotInCluster(_))
         ));
     }
 

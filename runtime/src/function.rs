@@ -5,6 +5,7 @@
 //! Fields whose stored value may be anything are read leniently ([`lenient`]) and judged by
 //! [`crate::validate`]; the CRD states what it can of the same rules.
 
+mod content;
 mod env;
 mod kubeless;
 mod lenient;
@@ -20,11 +21,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::validate;
 
+pub use content::{ContentType, Packaging};
 pub use env::{Env, EnvSource, EnvVar, KeyRef, ObjectKind, ObjectName, config_key};
 pub use kubeless::{Ignored, Mount};
 pub use lenient::{IntOrString, Lenient, MAX_PRESERVED_DEPTH, Preserved, StringList};
 pub use object::{Function, crd};
-pub use runtime::{Deps, Runtime};
+pub use runtime::{ArchiveFiles, Deps, Runtime};
 pub use settings::{FromField, Settings};
 
 pub const API_VERSION: &str = "wasmless.dev/v1alpha1";
@@ -81,7 +83,7 @@ impl FunctionManifest {
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "self.function__dash__content__dash__type != 'url' || self.function.startsWith('http://') || self.function.startsWith('https://')",
+    "rule": "!self.function__dash__content__dash__type.startsWith('url') || self.function.startsWith('http://') || self.function.startsWith('https://')",
     "message": "a url source in a cluster must be an http(s) URL, never a file of the controller",
     "fieldPath": ".function"
 }]))]
@@ -96,11 +98,13 @@ pub struct FunctionSpec {
     #[serde(default)]
     #[schemars(pattern(validate::HANDLER_PATTERN), length(max = validate::MAX_HANDLER_LEN))]
     pub handler: String,
-    /// The function's source: text, base64, or a URL, as function-content-type says.
+    /// The function's source: text, base64, or a URL, as function-content-type says; with
+    /// `+zip`, a zip archive holding the handler's file and the files beside it.
     #[serde(default)]
     pub function: String,
     /// How `function` is encoded: text (default), base64, or url (in a cluster an http(s) URL;
-    /// in `wasmless up` a file beside the manifest).
+    /// in `wasmless up` a file beside the manifest); base64+zip and url+zip for a zip archive
+    /// (Kubeless's) of the handler's file and the files beside it.
     #[serde(rename = "function-content-type", default)]
     #[schemars(extend("enum" = validate::CONTENT_TYPES))]
     pub function_content_type: String,

@@ -15,8 +15,8 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::function::{
-    FromField, Function, FunctionManifest, FunctionSpec, IntOrString, Preserved, Runtime, Settings,
-    StringList,
+    ArchiveFiles, ContentType, FromField, Function, FunctionManifest, FunctionSpec, IntOrString,
+    Packaging, Preserved, Runtime, Settings, StringList,
 };
 use crate::limits::{DEFAULT_TIMEOUT, parse_quantity};
 
@@ -30,7 +30,7 @@ pub const MAX_RUNTIME_LEN: usize = 63;
 /// is an identifier and nothing else.
 pub const HANDLER_PATTERN: &str = r"^([A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*)?$";
 pub const MAX_HANDLER_LEN: usize = 255;
-pub const CONTENT_TYPES: [&str; 4] = ["", "text", "base64", "url"];
+pub const CONTENT_TYPES: [&str; 6] = ContentType::NAMES;
 pub const CHECKSUM_PATTERN: &str = "^(sha256:[0-9a-fA-F]{64})?$";
 pub const MAX_DEPS_BYTES: usize = 64 << 10;
 /// The longest a request may run: a host keeps one task per request in flight.
@@ -197,14 +197,20 @@ fn spec_checked(spec: &FunctionSpec, origin: Origin) -> Result<Checked, Invalid>
     if let Err(m) = handler(&spec.handler, runtime) {
         refuse(Field::Handler, m);
     }
-    match content_type(&spec.function_content_type) {
+    match ContentType::parse(&spec.function_content_type) {
         Err(m) => refuse(Field::ContentType, m),
-        Ok(true) => {
-            if let Err(m) = url(&spec.function, origin) {
+        Ok(content) => {
+            if content.is_url()
+                && let Err(m) = url(&spec.function, origin)
+            {
                 refuse(Field::Function, m);
             }
+            if let Some(r) = runtime
+                && let Err(m) = packaging(content, r)
+            {
+                refuse(Field::ContentType, m);
+            }
         }
-        Ok(false) => {}
     }
     if let Err(m) = checksum(&spec.checksum) {
         refuse(Field::Checksum, m);
@@ -339,19 +345,14 @@ pub fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Whether the source is a `url`.
-fn content_type(content_type: &str) -> Result<bool, String> {
-    if CONTENT_TYPES.contains(&content_type) {
-        return Ok(content_type == "url");
+/// Whether `runtime`'s build takes what `content` decodes to.
+fn packaging(content: ContentType, runtime: Runtime) -> Result<(), String> {
+    match (content.packaging(), runtime.archive_files()) {
+        (Packaging::Zip, ArchiveFiles::Refused) => Err(format!(
+            "{content}: a {runtime} function is one module, not an archive: use text, base64 or url"
+        )),
+        _ => Ok(()),
     }
-    if content_type.contains('+') {
-        return Err(format!(
-            "{content_type:?}: zip and compressed-tar archives are not supported yet; inline the source"
-        ));
-    }
-    Err(format!(
-        "{content_type:?} is not supported: use text, base64 or url"
-    ))
 }
 
 /// What a `url` source may name where the manifest comes from.

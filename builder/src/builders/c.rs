@@ -5,6 +5,8 @@
 
 use std::process::Command;
 
+use wasmless_runtime::function::{Packaging, Runtime};
+
 use super::toolchain::{self, run, split_handler};
 use super::{BuildError, Builder, Source};
 
@@ -20,15 +22,35 @@ impl Builder for C {
     }
 
     fn build(&self, source: &Source) -> Result<Vec<u8>, BuildError> {
-        let (file, func) = split_handler(source.handler)?;
+        let (_, func) = split_handler(source.handler)?;
         toolchain::identifiers(source.handler, "C", &[func])?;
         toolchain::no_deps(source, "C functions build with wasi-libc only")?;
         let dir = toolchain::workdir()?;
         let d = dir.path();
         toolchain::write(&d.join("wasmless.h"), HEADER.as_bytes())?;
         toolchain::write(&d.join("wasmless_main.c"), MAIN.as_bytes())?;
-        let user = format!("{file}.c");
-        toolchain::write(&d.join(&user), source.code)?;
+        // An archive's files go to src/: its `.c` files at the root are compiled with the
+        // handler's, and `#include "x.h"` finds headers beside them.
+        let src = match source.packaging {
+            Packaging::File => d.to_path_buf(),
+            Packaging::Zip => d.join("src"),
+        };
+        let user = toolchain::write_source(source, Runtime::C, &src)?;
+        let mut sources = Vec::new();
+        if source.packaging == Packaging::Zip {
+            let entries = std::fs::read_dir(&src).map_err(|e| {
+                BuildError::Compile(format!("cannot list the archive's files: {e}"))
+            })?;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path != user && path.extension().is_some_and(|e| e == "c") && path.is_file() {
+                    sources.push(path);
+                }
+            }
+            sources.sort();
+        }
+        // Relative, so that compiler messages name the files as the user does.
+        let relative = |p: &std::path::Path| p.strip_prefix(d).unwrap_or(p).to_path_buf();
 
         let mut clang = Command::new("clang-16");
         clang
@@ -43,7 +65,10 @@ impl Builder for C {
             // long report: the message is enough.
             .arg("-fno-crash-diagnostics")
             .arg(format!("-DWASMLESS_HANDLER={func}"))
-            .args(["wasmless_main.c", &user, "-o", "function.wasm"]);
+            .arg("wasmless_main.c")
+            .arg(relative(&user))
+            .args(sources.iter().map(|p| relative(p)))
+            .args(["-o", "function.wasm"]);
         run(clang, d, INSTALL)?;
         toolchain::read(&d.join("function.wasm"))
     }

@@ -7,6 +7,8 @@
 
 use std::process::Command;
 
+use wasmless_runtime::function::{Packaging, Runtime};
+
 use super::toolchain::{self, run, split_handler};
 use super::{BuildError, Builder, Source};
 
@@ -41,6 +43,7 @@ impl Builder for Go {
         run(go, dir.path(), INSTALL)?;
         self.build(&Source {
             code: HELLO.as_bytes(),
+            packaging: Packaging::File,
             handler: "handler.Hello",
             deps: "",
         })?;
@@ -48,7 +51,7 @@ impl Builder for Go {
     }
 
     fn build(&self, source: &Source) -> Result<Vec<u8>, BuildError> {
-        let (file, func) = split_handler(source.handler)?;
+        let (_, func) = split_handler(source.handler)?;
         toolchain::no_deps(source, "Go functions build with the standard library only")?;
         let dir = toolchain::workdir()?;
         let d = dir.path();
@@ -68,7 +71,8 @@ impl Builder for Go {
             &d.join("main.go"),
             MAIN.replace("WASMLESS_HANDLER", func).as_bytes(),
         )?;
-        toolchain::write(&d.join(format!("function/{file}.go")), source.code)?;
+        // An archive's files join the handler's in package kubeless.
+        toolchain::write_source(source, Runtime::Go, &d.join("function"))?;
 
         let mut go = Command::new("go");
         go.args([

@@ -11,13 +11,21 @@ mod wasm;
 mod wat;
 
 use thiserror::Error;
-use wasmless_runtime::function::Runtime;
+use wasmless_runtime::function::{Packaging, Runtime};
 
 /// What a builder gets from the manifest.
 pub struct Source<'a> {
+    /// The handler's file, or a zip archive of it and the files beside it.
     pub code: &'a [u8],
+    pub packaging: Packaging,
     pub handler: &'a str,
     pub deps: &'a str,
+}
+
+impl From<crate::archive::ArchiveError> for BuildError {
+    fn from(e: crate::archive::ArchiveError) -> Self {
+        BuildError::Compile(format!("the archive: {e}"))
+    }
 }
 
 #[derive(Debug, Error)]

@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use wasmless_runtime::function::Runtime;
+
 use super::toolchain::{self, run, split_handler};
 use super::{BuildError, Builder, Source};
 
@@ -62,7 +64,9 @@ impl Builder for Rust {
                 .replace("WASMLESS_HANDLER", func)
                 .as_bytes(),
         )?;
-        toolchain::write(&d.join(format!("{file}.rs")), source.code)?;
+        // An archive may hold the handler's file alone (checked): `mod` items of main.rs's
+        // glue would not find modules beside it.
+        toolchain::write_source(source, Runtime::Rust, d)?;
 
         let target_dir = cache.join("target");
         let mut cargo = Command::new("cargo");

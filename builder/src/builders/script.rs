@@ -6,17 +6,17 @@
 
 use std::process::Command;
 
-use super::toolchain::{self, run, split_handler};
+use wasmless_runtime::function::{Packaging, Runtime};
+
+use super::toolchain::{self, run};
 use super::{BuildError, Builder, Source};
 
 pub struct Script {
-    /// The runtime's name: its directory in a tenant's build state.
-    pub runtime: &'static str,
+    /// The runtime (its name is its directory in a tenant's build state).
+    pub runtime: Runtime,
     pub version: &'static str,
     /// Files written next to `build.sh` (and `build.sh` itself).
     pub files: &'static [(&'static str, &'static str)],
-    /// Extension of the user's source file (`js`).
-    pub extension: &'static str,
     /// Name of the dependency file the script takes (`package.json`).
     pub deps_file: &'static str,
     pub install: &'static str,
@@ -43,20 +43,22 @@ impl Builder for Script {
     }
 
     fn build(&self, source: &Source) -> Result<Vec<u8>, BuildError> {
-        let (file, _) = split_handler(source.handler)?;
         let dir = toolchain::workdir()?;
         let d = dir.path();
         for (name, contents) in self.files {
             toolchain::write(&d.join(name), contents.as_bytes())?;
         }
-        let src = d.join("src").join(format!("{file}.{}", self.extension));
-        toolchain::write(&src, source.code)?;
+        let src = toolchain::write_source(source, self.runtime, &d.join("src"))?;
         let mut command = Command::new("bash");
         command
             .arg(d.join("build.sh"))
             .arg(&src)
             .arg(source.handler.trim())
             .arg(d.join("function.wasm"));
+        if source.packaging == Packaging::Zip {
+            // The files beside the handler's: build.sh copies them beside it.
+            command.env("WASMLESS_SRC_DIR", d.join("src"));
+        }
         if !source.deps.trim().is_empty() {
             let deps = d.join(self.deps_file);
             toolchain::write(&deps, source.deps.as_bytes())?;
@@ -65,7 +67,7 @@ impl Builder for Script {
         // A tenant's dependencies are installed into its own state, never the shared toolchain.
         command.env(
             "WASMLESS_DEPS_DIR",
-            toolchain::state_dir(self.runtime).join("deps"),
+            toolchain::state_dir(self.runtime.name()).join("deps"),
         );
         run(command, d, self.install)?;
         toolchain::read(&d.join("function.wasm"))
@@ -73,7 +75,7 @@ impl Builder for Script {
 }
 
 pub const NODEJS: Script = Script {
-    runtime: "nodejs",
+    runtime: Runtime::Nodejs,
     version: "nodejs-1",
     files: &[
         ("build.sh", include_str!("nodejs/build.sh")),
@@ -87,19 +89,17 @@ pub const NODEJS: Script = Script {
             include_str!("nodejs/toolchain.package-lock.json"),
         ),
     ],
-    extension: "js",
     deps_file: "package.json",
     install: "install Node.js 18+ and npm (the build installs componentize-js itself)",
 };
 
 pub const PYTHON: Script = Script {
-    runtime: "python",
+    runtime: Runtime::Python,
     version: "python-1",
     files: &[
         ("build.sh", include_str!("python/build.sh")),
         ("wasmless_glue.py", include_str!("python/wasmless_glue.py")),
     ],
-    extension: "py",
     deps_file: "requirements.txt",
     install: "install Python 3 with venv and pip (the build installs componentize-py itself)",
 };

@@ -1,12 +1,14 @@
 //! Running a compiler: a clear error when it is missing (with how to install it), the
 //! compiler's own message when the build fails.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use wasmless_runtime::function::{Packaging, Runtime};
 use wasmless_runtime::validate::is_identifier;
 
-use super::BuildError;
+use super::{BuildError, Source};
+use crate::archive;
 
 /// The most of a compiler's output kept (its end, which says what failed).
 pub const MAX_MESSAGE: usize = 16 * 1024;
@@ -148,6 +150,23 @@ pub fn read(path: &Path) -> Result<Vec<u8>, BuildError> {
         .map_err(|e| BuildError::Compile(format!("the build wrote no {}: {e}", path.display())))
 }
 
+/// Writes the function's files into `dir`: the source as the handler's file (`hello.py`), or
+/// an archive's files (checked and bounded, see [`archive::extract`]). Returns the handler
+/// file's path.
+pub fn write_source(source: &Source, runtime: Runtime, dir: &Path) -> Result<PathBuf, BuildError> {
+    let (file, _) = split_handler(source.handler)?;
+    let path = dir.join(format!("{file}.{}", runtime.extension()));
+    match source.packaging {
+        Packaging::File => write(&path, source.code)?,
+        Packaging::Zip => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| BuildError::Compile(format!("cannot write {}: {e}", dir.display())))?;
+            archive::extract(source.code, runtime, source.handler, dir)?;
+        }
+    }
+    Ok(path)
+}
+
 /// Splits Kubeless's `file.func` handler.
 pub fn split_handler(handler: &str) -> Result<(&str, &str), BuildError> {
     handler
@@ -193,7 +212,7 @@ pub fn identifiers(handler: &str, language: &str, names: &[&str]) -> Result<(), 
 }
 
 /// Refuses `deps` for a runtime that builds with its standard library only (`why`).
-pub fn no_deps(source: &super::Source, why: &str) -> Result<(), BuildError> {
+pub fn no_deps(source: &Source, why: &str) -> Result<(), BuildError> {
     if source.deps.trim().is_empty() {
         Ok(())
     } else {

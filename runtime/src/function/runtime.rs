@@ -28,6 +28,17 @@ pub enum Deps {
     CargoDependencies,
 }
 
+/// What a runtime's build takes from a zip archive (`function-content-type: base64+zip`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArchiveFiles {
+    /// No archives: the source is one module (`wat`, `wasm`).
+    Refused,
+    /// Only the handler's file: the glue cannot take modules beside it (`rust`).
+    HandlerOnly,
+    /// The handler's file and every file beside it, as a directory the function imports from.
+    Beside,
+}
+
 impl Runtime {
     pub const ALL: [Runtime; 7] = [
         Runtime::Wat,
@@ -65,6 +76,27 @@ impl Runtime {
     /// Source runtimes name the file and function to call (`handler: file.function`).
     pub fn needs_handler(self) -> bool {
         !matches!(self, Runtime::Wat | Runtime::Wasm)
+    }
+
+    /// The extension of the handler's file (`hello.handler` is `hello.py` in Python).
+    pub fn extension(self) -> &'static str {
+        match self {
+            Runtime::Wat => "wat",
+            Runtime::Wasm => "wasm",
+            Runtime::Go => "go",
+            Runtime::Nodejs => "js",
+            Runtime::Python => "py",
+            Runtime::Rust => "rs",
+            Runtime::C => "c",
+        }
+    }
+
+    pub fn archive_files(self) -> ArchiveFiles {
+        match self {
+            Runtime::Wat | Runtime::Wasm => ArchiveFiles::Refused,
+            Runtime::Rust => ArchiveFiles::HandlerOnly,
+            Runtime::Go | Runtime::Nodejs | Runtime::Python | Runtime::C => ArchiveFiles::Beside,
+        }
     }
 
     pub fn deps(self) -> Deps {

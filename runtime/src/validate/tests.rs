@@ -131,9 +131,18 @@ fn content_types_and_checksums() {
         assert!(errors(&s, Origin::Cluster).is_empty(), "{good}");
     }
     s.function_content_type = "base64+zip".into();
-    assert!(refused(&s, "spec.function-content-type").contains("archives"));
+    assert!(refused(&s, "spec.function-content-type").contains("not an archive"));
+    s.function_content_type = "base64+compressedtar".into();
+    assert!(refused(&s, "spec.function-content-type").contains("use a zip archive"));
     s.function_content_type = "Text".into();
-    assert!(refused(&s, "spec.function-content-type").contains("text, base64 or url"));
+    assert!(refused(&s, "spec.function-content-type").contains("text, base64, url, base64+zip"));
+    for runtime in ["python", "nodejs", "go", "c", "rust"] {
+        let zip = FunctionSpec {
+            function_content_type: "base64+zip".into(),
+            ..spec(runtime, "hello.handler")
+        };
+        assert!(errors(&zip, Origin::Cluster).is_empty(), "{runtime}");
+    }
 
     let mut s = spec("wat", "");
     s.checksum = format!("sha256:{}", "aB".repeat(32));

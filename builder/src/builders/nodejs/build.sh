@@ -10,6 +10,7 @@
 #   package.json  optional; its "dependencies" are npm-installed and bundled
 #
 # Environment:
+#   WASMLESS_SRC_DIR         files to put beside src-file (a zip archive's), which may require them
 #   WASMLESS_NODE_TOOLCHAIN  toolchain dir   (default ~/.cache/wasmless/toolchains/nodejs)
 #   WASMLESS_KEEP_BUILD=1    keep the temporary build dir (its path is printed)
 #   NPM                      npm binary      (default npm)
@@ -118,6 +119,10 @@ echo "build.sh: toolchain+WIT ready in $(elapsed "$T")" >&2
 BUILD=$(mktemp -d "${TMPDIR:-/tmp}/wasmless-nodejs.XXXXXX")
 if [ "${WASMLESS_KEEP_BUILD:-}" = 1 ]; then echo "build.sh: build dir $BUILD" >&2; else trap 'rm -rf "$BUILD"' EXIT; fi
 mkdir -p "$BUILD/fn"
+# An archive's files (checked by the builder: no links), beside the user's file.
+if [ -n "${WASMLESS_SRC_DIR:-}" ]; then
+  cp -R "$WASMLESS_SRC_DIR"/. "$BUILD/fn/"
+fi
 BASE=$(basename "$SRC")
 case "$BASE" in *.js|*.cjs|*.mjs) ;; *) BASE=$BASE.js ;; esac
 cp "$SRC" "$BUILD/fn/$BASE"
@@ -141,6 +146,8 @@ if [ -n "$PKG" ]; then
   fi
   flock -u 8
   cp "$PKG" "$BUILD/fn/package.json"
+  [ ! -e "$BUILD/fn/node_modules" ] \
+    || die "the archive has a node_modules directory and deps are set: use one or the other"
   [ -d "$DEPS/node_modules" ] && ln -s "$DEPS/node_modules" "$BUILD/fn/node_modules"
   echo "build.sh: dependencies ready in $(elapsed "$T")" >&2
 fi

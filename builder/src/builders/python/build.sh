@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # build.sh <src-file> <handler> <out.wasm> [requirements.txt]
 #
+# WASMLESS_SRC_DIR: a directory of modules to put beside <src-file> (a zip archive's files).
+#
 # Turns a Kubeless-style Python function (handler "module.func") into a WASI HTTP
 # component (exports wasi:http/incoming-handler@0.2.12) with componentize-py.
 # See README.md next to this script.
@@ -114,7 +116,11 @@ if [ -n "$REQS" ] && grep -qvE '^\s*(#|$)' "$REQS"; then
   log "deps: $DEPS ($(elapsed "$T"))"
 fi
 
-# (d) sources: user module as <MOD>.py, the glue, and a generated entry module
+# (d) sources: an archive's files (WASMLESS_SRC_DIR, checked by the builder: no links, no
+# reserved names) beside the user module as <MOD>.py, the glue, and a generated entry module
+if [ -n "${WASMLESS_SRC_DIR:-}" ]; then
+  cp -R "$WASMLESS_SRC_DIR"/. "$BUILD/app/"
+fi
 cp "$SRC" "$BUILD/app/$MOD.py"
 cp "$HERE/wasmless_glue.py" "$BUILD/app/"
 cat > "$BUILD/app/wasmless_app.py" <<PY

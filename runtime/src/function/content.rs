@@ -1,0 +1,107 @@
+//! `function-content-type`: how `function` is encoded, in Kubeless's words, and whether the
+//! decoded bytes are one source file or a zip archive of files.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A manifest's `function-content-type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContentType {
+    /// The source itself (the default).
+    Text,
+    Base64,
+    /// In a cluster an http(s) URL (not fetched yet); in `wasmless up` a file beside the manifest.
+    Url,
+    /// A zip archive, base64-encoded (Kubeless's `--from-file` of a `.zip` or a directory).
+    Base64Zip,
+    /// A zip archive at a `url`.
+    UrlZip,
+}
+
+/// What the decoded bytes are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Packaging {
+    /// One source file: the handler's.
+    #[default]
+    File,
+    /// A zip archive holding the handler's file and the files beside it.
+    Zip,
+}
+
+impl ContentType {
+    /// Every spelling a manifest may use (empty means text), as the CRD lists them.
+    pub const NAMES: [&'static str; 6] = ["", "text", "base64", "url", "base64+zip", "url+zip"];
+
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "" | "text" => Ok(ContentType::Text),
+            "base64" => Ok(ContentType::Base64),
+            "url" => Ok(ContentType::Url),
+            "base64+zip" => Ok(ContentType::Base64Zip),
+            "url+zip" => Ok(ContentType::UrlZip),
+            other if other.ends_with("+compressedtar") => Err(format!(
+                "{other:?}: compressed tar archives are not supported: use a zip archive (base64+zip)"
+            )),
+            other => Err(format!(
+                "{other:?} is not supported: use text, base64, url, base64+zip or url+zip"
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ContentType::Text => "text",
+            ContentType::Base64 => "base64",
+            ContentType::Url => "url",
+            ContentType::Base64Zip => "base64+zip",
+            ContentType::UrlZip => "url+zip",
+        }
+    }
+
+    pub fn is_url(self) -> bool {
+        matches!(self, ContentType::Url | ContentType::UrlZip)
+    }
+
+    pub fn packaging(self) -> Packaging {
+        match self {
+            ContentType::Base64Zip | ContentType::UrlZip => Packaging::Zip,
+            _ => Packaging::File,
+        }
+    }
+}
+
+impl fmt::Display for ContentType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubeless_names() {
+        for name in ContentType::NAMES {
+            let parsed = ContentType::parse(name);
+            assert!(parsed.is_ok(), "{name}");
+            if let Ok(c) = parsed
+                && !name.is_empty()
+            {
+                assert_eq!(c.name(), name);
+            }
+        }
+        assert_eq!(ContentType::parse(""), Ok(ContentType::Text));
+        assert_eq!(
+            ContentType::parse("base64+zip").map(ContentType::packaging),
+            Ok(Packaging::Zip)
+        );
+        assert!(
+            ContentType::parse("base64+compressedtar")
+                .is_err_and(|e| e.contains("compressed tar archives are not supported"))
+        );
+        assert!(ContentType::parse("Text").is_err_and(|e| e.contains("base64+zip")));
+    }
+}
