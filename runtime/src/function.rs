@@ -149,9 +149,11 @@ pub struct FunctionSpec {
     /// fresh instance for every request. Default: 4 for python, nodejs and go (their interpreter
     /// or runtime then starts once, as in Kubeless's long-lived runtimes), 0 otherwise. Kept:
     /// wasi:http components (python, nodejs, prebuilt ones) and WAGI reactors (go); WAGI
-    /// commands (wat, c, rust) always start fresh. Globals a function sets are seen by its own later requests, never
-    /// another function's; an instance that failed, timed out or hit its memory cap is never
-    /// reused.
+    /// commands (wat, c, rust) always start fresh. A function that keeps n runs at most n
+    /// instances at once on a host: further requests wait for one (within the function's
+    /// timeout) rather than each starting a fresh interpreter. Globals a function sets are seen
+    /// by its own later requests, never another function's; an instance that failed, timed out
+    /// or hit its memory cap is never reused.
     #[serde(
         rename = "warmInstances",
         default,

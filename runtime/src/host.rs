@@ -231,11 +231,16 @@ impl Host {
                 key: def.key.clone(),
                 message: format!("spec.allowedOutboundHosts: {e}"),
             })?;
-        let prepared =
-            Prepared::new(&self.linkers, compiled).map_err(|source| HostError::Prepare {
-                key: def.key.clone(),
-                source,
-            })?;
+        let prepared = Prepared::new(
+            &self.linkers,
+            compiled,
+            def.limits.warm_instances,
+            self.warm.clone(),
+        )
+        .map_err(|source| HostError::Prepare {
+            key: def.key.clone(),
+            source,
+        })?;
         let mounts = MountDirs::write(&def.values.mounts).map_err(|e| HostError::Refused {
             key: def.key.clone(),
             message: format!("cannot write its mounted files: {e}"),
@@ -302,8 +307,6 @@ impl Host {
             remote_addr,
             instances_live: self.metrics.instances_live.clone(),
             permit,
-            keep_warm: limits.warm_instances,
-            warm_budget: self.warm.clone(),
             max_stdout_bytes: self.config.max_stdout_bytes,
             max_log_bytes: self.config.max_log_bytes,
             outbound: function.outbound.clone(),

@@ -1,11 +1,13 @@
 //! Warm instances: an instance that answered a request cleanly may answer the next request of
 //! the same loaded function (as Kubeless's own runtimes, Lambda and OpenFaaS do), so Python's and
-//! Node's interpreters start once rather than per request. Each loaded function keeps at most its
-//! `warmInstances` idle ones; the host keeps at most a count and a memory total of idle instances
-//! across all functions. What happens to an instance that did not end cleanly is the caller's
+//! Node's interpreters start once rather than per request. Each loaded function runs and keeps at
+//! most its `warmInstances` ones; the host keeps at most a count and a memory total of idle
+//! instances across all functions. What happens to an instance that did not end cleanly is the caller's
 //! rule: it is never put back.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The host-wide bound on idle instances.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,49 +79,82 @@ impl Drop for Reservation {
     }
 }
 
-/// One loaded function's idle instances.
-pub struct Idle<T> {
-    items: Mutex<Vec<(T, Reservation)>>,
+/// One loaded function's warm instances. A function that keeps `n` runs at most `n` instances at
+/// once: a request that finds them all busy waits for one to come back rather than starting a
+/// fresh one, which costs an interpreter's start (milliseconds of CPU: under load the fresh
+/// path, not the queue, is what runs out of cores). A function that keeps none has no bound
+/// here: a fresh instance per request, as many as admission lets run.
+pub struct Pool<T> {
+    keep: usize,
+    /// One permit per instance the function may run at once (none when it keeps none).
+    turns: Option<Arc<Semaphore>>,
+    budget: Arc<WarmBudget>,
+    idle: Mutex<Vec<(T, Reservation)>>,
 }
 
-impl<T> Default for Idle<T> {
-    fn default() -> Self {
+/// A request's turn at one of its function's instances: held until the instance is back among
+/// the idle ones or dropped.
+pub struct Turn<T> {
+    /// The most recently used idle instance, if one was idle.
+    pub warm: Option<T>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl<T> Pool<T> {
+    pub fn new(keep: usize, budget: Arc<WarmBudget>) -> Self {
         Self {
-            items: Mutex::default(),
+            keep,
+            turns: (keep > 0).then(|| Arc::new(Semaphore::new(keep))),
+            budget,
+            idle: Mutex::default(),
         }
     }
-}
 
-impl<T> Idle<T> {
-    /// The most recently used idle instance, if any.
-    pub fn take(&self) -> Option<T> {
-        self.lock().pop().map(|(item, _reservation)| item)
+    /// Waits for a turn: at once when the function keeps none or fewer than it keeps run.
+    pub async fn turn(&self) -> Turn<T> {
+        let permit = match &self.turns {
+            // Never closed, so acquiring only fails if it were.
+            Some(turns) => turns.clone().acquire_owned().await.ok(),
+            None => None,
+        };
+        Turn {
+            warm: self.lock().pop().map(|(item, _reservation)| item),
+            _permit: permit,
+        }
     }
 
-    /// Keeps `item` (holding `bytes` of linear memory) for a later request when this function
-    /// keeps fewer than `keep` and the host's budget has room; otherwise it is dropped.
-    pub fn put(&self, item: T, bytes: u64, keep: usize, budget: &Arc<WarmBudget>) -> bool {
-        let mut items = self.lock();
-        if items.len() >= keep {
-            return false;
-        }
-        match budget.reserve(bytes) {
-            Some(reservation) => {
-                items.push((item, reservation));
-                true
-            }
-            None => false,
-        }
+    /// Keeps `item` (holding `bytes` of linear memory) for a later request when the host's
+    /// budget has room; otherwise it is dropped. Ends `turn` either way.
+    pub fn put(&self, item: T, bytes: u64, turn: Turn<T>) -> bool {
+        let mut idle = self.lock();
+        let kept = idle.len() < self.keep
+            && match self.budget.reserve(bytes) {
+                Some(reservation) => {
+                    idle.push((item, reservation));
+                    true
+                }
+                None => false,
+            };
+        drop(idle);
+        drop(turn);
+        kept
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<(T, Reservation)>> {
-        self.items.lock().unwrap_or_else(|e| e.into_inner())
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use futures::FutureExt;
+
     use super::*;
+
+    /// A turn that must be free now.
+    fn turn<T>(pool: &Pool<T>) -> Turn<T> {
+        pool.turn().now_or_never().expect("a turn is free")
+    }
 
     #[test]
     fn kept_per_function_and_within_the_hosts_budget() {
@@ -127,24 +162,55 @@ mod tests {
             max_instances: 3,
             max_bytes: 100,
         });
-        let (a, b) = (Idle::default(), Idle::default());
-        assert!(a.put("a1", 10, 2, &budget));
-        assert!(a.put("a2", 10, 2, &budget));
-        assert!(!a.put("a3", 10, 2, &budget), "the function keeps 2");
-        assert!(!b.put("b1", 90, 4, &budget), "over the host's bytes");
-        assert!(b.put("b1", 10, 4, &budget));
-        assert!(!b.put("b2", 1, 4, &budget), "over the host's count");
+        let a = Pool::new(2, budget.clone());
+        let b = Pool::new(4, budget.clone());
+        let (a1, a2) = (turn(&a), turn(&a));
+        assert!(a.put("a1", 10, a1));
+        assert!(a.put("a2", 10, a2));
+        assert!(!b.put("b1", 90, turn(&b)), "over the host's bytes");
+        assert!(b.put("b1", 10, turn(&b)));
         assert_eq!(budget.idle(), (3, 30));
-        assert_eq!(a.take(), Some("a2"), "the most recently used first");
+        let (b1, b2) = (turn(&b), turn(&b));
+        assert_eq!((b1.warm, b2.warm), (Some("b1"), None));
+        assert!(b.put("b1", 10, b1));
+        assert!(!b.put("b2", 1, b2), "over the host's count");
+        let taken = turn(&a);
+        assert_eq!(taken.warm, Some("a2"), "the most recently used first");
+        drop(taken);
         assert_eq!(budget.idle(), (2, 20));
-        assert!(b.put("b2", 1, 4, &budget));
         drop(b);
         assert_eq!(
             budget.idle(),
             (1, 10),
             "a function unloaded gives its share back"
         );
-        assert_eq!(a.take(), Some("a1"));
-        assert_eq!(a.take(), None);
+        assert_eq!(turn(&a).warm, Some("a1"));
+        assert_eq!(turn(&a).warm, None);
+    }
+
+    #[test]
+    fn a_request_waits_for_one_of_the_instances_a_function_keeps() {
+        let pool = Pool::new(2, WarmBudget::new(WarmLimits::default()));
+        let (first, second) = (turn(&pool), turn(&pool));
+        let mut third = Box::pin(pool.turn());
+        assert!((&mut third).now_or_never().is_none(), "both instances busy");
+        assert!(pool.put("one", 1, first));
+        let third = third.now_or_never().expect("a turn once one is back");
+        assert_eq!(third.warm, Some("one"));
+        // A failed instance is dropped with its turn: the turn is free again.
+        drop(second);
+        assert!(pool.turn().now_or_never().is_some());
+    }
+
+    #[test]
+    fn a_function_that_keeps_none_never_waits() {
+        let pool = Pool::new(0, WarmBudget::new(WarmLimits::default()));
+        let turns: Vec<_> = (0..100).map(|_| pool.turn().now_or_never()).collect();
+        assert!(
+            turns
+                .iter()
+                .all(|t| matches!(t, Some(Turn { warm: None, .. })))
+        );
+        assert!(!pool.put("kept?", 1, turn(&pool)), "keeps none");
     }
 }

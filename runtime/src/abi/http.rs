@@ -25,7 +25,7 @@ use crate::admission::Permit;
 use crate::limits::MemoryLimiter;
 use crate::logs::LogBuffer;
 use crate::outbound::{OutboundPolicy, Target};
-use crate::warm::Idle;
+use crate::warm::{Pool, WarmBudget};
 
 pub struct HttpState {
     wasi: WasiCtx,
@@ -135,16 +135,21 @@ pub(super) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HttpS
 
 pub struct WasiHttp {
     pre: ProxyPre<HttpState>,
-    /// This loaded function's idle instances: a new definition (code, env, limits, outbound
+    /// This loaded function's warm instances: a new definition (code, env, limits, outbound
     /// policy) is a new `WasiHttp`, so none outlives the definition it was made for.
-    idle: Arc<Idle<Warm>>,
+    warm: Arc<Pool<Warm>>,
 }
 
 impl WasiHttp {
-    pub(super) fn new(linker: &Linker<HttpState>, component: &Component) -> wasmtime::Result<Self> {
+    pub(super) fn new(
+        linker: &Linker<HttpState>,
+        component: &Component,
+        keep_warm: usize,
+        budget: Arc<WarmBudget>,
+    ) -> wasmtime::Result<Self> {
         Ok(Self {
             pre: ProxyPre::new(linker.instantiate_pre(component)?)?,
-            idle: Arc::default(),
+            warm: Arc::new(Pool::new(keep_warm, budget)),
         })
     }
 
@@ -177,8 +182,10 @@ impl WasiHttp {
     }
 
     pub(super) async fn call(&self, call: Call) -> Result<Response<Body>, CallError> {
-        // A function that keeps none has none idle.
-        let (mut store, proxy) = match self.idle.take() {
+        let mut turn = tokio::time::timeout_at(call.deadline, self.warm.turn())
+            .await
+            .map_err(|_| CallError::Timeout)?;
+        let (mut store, proxy) = match turn.warm.take() {
             Some(Warm { store, proxy }) => (store, Some(proxy)),
             None => (self.store(&call), None),
         };
@@ -199,7 +206,7 @@ impl WasiHttp {
         let (req, out) = prepared;
 
         let pre = self.pre.clone();
-        let (idle, keep, budget) = (self.idle.clone(), call.keep_warm, call.warm_budget);
+        let warm = self.warm.clone();
         let deadline = call.deadline;
         let logs = call.logs;
         let task = tokio::spawn(async move {
@@ -223,7 +230,7 @@ impl WasiHttp {
                     // refused grow drops it, whatever state it was left in.
                     store.data_mut().permit = None;
                     let bytes = store.data().limiter.memory_bytes();
-                    idle.put(Warm { store, proxy }, bytes, keep, &budget);
+                    warm.put(Warm { store, proxy }, bytes, turn);
                     Ok(())
                 }
                 Ok(Err(e)) => Err(CallError::from_trap(e, &store.data().limiter)),

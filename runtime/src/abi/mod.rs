@@ -106,17 +106,24 @@ pub enum PrepareError {
 }
 
 impl Prepared {
-    pub fn new(linkers: &Linkers, compiled: &Compiled) -> Result<Self, PrepareError> {
+    /// `keep_warm`: the instances the function may keep between requests, within the host's
+    /// `budget` (components and WAGI reactors; a WAGI command starts fresh every time).
+    pub fn new(
+        linkers: &Linkers,
+        compiled: &Compiled,
+        keep_warm: usize,
+        budget: Arc<WarmBudget>,
+    ) -> Result<Self, PrepareError> {
         match compiled {
             Compiled::Module(m) if m.get_export(reactor::HANDLE_EXPORT).is_some() => {
-                reactor::Reactor::new(&linkers.wagi, m)
+                reactor::Reactor::new(&linkers.wagi, m, keep_warm, budget)
                     .map(Prepared::WagiReactor)
                     .map_err(PrepareError::Wagi)
             }
             Compiled::Module(m) => wagi::Wagi::new(&linkers.wagi, m)
                 .map(Prepared::Wagi)
                 .map_err(PrepareError::Wagi),
-            Compiled::Component(c) => http::WasiHttp::new(&linkers.http, c)
+            Compiled::Component(c) => http::WasiHttp::new(&linkers.http, c, keep_warm, budget)
                 .map(Prepared::WasiHttp)
                 .map_err(PrepareError::WasiHttp),
         }
@@ -159,10 +166,6 @@ pub struct Call {
     /// the instance is gone or back among the idle ones (a component may stream its body after
     /// the head is sent).
     pub permit: Permit,
-    /// Idle instances this function keeps (wasi:http and WAGI reactors; 0: a fresh instance
-    /// per request), within the host's budget.
-    pub keep_warm: usize,
-    pub warm_budget: Arc<WarmBudget>,
     /// What a WAGI function may write to stdout (its whole response); writes beyond it fail.
     pub max_stdout_bytes: usize,
     /// What an instance may write to stderr; writes beyond it fail.

@@ -7,6 +7,8 @@
 //! only. Go functions build so (`-buildmode=c-shared`, `//go:wasmexport`): Go's runtime starts
 //! once per instance, not once per request.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::Response;
@@ -16,7 +18,7 @@ use wasmtime_wasi::I32Exit;
 use super::pipes::{InputPipe, LogPipe};
 use super::wagi::{self, WagiState};
 use super::{Call, CallError};
-use crate::warm::Idle;
+use crate::warm::{Pool, WarmBudget};
 
 /// The export that answers one request.
 pub const HANDLE_EXPORT: &str = "wasmless_wagi_handle";
@@ -32,15 +34,20 @@ struct Instance {
 
 pub struct Reactor {
     pre: InstancePre<WagiState>,
-    /// This loaded function's idle instances (see [`super::http::WasiHttp`]'s).
-    idle: Idle<Instance>,
+    /// This loaded function's warm instances (see [`super::http::WasiHttp`]'s).
+    warm: Pool<Instance>,
 }
 
 impl Reactor {
-    pub(super) fn new(linker: &Linker<WagiState>, module: &Module) -> wasmtime::Result<Self> {
+    pub(super) fn new(
+        linker: &Linker<WagiState>,
+        module: &Module,
+        keep_warm: usize,
+        budget: Arc<WarmBudget>,
+    ) -> wasmtime::Result<Self> {
         Ok(Self {
             pre: linker.instantiate_pre(module)?,
-            idle: Idle::default(),
+            warm: Pool::new(keep_warm, budget),
         })
     }
 
@@ -67,8 +74,10 @@ impl Reactor {
     }
 
     pub(super) async fn call(&self, call: Call) -> Result<Response<Body>, CallError> {
-        // A function that keeps none has none idle.
-        let mut instance = self.idle.take().unwrap_or_else(|| self.instance(&call));
+        let mut turn = tokio::time::timeout_at(call.deadline, self.warm.turn())
+            .await
+            .map_err(|_| CallError::Timeout)?;
+        let mut instance = turn.warm.take().unwrap_or_else(|| self.instance(&call));
         instance.stdin.set(frame(&call));
         let store = &mut instance.store;
         store.data_mut().permit = Some(call.permit);
@@ -108,8 +117,7 @@ impl Reactor {
         if reusable {
             instance.store.data_mut().permit = None;
             let bytes = instance.store.data().limiter.memory_bytes();
-            self.idle
-                .put(instance, bytes, call.keep_warm, &call.warm_budget);
+            self.warm.put(instance, bytes, turn);
         }
         wagi::response(out, call.max_stdout_bytes)
     }
