@@ -21,16 +21,11 @@ pub struct Cluster {
     builder: std::sync::Mutex<Option<(Process, String)>>,
 }
 
-/// Limits of the suites' builder: generous for real builds, small enough that a runaway one
-/// stops soon.
-pub const BUILDER_LIMITS: &[&str] = &[
-    "--build-timeout",
-    "300",
-    "--build-cpu",
-    "240",
-    "--build-memory",
-    "2Gi",
-];
+/// Limits of the suites' builder: generous for real builds (a timeout of
+/// [`BUILD_TIMEOUT_SECONDS`] unless a test asks for less), small enough that a runaway one stops
+/// soon.
+const BUILDER_LIMITS: &[&str] = &["--build-cpu", "240", "--build-memory", "2Gi"];
+const BUILD_TIMEOUT_SECONDS: u64 = 300;
 
 /// The directory with etcd, kube-apiserver and kube-controller-manager, and with `node` also
 /// the node's binaries, kubectl and helm (`scripts/k8s-binaries.sh`: built once, cached).
@@ -253,8 +248,14 @@ impl Cluster {
         self.dir.path().join("builder-token")
     }
 
-    /// The builder's URL, starting it on first use; `check` sees its stderr log.
+    /// The builder's URL, starting it on first use.
     pub fn builder(&self) -> anyhow::Result<String> {
+        self.builder_with_timeout(BUILD_TIMEOUT_SECONDS)
+    }
+
+    /// The builder's URL, starting it with a build timeout of `seconds` if it has not started
+    /// yet (the first call decides: call this before the first controller).
+    pub fn builder_with_timeout(&self, seconds: u64) -> anyhow::Result<String> {
         let mut builder = self
             .builder
             .lock()
@@ -275,7 +276,9 @@ impl Cluster {
             .arg(self.dir.path().join("builder-state"))
             .arg("--scratch")
             .arg(self.dir.path().join("builder-scratch"))
-            .args(BUILDER_LIMITS);
+            .args(BUILDER_LIMITS)
+            .arg("--build-timeout")
+            .arg(seconds.to_string());
         let process = Process::spawn(command, "builder")?;
         let url = format!(
             "http://{}",

@@ -214,6 +214,14 @@ pub fn c_function(name: &str, prelude: &str) -> String {
     )
 }
 
+/// A Python Function `name` in namespace `test` whose module code loops forever: componentize-py
+/// runs it at build time, so only the builder's wall-clock timeout ends the build.
+pub fn python_build_loop(name: &str) -> String {
+    format!(
+        "apiVersion: wasmless.dev/v1alpha1\nkind: Function\nmetadata: {{name: {name}, namespace: test}}\nspec:\n  runtime: python\n  handler: f.handler\n  function: |\n    while True:\n        pass\n    def handler(event, context):\n        return 'never'\n"
+    )
+}
+
 /// C that makes the compiler build an initializer of 8^11 elements: it runs out of any memory
 /// (or time) a build is given.
 pub const C_MEMORY_BOMB: &str = "#define A0 1,1,1,1,1,1,1,1

@@ -997,19 +997,22 @@ async fn a_service_of_the_same_name_is_never_adopted() -> anyhow::Result<()> {
 }
 
 /// Builds run in the sandboxed builder, never in the controller: a C source including a file
-/// planted beside the controller fails without a trace of it, and a build that fills memory is
-/// stopped by the builder's limit; the status, the Events and both processes' logs carry nothing
-/// of the secret.
+/// planted beside the controller fails without a trace of it, a build that fills memory is
+/// stopped by the builder's memory limit and one that never ends by its timeout; the status, the
+/// Events and both processes' logs carry nothing of the secret.
 #[tokio::test]
 async fn tenant_builds_reach_nothing_of_the_controller() -> anyhow::Result<()> {
-    use wasmless_e2e::examples::{C_MEMORY_BOMB, Secret, c_function};
+    use wasmless_e2e::examples::{C_MEMORY_BOMB, Secret, c_function, python_build_loop};
     let cluster = Cluster::with_functions().await?;
+    // A short timeout, so the looping build ends soon; C builds take seconds.
+    cluster.builder_with_timeout(60)?;
     let store = tempfile::tempdir()?;
     let secret = Secret::plant()?;
     let (controller, _) = cluster.controller(store.path(), cluster::HOSTS_NOT_PODS)?;
     cluster.apply(&c_function("steal", &secret.include()))?;
     cluster.apply(&c_function("bomb", C_MEMORY_BOMB))?;
-    for name in ["steal", "bomb"] {
+    cluster.apply(&python_build_loop("forever"))?;
+    for name in ["steal", "bomb", "forever"] {
         wait_until(Duration::from_secs(600), || async {
             cluster.phase(name) == "Failed"
         })
@@ -1019,6 +1022,8 @@ async fn tenant_builds_reach_nothing_of_the_controller() -> anyhow::Result<()> {
     assert!(steal.contains("Permission denied"), "{steal}");
     let bomb = built_condition(&cluster, "bomb");
     assert!(bomb.contains("memory"), "{bomb}");
+    let forever = built_condition(&cluster, "forever");
+    assert!(forever.contains("timeout of 60 s"), "{forever}");
     let everything = cluster.kubectl(&["get", "functions,events", "-n", "test", "-o", "yaml"])?;
     assert!(!everything.contains(&secret.content));
     assert!(!controller.log_contains(&secret.content));

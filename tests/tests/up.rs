@@ -613,7 +613,7 @@ async fn builds_reach_nothing_outside_their_sandbox() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_build_that_never_ends_is_stopped_by_its_timeout() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let manifest = "apiVersion: wasmless.dev/v1alpha1\nkind: Function\nmetadata: {name: forever, namespace: test}\nspec:\n  runtime: python\n  handler: f.handler\n  function: |\n    while True:\n        pass\n    def handler(event, context):\n        return 'never'\n";
+    let manifest = examples::python_build_loop("forever");
     std::fs::write(dir.path().join("forever.yaml"), manifest)?;
     let up = Up::start(dir.path(), &["--builder-arg=--build-timeout=60"]).await?;
     let (phase, message) = up.phase("test", "forever").await.unwrap_or_default();
