@@ -46,6 +46,9 @@
 #   --force            rebuild the archives (and the builder's Debian root) even when their
 #                      inputs did not change
 #   --builder          also build wasmless-builder (~10 min the first time, ~1.5 GB uncompressed)
+#   --check-builds     with --builder: when its toolchains are installed, also build a second
+#                      example of each runtime offline, as nonroot, on a read-only root (as in a
+#                      pod; the real-node suite builds in a pod instead, so it does not ask)
 # Environment: CARGO_TARGET_DIR (scripts/lib.sh), WASMLESS_IMAGE_SOURCE (the
 # org.opencontainers.image.source label; default: git remote origin), SOURCE_DATE_EPOCH (the
 # image's creation time instead of now).
@@ -54,7 +57,7 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 SCRIPT=$REPO/scripts/images.sh
 
-PROFILE=release BUILD=1 FORCE=0 OUT="" BUILDER=0
+PROFILE=release BUILD=1 FORCE=0 OUT="" BUILDER=0 CHECK_BUILDS=0
 while [ $# -gt 0 ]; do
   case $1 in
     --profile) PROFILE=${2:?--profile needs release or debug}; shift 2 ;;
@@ -64,6 +67,7 @@ while [ $# -gt 0 ]; do
     --out=*) OUT=${1#*=}; shift ;;
     --force) FORCE=1; shift ;;
     --builder) BUILDER=1; shift ;;
+    --check-builds) CHECK_BUILDS=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed -E 's/^# ?//'; exit 0 ;;
     *) echo "images.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -423,8 +427,8 @@ PY
 }
 
 # builder_toolchains ROOT: installs the toolchains into ROOT by building the first example of
-# each runtime there, online (the builders install what they pin); then builds the second
-# example of each offline, as in a pod. Sets labels.
+# each runtime there, online (the builders install what they pin); then, with --check-builds,
+# builds the second example of each offline, as in a pod. Sets labels.
 builder_toolchains() {
   local root=$1 rt t out crate wit
   # the WIT both scripts copy from the wasmtime-wasi-http crate (the one the host links)
@@ -473,6 +477,7 @@ builder_toolchains() {
   whole_seconds "$root"
 
   for rt in "${BUILDER_RUNTIMES[@]}"; do
+    [ "$CHECK_BUILDS" = 1 ] || break
     t=$EPOCHREALTIME
     out=$BUILDER_CACHE/logs/$rt-offline.log
     builder_run "$root" offline "$WARM_BIN/wasmless-controller" build \
@@ -507,7 +512,7 @@ toolchains_layer() {
     mkdir -p "$root$BUILDER_TOOLCHAINS"
     cp -a "$cached/." "$root$BUILDER_TOOLCHAINS/"
     mapfile -t labels <"$cached.labels"
-    log "wasmless-builder: toolchains up to date ($cached; built and checked offline with the builders of then)"
+    log "wasmless-builder: toolchains up to date ($cached; installed by the builders of then)"
     return 0
   fi
   builder_toolchains "$root"

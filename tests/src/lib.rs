@@ -268,10 +268,10 @@ impl Served {
     }
 }
 
-/// A running `wasmless up` with its own artifact store.
+/// A running `wasmless up` with its own artifact store (or one it is given).
 pub struct Up {
     served: Served,
-    _store: tempfile::TempDir,
+    _store: Option<tempfile::TempDir>,
 }
 
 impl std::ops::Deref for Up {
@@ -293,8 +293,22 @@ impl Up {
         let store = tempfile::tempdir()?;
         Ok(Self {
             served: Served::spawn(Self::command(dir, store.path(), extra), "wasmless up")?,
-            _store: store,
+            _store: Some(store),
         })
+    }
+
+    /// [`Up::start`] with the artifact store `store`, which outlives it.
+    pub async fn start_with_store(
+        dir: &Path,
+        store: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let up = Self {
+            served: Served::spawn(Self::command(dir, store, extra), "wasmless up")?,
+            _store: None,
+        };
+        up.until_ready("wasmless up").await?;
+        Ok(up)
     }
 
     /// `wasmless up` over `dir` with `store`, on free loopback ports.

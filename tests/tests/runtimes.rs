@@ -2,6 +2,8 @@
 //! built from source by its real toolchain, then called over HTTP with exact bodies, content types
 //! and status codes.
 
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use wasmless_e2e::cluster::{self, Cluster};
@@ -13,10 +15,30 @@ use wasmless_e2e::{Up, functions_dir, wait_until};
 /// Builds are CPU-bound and the machine has 2 cores: one suite builds at a time.
 static BUILDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The artifact store the examples' tests share, through `wasmless up` and on the API server:
+/// each example is built by its toolchain once per run (by whichever test gets there first) and
+/// served and checked by both (builds are content-addressed: the same source, handler, deps and
+/// builder version are the same build). Emptied when the suite starts, so every run builds.
+static EXAMPLES_STORE: LazyLock<Result<PathBuf, String>> = LazyLock::new(|| {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("runtimes-examples-store");
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.to_string()),
+        _ => {}
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    Ok(dir)
+});
+
+fn examples_store() -> anyhow::Result<&'static Path> {
+    EXAMPLES_STORE
+        .as_deref()
+        .map_err(|e| anyhow::anyhow!("the examples' artifact store: {e}"))
+}
+
 #[tokio::test]
 async fn go_examples() -> anyhow::Result<()> {
     let _one_at_a_time = BUILDING.lock().await;
-    let up = Up::start(&functions_dir().join("go"), &[]).await?;
+    let up = Up::start_with_store(&functions_dir().join("go"), examples_store()?, &[]).await?;
     examples::go(&up).await
 }
 
@@ -28,7 +50,7 @@ async fn kubeless_examples(
     json_of: fn(&str) -> String,
 ) -> anyhow::Result<()> {
     let _one_at_a_time = BUILDING.lock().await;
-    let up = Up::start(&functions_dir().join(dir), &[]).await?;
+    let up = Up::start_with_store(&functions_dir().join(dir), examples_store()?, &[]).await?;
     examples::kubeless(&up, prefix, runtime, json_of).await
 }
 
@@ -64,14 +86,15 @@ async fn metacontroller_hello_world_example() -> anyhow::Result<()> {
 }
 
 /// Every example of every runtime, applied with kubectl to a real API server, built by the
-/// controller, served by a host; then a broken C revision fails with clang's message while the
-/// previous one serves.
+/// controller (or found built in the store the examples share), served by a host; then a broken
+/// C revision fails with clang's message while the previous one serves.
 #[tokio::test]
 async fn every_example_on_the_api_server() -> anyhow::Result<()> {
     let _one_at_a_time = BUILDING.lock().await;
     let cluster = Cluster::with_functions().await?;
-    let (store, cache) = (tempfile::tempdir()?, tempfile::tempdir()?);
-    let (_controller, artifacts) = cluster.controller(store.path(), cluster::HOSTS_NOT_PODS)?;
+    let cache = tempfile::tempdir()?;
+    let (_controller, artifacts) =
+        cluster.controller(examples_store()?, cluster::HOSTS_NOT_PODS)?;
     let host = cluster.host(&artifacts, cache.path()).await?;
 
     let runtimes = ["c", "rust", "go", "nodejs", "python"];
@@ -99,7 +122,7 @@ async fn every_example_on_the_api_server() -> anyhow::Result<()> {
         let failed = cluster.kubectl(&["get", "fn", "-n", "test", "-o", "jsonpath={range .items[?(@.status.phase==\"Failed\")]}{.metadata.name}: {.status.conditions}{\"\\n\"}{end}"])?;
         assert!(failed.is_empty(), "failed builds: {failed}");
         report(&format!(
-            "kubernetes: {runtime}: 7 examples applied → all Ready in {:.1} s",
+            "kubernetes: {runtime}: 7 examples applied → all Ready in {:.1} s (built here or by an up test before)",
             started.elapsed().as_secs_f64()
         ));
     }
