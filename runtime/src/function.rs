@@ -24,7 +24,10 @@ use crate::validate;
 pub use content::{ContentType, Packaging};
 pub use env::{Env, EnvSource, EnvVar, KeyRef, ObjectKind, ObjectName, config_key};
 pub use kubeless::{Ignored, Mount};
-pub use lenient::{IntOrString, Lenient, MAX_PRESERVED_DEPTH, Preserved, StringList};
+pub use lenient::{
+    IntOrString, Lenient, MAX_PRESERVED_DEPTH, Preserved, StringList,
+    metadata_without_managed_fields,
+};
 pub use object::{Function, crd};
 pub use runtime::{ArchiveFiles, Deps, Runtime};
 pub use settings::{FromField, Settings};

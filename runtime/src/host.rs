@@ -20,6 +20,7 @@ use crate::logs::Logs;
 use crate::metrics::Metrics;
 use crate::outbound::OutboundPolicy;
 use crate::registry::{FunctionDef, LoadedFunction, Registry};
+use crate::routes::Routes;
 use crate::server::ConnectionLimits;
 use crate::values::MountDirs;
 use crate::warm::{WarmBudget, WarmLimits};
@@ -94,6 +95,8 @@ pub struct Host {
     engine: Engine,
     linkers: Linkers,
     registry: Registry,
+    /// The hostnames and paths HTTPTriggers route ([`crate::routes`]).
+    routes: Routes,
     metrics: Metrics,
     logs: Logs,
     admission: Arc<Admission>,
@@ -114,6 +117,7 @@ impl Host {
             engine,
             linkers,
             registry: Registry::default(),
+            routes: Routes::default(),
             metrics,
             logs: Logs::new(config.log_lines, config.max_log_bytes),
             admission: Admission::new(config.admission.clone()),
@@ -135,6 +139,10 @@ impl Host {
 
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    pub fn routes(&self) -> &Routes {
+        &self.routes
     }
 
     pub fn metrics(&self) -> &Metrics {

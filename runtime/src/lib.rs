@@ -9,8 +9,9 @@
 //! - [`host`]: the engine, the registry and how a request becomes a call.
 //! - [`abi`]: one request through one fresh instance (WAGI and WASI HTTP).
 //! - [`outbound`]: what a wasi:http function may call.
-//! - [`router`]: which function a request names.
+//! - [`router`]: which function a request names; [`routes`]: the hostnames HTTPTriggers route.
 //! - [`server`]: the function and admin listeners.
+//! - [`trigger`]: HTTPTrigger and CronJobTrigger, the kinds that invoke functions.
 //! - [`token`]: the bearer tokens between wasmless's own parts.
 //! - [`validate`]: the one check of a Function every entry point runs.
 //! - [`values`]: Secret and ConfigMap values, resolved when a function loads.
@@ -33,8 +34,10 @@ pub mod metrics;
 pub mod outbound;
 pub mod registry;
 pub mod router;
+pub mod routes;
 pub mod server;
 pub mod token;
+pub mod trigger;
 pub mod validate;
 pub mod values;
 pub mod warm;

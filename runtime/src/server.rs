@@ -74,6 +74,11 @@ async fn handle_function(
         .unwrap_or_default();
 
     let by_host = router::key_from_host(host_header).and_then(|k| host.registry().get(&k));
+    // Else an HTTPTrigger's hostname and path (a trigger never holds a Service name).
+    let by_host = by_host.or_else(|| {
+        let key = host.routes().route(host_header, parts.uri.path())?;
+        host.registry().get(&key)
+    });
     let function = match by_host {
         Some(f) => f,
         None if !host.config().path_routing => {

@@ -23,6 +23,7 @@ use crate::values;
 use objects::{Named, Objects};
 
 mod objects;
+pub mod triggers;
 
 pub struct KubeSource {
     pub client: Client,

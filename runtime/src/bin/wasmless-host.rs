@@ -11,7 +11,7 @@ use clap::Parser;
 use wasmless_runtime::artifacts::FetchConfig;
 use wasmless_runtime::limits::parse_quantity;
 use wasmless_runtime::token::Token;
-use wasmless_runtime::watch::KubeSource;
+use wasmless_runtime::watch::{self, KubeSource};
 use wasmless_runtime::{Host, HostArgs, server};
 
 #[derive(Parser)]
@@ -91,6 +91,8 @@ async fn main() -> anyhow::Result<()> {
                 cache_max_bytes: args.cache_max_bytes,
             };
             let concurrency = usize::try_from(args.fetch_concurrency).unwrap_or(1);
+            // Hostnames and paths of HTTPTriggers, routed beside Service names.
+            tokio::spawn(watch::triggers::run(client.clone(), host.clone()));
             let source = KubeSource::new(client, host.clone(), fetch, args.cache, concurrency);
             tokio::spawn(source.run());
         }

@@ -1,0 +1,46 @@
+//! Triggers: what invokes a Function besides a request to its Service, as Kubeless's
+//! (`HTTPTrigger`, `CronJobTrigger`, same kind and field names) in `wasmless.dev/v1alpha1`.
+//!
+//! - [`http`]: a hostname and path for a function; the controller writes its Ingress and the
+//!   hosts route it themselves ([`crate::routes`]).
+//! - [`cron`]: a schedule on which the controller's leader invokes a function.
+//!
+//! A trigger names a function by name only: it is always the Function of the trigger's own
+//! namespace, so a trigger never reaches another namespace's function.
+
+pub mod cron;
+pub mod http;
+mod object;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+use crate::function::Condition;
+
+pub use cron::{CronJobTrigger, CronJobTriggerSpec, CronJobTriggerStatus, CronResult};
+pub use http::{HttpTrigger, HttpTriggerSpec, HttpTriggerStatus, Route};
+
+/// A trigger as its status and logs name it: `namespace/name`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TriggerKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for TriggerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The CRDs of the trigger kinds, with their chart file names.
+pub fn crds() -> [(&'static str, CustomResourceDefinition); 2] {
+    [
+        ("httptriggers.yaml", http::crd()),
+        ("cronjobtriggers.yaml", cron::crd()),
+    ]
+}
+
+/// The condition `type_` among `conditions`, if any.
+pub fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
