@@ -3,7 +3,8 @@
 //! - [`manifest`]: reading manifests; [`source`]: decoding and checksums;
 //! - [`pipeline`]: the flow every entry point drives (builds go to `wasmless-builder`);
 //! - [`driver`]: the control loop over it: what to build, in the background, bounded;
-//! - [`artifacts`]: the content-addressed store; [`eviction`]: its size bound.
+//! - [`artifacts`]: the content-addressed store; [`eviction`]: its size bound;
+//! - [`triggers`]: HTTPTriggers' Ingresses and CronJobTriggers' invocations.
 
 pub mod artifacts;
 pub mod backoff;
@@ -21,6 +22,7 @@ pub mod reconcile;
 pub mod serving;
 pub mod source;
 pub mod status;
+pub mod triggers;
 
 pub use artifacts::DirStore;
 pub use pipeline::{Artifact, Pipeline, PipelineError};

@@ -4,7 +4,7 @@
 //!   election) or `--mode metacontroller` (the sync/finalize webhook; no API access of its own).
 //!   Both serve the artifact store that hosts fetch from on `--listen` (with `--token-file`);
 //!   the hooks listen apart, on `--hook-listen` (with `--hook-token-file`).
-//! - `crd`: print the Function CRD. `build -f FILE`: build manifests into a store (with a
+//! - `crd [KIND]`: print the Function's CRD, or a trigger kind's. `build -f FILE`: build manifests into a store (with a
 //!   `wasmless-builder` child process, as `wasmless up` does).
 //!
 //! Builds never run here: they go to `wasmless-builder` (`--builder-url`, `--builder-token-file`).
@@ -19,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use wasmless_controller::children::{self, ChildConfig};
 use wasmless_controller::driver::{self, Driver};
 use wasmless_controller::{
-    DirStore, Pipeline, artifacts, eviction, leader, manifest, metacontroller, reconcile,
+    DirStore, Pipeline, artifacts, eviction, leader, manifest, metacontroller, reconcile, triggers,
 };
 use wasmless_runtime::token::{self, Token};
 use wasmless_runtime::validate::{self, Origin};
@@ -42,8 +42,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the Function CustomResourceDefinition (YAML).
-    Crd,
+    /// Print a CustomResourceDefinition (YAML): the Function's, or a trigger kind's.
+    Crd {
+        #[arg(value_enum, default_value = "function")]
+        kind: CrdKind,
+    },
     /// Build every Function in a manifest file into the artifact store.
     Build {
         /// Manifest file (YAML, several documents allowed).
@@ -53,6 +56,14 @@ enum Command {
         #[arg(long, env = "WASMLESS_STORE", default_value = "artifacts")]
         store: PathBuf,
     },
+}
+
+/// The kinds whose CRD `crd` prints, each a file of the chart's `crds/`.
+#[derive(Clone, Copy, ValueEnum)]
+enum CrdKind {
+    Function,
+    Httptrigger,
+    Cronjobtrigger,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -121,6 +132,14 @@ struct RunArgs {
     /// Without it the hook handles every Function.
     #[arg(long, env = "WASMLESS_SHARE_WITH_NATIVE")]
     share_with_native: bool,
+    /// The ingressClassName of HTTPTriggers' Ingresses when a trigger names no `gateway`
+    /// (native mode) [default: none, the cluster's default class].
+    #[arg(long, env = "WASMLESS_INGRESS_CLASS")]
+    ingress_class: Option<String>,
+    /// Where CronJobTriggers' invocations go, with `Host: <name>.<namespace>` (native mode)
+    /// [default: each function's Service, http://<name>.<namespace>.svc:8080].
+    #[arg(long, env = "WASMLESS_FUNCTIONS_URL")]
+    functions_url: Option<String>,
     #[command(flatten)]
     builder: BuilderArgs,
 }
@@ -184,8 +203,18 @@ fn main() -> anyhow::Result<()> {
     wasmless_runtime::init_tracing();
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Crd) => {
-            print!("{}", wasmless_controller::crd::yaml());
+        Some(Command::Crd { kind }) => {
+            let file = match kind {
+                CrdKind::Function => "functions.yaml",
+                CrdKind::Httptrigger => "httptriggers.yaml",
+                CrdKind::Cronjobtrigger => "cronjobtriggers.yaml",
+            };
+            let all = wasmless_controller::crd::all();
+            let (_, text) = all
+                .iter()
+                .find(|(f, _)| *f == file)
+                .context("no such CRD")?;
+            print!("{text}");
             Ok(())
         }
         Some(Command::Build { file, store }) => {
@@ -393,7 +422,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             children,
             args.ready_when,
         ));
-        reconcile_while_leading(client, ctx, &args.lease_namespace, &stopped).await?;
+        let triggers = Arc::new(triggers::Context::new(
+            client.clone(),
+            args.ingress_class.clone().filter(|c| !c.is_empty()),
+            args.functions_url.clone().filter(|u| !u.is_empty()),
+        ));
+        reconcile_while_leading(client, ctx, triggers, &args.lease_namespace, &stopped).await?;
     } else {
         stopped().await;
     }
@@ -427,6 +461,7 @@ fn exit_after(after: Duration) {
 async fn reconcile_while_leading<S, F>(
     client: kube::Client,
     ctx: Arc<reconcile::Context>,
+    triggers: Arc<triggers::Context>,
     lease_namespace: &str,
     stopped: &S,
 ) -> anyhow::Result<()>
@@ -451,9 +486,12 @@ where
             _ = &mut shutdown => break,
             r = leadership.leading.wait_for(|l| *l) => { r.context("lease manager stopped")?; }
         }
-        tracing::info!(%identity, "leading: reconciling Functions");
+        tracing::info!(%identity, "leading: reconciling Functions and triggers");
         let mut lost = leadership.leading.clone();
-        let term = reconcile::run(ctx.clone(), leadership.leading.clone(), stopped());
+        let term = futures::future::join(
+            reconcile::run(ctx.clone(), leadership.leading.clone(), stopped()),
+            triggers::run(triggers.clone(), leadership.leading.clone(), stopped()),
+        );
         tokio::pin!(term);
         tokio::select! {
             _ = &mut term => {}

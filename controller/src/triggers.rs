@@ -1,0 +1,90 @@
+//! The trigger kinds' reconcilers, run by the leader beside the Functions' ([`crate::reconcile`])
+//! for one leadership term: [`http`] (HTTPTrigger: its Ingress and status) and [`cron`]
+//! (CronJobTrigger: invoking functions at their schedules' ticks, through [`invoke`]).
+
+pub mod cron;
+pub mod http;
+pub mod invoke;
+pub mod schedule;
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use kube::Client;
+use thiserror::Error;
+use tokio::sync::watch;
+
+use wasmless_runtime::function::Condition;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("trigger has no namespace")]
+    NoNamespace,
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// What the trigger reconcilers need.
+pub struct Context {
+    pub client: Client,
+    /// The Ingress class of HTTPTriggers without a `gateway` (none: the cluster's default).
+    pub ingress_class: Option<String>,
+    /// Where cron invocations go, with `Host: <name>.<namespace>` (none: each function's
+    /// Service, `http://<name>.<namespace>.svc:8080`).
+    pub functions_url: Option<String>,
+    pub http: reqwest::Client,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        ingress_class: Option<String>,
+        functions_url: Option<String>,
+    ) -> Self {
+        Self {
+            client,
+            ingress_class,
+            functions_url,
+            http: reqwest::Client::new(),
+        }
+    }
+}
+
+/// Runs both reconcilers until `shutdown` resolves (dropping the future stops them at once: a
+/// replica that lost its Lease stops writing and invoking).
+pub async fn run(
+    ctx: Arc<Context>,
+    leading: watch::Receiver<bool>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let shutdown = shutdown.boxed().shared();
+    futures::join!(
+        http::run(ctx.clone(), leading.clone(), shutdown.clone()),
+        cron::run(ctx, leading, shutdown),
+    );
+}
+
+/// The `Ready` condition, its transition time moved only when its status does.
+pub fn ready(
+    previous: &[Condition],
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: &str,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let since = previous
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == status)
+        .and_then(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.to_string());
+    Condition {
+        type_: "Ready".into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: crate::status::trim(&message),
+        last_transition_time: Some(since),
+        observed_generation: generation,
+    }
+}
