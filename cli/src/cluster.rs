@@ -86,6 +86,10 @@ impl Cluster {
         &self.namespace
     }
 
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     fn functions(&self, namespace: &str) -> Api<Function> {
         Api::namespaced(self.client.clone(), namespace)
     }

@@ -13,6 +13,7 @@ mod output;
 mod progress;
 mod target;
 mod top;
+mod trigger;
 mod up;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -35,6 +36,8 @@ enum Command {
     /// Deploy, call and inspect functions, in a cluster or in a local `wasmless up`.
     #[command(visible_alias = "fn")]
     Function(Box<FunctionArgs>),
+    /// Kubeless's triggers in a cluster: `http` (a hostname and path) and `cronjob` (a schedule).
+    Trigger(Box<trigger::TriggerArgs>),
     /// Print a shell completion script (e.g. `source <(wasmless completion bash)`).
     Completion {
         #[arg(value_enum)]
@@ -85,6 +88,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Up(args) => up::run(*args),
         Command::Function(args) => function(*args),
+        Command::Trigger(args) => trigger::run(*args),
         Command::Completion { shell } => {
             clap_complete::generate(
                 shell,

@@ -5,9 +5,11 @@
 //! A broken file, an invalid manifest or a failed build is logged, shown in `/status`, and the
 //! last good version keeps serving. A `url` source is a file inside its manifest's directory.
 //! `wasmless function … --local` deploys more functions through the admin API ([`api`]).
+//! HTTPTriggers and CronJobTriggers in the same files are served too ([`triggers`]).
 
 mod api;
 mod local_only;
+mod triggers;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -148,7 +150,15 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
     // Finished builds wake the loader for their function.
     let (wake, mut woken) = mpsc::unbounded_channel();
-    let mut loader = DirLoader::new(host.clone(), driver, args.dir.clone(), deployed, wake);
+    let triggers = triggers::Triggers::new(host.clone(), functions_addr);
+    let mut loader = DirLoader::new(
+        host.clone(),
+        driver,
+        args.dir.clone(),
+        deployed,
+        wake,
+        triggers,
+    );
     let mut stopping = tokio::select! {
         _ = &mut shutdown => true,
         _ = loader.sync() => false,
@@ -211,6 +221,8 @@ struct DirLoader {
     /// Functions whose build runs; the driver tells `wake` when it ends.
     building: HashSet<FunctionKey>,
     wake: Waiter,
+    /// The directory's HTTPTriggers and CronJobTriggers.
+    triggers: triggers::Triggers,
 }
 
 /// Where a function stands after one step.
@@ -226,6 +238,7 @@ impl DirLoader {
         dir: PathBuf,
         deployed: Arc<api::Deployed>,
         wake: Waiter,
+        triggers: triggers::Triggers,
     ) -> Self {
         Self {
             host,
@@ -237,6 +250,7 @@ impl DirLoader {
             desired: BTreeMap::new(),
             building: HashSet::new(),
             wake,
+            triggers,
         }
     }
 
@@ -258,6 +272,7 @@ impl DirLoader {
         let mut protected: HashSet<FunctionKey> = HashSet::new();
         let files = manifest_files(&self.dir);
         self.file_keys.retain(|f, _| files.contains(f));
+        self.triggers.sync(&files);
         for file in files {
             let parsed = std::fs::read_to_string(&file)
                 .map_err(|e| e.to_string())
