@@ -16,8 +16,9 @@
 #   ./scripts/bench.sh [--only SECTION,…] [--quick] [--secs N] [--density-counts 1000,10000]
 #                      [--density-budget SECONDS] [--python-count N] [--cold-count N] [--scale-count N]
 # --quick: small counts (density 1k,10k; 3 Python functions; 1,000 Functions for scale; wrk 3 s).
-# The default runs every section in ~25 min on 2 cores. Logs of the processes a section starts go
-# to a directory it names; a section that fails prints the end of its log and the others go on.
+# The default runs every section at the goals' sizes: ~30-35 min on 2 cores, most of it the 10,000
+# sandboxed builds of `scale` (BENCHMARKS.md). Logs of the processes a section starts go to a
+# directory it names; a section that fails prints the end of its log and the others go on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
