@@ -210,25 +210,32 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// A control plane with the Function CRD established and the namespace `test`.
+    /// A control plane with the chart's CRDs (Function, HTTPTrigger, CronJobTrigger)
+    /// established and the namespace `test`.
     pub async fn with_functions() -> anyhow::Result<Self> {
         let cluster = Self::start().await?;
-        let crd =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/wasmless/crds/functions.yaml");
-        cluster.apply(&std::fs::read_to_string(crd)?)?;
-        // Polled rather than `kubectl wait`, which can fail on a CRD that has no conditions yet.
-        crate::wait_until(Duration::from_secs(60), || async {
-            cluster
-                .kubectl(&[
-                    "get",
-                    "crd/functions.wasmless.dev",
-                    "-o",
-                    r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#,
-                ])
-                .is_ok_and(|status| status.trim() == "True")
-        })
-        .await
-        .context("the Function CRD never became established")?;
+        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/wasmless/crds");
+        for (file, crd) in [
+            ("functions.yaml", "crd/functions.wasmless.dev"),
+            ("httptriggers.yaml", "crd/httptriggers.wasmless.dev"),
+            ("cronjobtriggers.yaml", "crd/cronjobtriggers.wasmless.dev"),
+        ] {
+            cluster.apply(&std::fs::read_to_string(crds.join(file))?)?;
+            // Polled rather than `kubectl wait`, which can fail on a CRD that has no conditions
+            // yet.
+            crate::wait_until(Duration::from_secs(60), || async {
+                cluster
+                    .kubectl(&[
+                        "get",
+                        crd,
+                        "-o",
+                        r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#,
+                    ])
+                    .is_ok_and(|status| status.trim() == "True")
+            })
+            .await
+            .with_context(|| format!("{crd} never became established"))?;
+        }
         cluster.kubectl(&["create", "namespace", "test"])?;
         Ok(cluster)
     }

@@ -26,7 +26,7 @@ use wasmless_runtime::trigger::{HttpTrigger, HttpTriggerStatus, Route};
 
 use super::{Context, Error, ready};
 use crate::backoff::Exponential;
-use crate::children::{MANAGED_BY, PORT_NAME};
+use crate::children::{FUNCTION_PORT, MANAGED_BY};
 use crate::reconcile::MANAGER;
 use crate::status;
 
@@ -214,13 +214,24 @@ async fn reconcile(trigger: Arc<HttpTrigger>, term: Arc<Term>) -> Result<Action,
 async fn routed(ctx: &Context, trigger: &HttpTrigger, route: &Route) -> Result<Outcome, Error> {
     let key = trigger.key();
     let ingress = ingress(trigger, route, ctx.ingress_class.as_deref());
-    Api::<Ingress>::namespaced(ctx.client.clone(), &key.namespace)
+    let applied = Api::<Ingress>::namespaced(ctx.client.clone(), &key.namespace)
         .patch(
             &key.name,
             &PatchParams::apply(MANAGER).force(),
             &Patch::Apply(&ingress),
         )
-        .await?;
+        .await;
+    match applied {
+        Ok(_) => {}
+        // Refused by the API server (or an admission webhook): no retry helps; say why.
+        Err(kube::Error::Api(e)) if e.code == 422 || e.code == 403 => {
+            return Ok(Outcome::not_routed(
+                "IngressRefused",
+                format!("the API server refused its Ingress: {}", e.message),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
     let function = trigger.function();
     let exists = Api::<Function>::namespaced(ctx.client.clone(), &key.namespace)
         .get_opt(&trigger.spec.function_name)
@@ -310,9 +321,11 @@ pub fn ingress(trigger: &HttpTrigger, route: &Route, default_class: Option<&str>
                         backend: IngressBackend {
                             service: Some(IngressServiceBackend {
                                 name: spec.function_name.clone(),
+                                // By number: an Ingress names ports of at most 15
+                                // characters, and the Service's is Kubeless's longer name.
                                 port: Some(ServiceBackendPort {
-                                    name: Some(PORT_NAME.into()),
-                                    number: None,
+                                    name: None,
+                                    number: Some(FUNCTION_PORT),
                                 }),
                             }),
                             resource: None,
@@ -365,7 +378,7 @@ mod tests {
         assert_eq!(rule["http"]["paths"][0]["pathType"], "Prefix");
         assert_eq!(
             rule["http"]["paths"][0]["backend"]["service"],
-            serde_json::json!({"name": "hello-world", "port": {"name": "http-function-port"}})
+            serde_json::json!({"name": "hello-world", "port": {"number": 8080}})
         );
         assert_eq!(json["spec"]["ingressClassName"], "nginx");
         assert_eq!(json["spec"]["tls"][0]["secretName"], "hello-tls");
