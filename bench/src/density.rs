@@ -148,17 +148,24 @@ fn print_row(row: &Row, baseline: &Row) {
     let load = row.load.map_or(String::from("> budget"), |d| {
         format!("{:.2}", d.as_secs_f64())
     });
-    let (rps, p50, p99, errors) = match &row.load_under {
+    let (rps, p50, vs_one, p99, errors) = match &row.load_under {
         Some(l) => (
             format!("{:.0}", l.requests_per_second),
             format!("{:.2}", l.p50_ms),
+            format!("{:.2}x", l.p50_ms / baseline.p50()),
             format!("{:.2}", l.p99_ms),
             l.errors.clone(),
         ),
-        None => ("-".into(), "-".into(), "-".into(), String::new()),
+        None => (
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            String::new(),
+        ),
     };
     println!(
-        "{:>9} {:>9} {:>10} {:>10} {:>12} {:>9} {:>10} {:>9} {:>7.2}x {:>9}  {}{}",
+        "{:>9} {:>9} {:>10} {:>10} {:>12} {:>9} {:>10} {:>9} {:>8} {:>9}  {}{}",
         report::count(row.count),
         load,
         mib(row.after.rss),
@@ -171,7 +178,7 @@ fn print_row(row: &Row, baseline: &Row) {
         row.after.maps,
         rps,
         p50,
-        row.p50() / baseline.p50(),
+        vs_one,
         p99,
         failure,
         if errors.is_empty() {
