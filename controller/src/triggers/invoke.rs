@@ -140,8 +140,7 @@ mod tests {
         assert!(result.error.contains("boom"), "{}", result.error);
         assert_eq!(result.schedule_time, "2026-01-01T00:00:05Z");
 
-        let seen = seen.lock().unwrap();
-        let (method, headers, body) = &seen[0];
+        let (method, headers, body) = seen.lock().unwrap().remove(0);
         assert_eq!(method, "POST");
         assert_eq!(body, r#"{"hello":"world"}"#);
         let header = |name: &str| {
@@ -161,7 +160,6 @@ mod tests {
         );
 
         // Nothing listening: the reason, no status code.
-        drop(seen);
         let closed = send(
             &reqwest::Client::new(),
             Some("http://127.0.0.1:1"),
