@@ -9,12 +9,7 @@ pub const PATH_PREFIX: &str = "/fn/";
 
 /// The function a Host header names, if it has one of the Service DNS forms.
 pub fn key_from_host(host: &str) -> Option<FunctionKey> {
-    if host.starts_with('[') {
-        return None; // an IPv6 literal
-    }
-    let host = host.rsplit_once(':').map_or(host, |(h, _port)| h);
-    let host = host.strip_suffix('.').unwrap_or(host);
-    let mut labels = host.split('.');
+    let mut labels = hostname(host)?.split('.');
     let name = labels.next().filter(|l| !l.is_empty())?;
     let namespace = labels.next().filter(|l| !l.is_empty())?;
     let rest: Vec<&str> = labels.collect();
@@ -36,6 +31,17 @@ pub fn key_from_host(host: &str) -> Option<FunctionKey> {
     };
     (service_suffix && is_dns_label(name) && is_dns_label(namespace))
         .then(|| FunctionKey::new(namespace, name))
+}
+
+/// A Host header's hostname: without its port or trailing dot; none for an IPv6 literal or
+/// an empty name.
+pub fn hostname(host: &str) -> Option<&str> {
+    if host.starts_with('[') {
+        return None;
+    }
+    let host = host.rsplit_once(':').map_or(host, |(h, _port)| h);
+    let host = host.strip_suffix('.').unwrap_or(host);
+    (!host.is_empty()).then_some(host)
 }
 
 /// The path route of `key`: `/fn/<namespace>/<name>/` (what [`key_from_path`] reads).

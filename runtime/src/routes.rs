@@ -10,6 +10,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::function::FunctionKey;
+use crate::router;
 use crate::trigger::{HttpTrigger, Route, TriggerKey};
 
 /// One valid trigger's claim on a route.
@@ -96,7 +97,11 @@ pub struct Table {
 impl Table {
     /// The function for a request's Host header and path, if a trigger routes them.
     pub fn route(&self, host_header: &str, path: &str) -> Option<&FunctionKey> {
-        let host = hostname(host_header)?;
+        // Most hosts route no trigger: no lowercase copy of the Host for them.
+        if self.by_host.is_empty() {
+            return None;
+        }
+        let host = router::hostname(host_header)?.to_ascii_lowercase();
         let paths = self.by_host.get(&host)?;
         paths
             .iter()
@@ -128,18 +133,6 @@ impl Routes {
     pub fn route(&self, host_header: &str, path: &str) -> Option<FunctionKey> {
         self.table.load().route(host_header, path).cloned()
     }
-}
-
-/// A Host header's hostname: lowercase, without port or trailing dot; none for an IPv6 literal.
-fn hostname(host_header: &str) -> Option<String> {
-    if host_header.starts_with('[') {
-        return None;
-    }
-    let host = host_header
-        .rsplit_once(':')
-        .map_or(host_header, |(h, _port)| h);
-    let host = host.strip_suffix('.').unwrap_or(host);
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
 /// Ingress's `Prefix` match, by whole path segments.
