@@ -7,7 +7,7 @@ use crate::admission::AdmissionLimits;
 use crate::engine::EngineConfig;
 use crate::host::HostConfig;
 use crate::limits::parse_quantity;
-use crate::server::{ConnectionLimits, MIN_HEADER_BYTES};
+use crate::server::{ConnectionLimits, Drain, MIN_HEADER_BYTES};
 use crate::warm::WarmLimits;
 
 /// Every [`HostConfig`] and [`EngineConfig`] field a user may set; the defaults are theirs.
@@ -108,6 +108,14 @@ pub struct HostArgs {
     /// Connections open at once on the function listener; more are answered 503 and closed.
     #[arg(long, env = "WASMLESS_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
+    /// On SIGTERM, the function listener goes on accepting until no connection has come for
+    /// this many milliseconds (what sends clients here is updated after the stop), then stops
+    /// listening while requests in flight finish; 0 stops it at once.
+    #[arg(long, env = "WASMLESS_DRAIN_QUIET_MS", default_value_t = 0)]
+    pub drain_quiet_ms: u64,
+    /// The longest such drain, in milliseconds.
+    #[arg(long, env = "WASMLESS_DRAIN_MAX_MS", default_value_t = 30_000)]
+    pub drain_max_ms: u64,
 }
 
 impl HostArgs {
@@ -147,6 +155,10 @@ impl HostArgs {
                 header_timeout: Duration::from_millis(self.header_timeout_ms),
                 max_header_bytes: self.max_header_bytes,
                 max_headers: usize::try_from(self.max_headers).unwrap_or(usize::MAX),
+                drain: Drain {
+                    quiet: Duration::from_millis(self.drain_quiet_ms),
+                    max: Duration::from_millis(self.drain_max_ms),
+                },
             },
             warm: WarmLimits {
                 max_instances: self.max_warm_instances,
@@ -258,6 +270,10 @@ mod tests {
             "20",
             "--max-connections",
             "50",
+            "--drain-quiet-ms",
+            "2000",
+            "--drain-max-ms",
+            "20000",
         ])
         .expect("flags parse");
         let a = &c.admission;
@@ -278,6 +294,10 @@ mod tests {
                 header_timeout: Duration::from_millis(1500),
                 max_header_bytes: 16 << 10,
                 max_headers: 20,
+                drain: Drain {
+                    quiet: Duration::from_secs(2),
+                    max: Duration::from_secs(20),
+                },
             }
         );
         // No more instances than async stacks.

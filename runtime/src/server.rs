@@ -19,6 +19,7 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tower::ServiceExt;
 
 use crate::admission::{Reason, Rejected};
@@ -39,6 +40,18 @@ pub struct ConnectionLimits {
     pub max_header_bytes: usize,
     /// Most header fields in one request; more get 431.
     pub max_headers: usize,
+    /// How the listener lets go when told to stop.
+    pub drain: Drain,
+}
+
+/// A stopping listener goes on accepting until no connection has come for `quiet`, at most for
+/// `max`, then stops listening while the requests in flight finish: the routes that send
+/// clients here (endpoints, kube-proxy's rules) are updated after the stop, later under load.
+/// A `quiet` of zero stops listening at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drain {
+    pub quiet: Duration,
+    pub max: Duration,
 }
 
 /// hyper's smallest read buffer, and so the smallest head limit it can apply.
@@ -51,6 +64,7 @@ impl Default for ConnectionLimits {
             header_timeout: Duration::from_secs(10),
             max_header_bytes: 64 << 10,
             max_headers: 100,
+            drain: Drain::default(),
         }
     }
 }
@@ -284,22 +298,21 @@ impl Listeners {
         token: Option<Token>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        let functions = tokio::spawn(serve_functions(
-            self.functions,
-            host.clone(),
-            stopped(rx.clone()),
-        ));
-        let admin = tokio::spawn(serve(self.admin, admin_app(host, token), stopped(rx)));
+        let (stop_functions, functions_stopped) = tokio::sync::oneshot::channel::<()>();
+        let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        let functions = tokio::spawn(serve_functions(self.functions, host.clone(), async {
+            let _ = functions_stopped.await;
+        }));
+        let admin = tokio::spawn(serve(self.admin, admin_app(host, token), async {
+            let _ = admin_stopped.await;
+        }));
         shutdown.await;
-        let _ = tx.send(true);
-        for task in [functions, admin] {
-            task.await.map_err(std::io::Error::other)??;
-        }
-        Ok(())
+        // The admin port (readiness, metrics) outlives the function port's drain.
+        let _ = stop_functions.send(());
+        let served = functions.await.map_err(std::io::Error::other)?;
+        let _ = stop_admin.send(());
+        admin.await.map_err(std::io::Error::other)??;
+        served
     }
 }
 
@@ -362,9 +375,20 @@ pub async fn serve_with(
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
+    let mut draining: Option<Draining> = None;
     loop {
+        let until = draining.as_ref().map(Draining::until);
         let (stream, remote) = tokio::select! {
-            _ = &mut shutdown => break,
+            _ = &mut shutdown, if draining.is_none() => {
+                let drain = limits.drain;
+                if drain.quiet.is_zero() {
+                    break;
+                }
+                tracing::info!(%local, quiet = ?drain.quiet, max = ?drain.max, "stopping: accepting connections until none comes for the quiet time");
+                draining = Some(Draining::start(drain));
+                continue;
+            }
+            _ = tokio::time::sleep_until(until.unwrap_or_else(Instant::now)), if until.is_some() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -375,6 +399,9 @@ pub async fn serve_with(
                 }
             },
         };
+        if let Some(draining) = &mut draining {
+            draining.accepted();
+        }
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }
@@ -403,6 +430,32 @@ pub async fn serve_with(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// A listener's drain under way: when it ends unless another connection comes.
+struct Draining {
+    quiet: Duration,
+    quiet_until: Instant,
+    end: Instant,
+}
+
+impl Draining {
+    fn start(drain: Drain) -> Self {
+        let now = Instant::now();
+        Self {
+            quiet: drain.quiet,
+            quiet_until: now + drain.quiet,
+            end: now + drain.max,
+        }
+    }
+
+    fn accepted(&mut self) {
+        self.quiet_until = Instant::now() + self.quiet;
+    }
+
+    fn until(&self) -> Instant {
+        self.quiet_until.min(self.end)
+    }
 }
 
 /// Tells a client over the connection limit to come back later, and closes.
@@ -435,4 +488,83 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// A stop signal and the server, already told to stop.
+    async fn stopped_server(drain: Drain) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let limits = ConnectionLimits {
+            drain,
+            ..ConnectionLimits::default()
+        };
+        let app = Router::new().fallback(|| async { "served" });
+        let server = tokio::spawn(async move {
+            serve_with(listener, app, &limits, None, async {})
+                .await
+                .expect("serve");
+        });
+        (addr, server)
+    }
+
+    async fn get(addr: SocketAddr) -> std::io::Result<String> {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        Ok(response)
+    }
+
+    #[tokio::test]
+    async fn a_stopping_listener_serves_until_connections_stop_coming() {
+        let quiet = Duration::from_millis(1000);
+        let (addr, server) = stopped_server(Drain {
+            quiet,
+            max: Duration::from_secs(30),
+        })
+        .await;
+        // Longer than the quiet time in all: each connection starts it again.
+        for i in 0..15 {
+            let response = get(addr).await.expect("served while draining");
+            assert!(response.ends_with("served"), "request {i}: {response}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let last = Instant::now();
+        server.await.expect("server task");
+        assert!(last.elapsed() >= quiet - Duration::from_millis(200));
+        assert!(get(addr).await.is_err(), "no longer listening");
+    }
+
+    #[tokio::test]
+    async fn a_drain_ends_at_its_max_however_busy() {
+        let (addr, server) = stopped_server(Drain {
+            quiet: Duration::from_secs(5),
+            max: Duration::from_millis(500),
+        })
+        .await;
+        let started = Instant::now();
+        while !server.is_finished() {
+            assert!(
+                started.elapsed() < Duration::from_secs(4),
+                "drain past its max"
+            );
+            let _ = get(addr).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(get(addr).await.is_err(), "no longer listening");
+    }
+
+    #[tokio::test]
+    async fn without_a_drain_a_stop_closes_the_listener_at_once() {
+        let (addr, server) = stopped_server(Drain::default()).await;
+        server.await.expect("server task");
+        assert!(get(addr).await.is_err(), "no longer listening");
+    }
 }

@@ -254,23 +254,30 @@ fn hello_world_by_dns(node: &RealNode) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A client loop in the `client` pod until /tmp/stop exists: prints `ok=N fail=M`.
+/// A client loop in the `client` pod until /tmp/stop exists: prints `ok=N fail=M`, and keeps
+/// each failure's time and wget's words in /tmp/failures.
 fn start_loop(node: &RealNode) -> anyhow::Result<std::process::Child> {
-    node.sh("client", "rm -f /tmp/stop")?;
+    node.sh("client", "rm -f /tmp/stop /tmp/failures")?;
     node.sh_background(
         "client",
         &format!(
             "ok=0; fail=0; while [ ! -e /tmp/stop ]; do \
-             if [ \"$(timeout 5 wget -qO- {HELLO_URL} 2>&1)\" = 'hello world' ]; \
-             then ok=$((ok+1)); else fail=$((fail+1)); fi; done; echo ok=$ok fail=$fail"
+             out=$(timeout 5 wget -qO- {HELLO_URL} 2>&1); \
+             if [ \"$out\" = 'hello world' ]; then ok=$((ok+1)); \
+             else fail=$((fail+1)); echo \"$(date +%T) $out\" >>/tmp/failures; fi; \
+             done; echo ok=$ok fail=$fail"
         ),
     )
 }
 
-/// Stops the loop; returns (ok, failed).
+/// Stops the loop; returns (ok, failed), and reports the first failures' reasons.
 fn stop_loop(node: &RealNode, child: std::process::Child) -> anyhow::Result<(u64, u64)> {
     node.sh("client", "touch /tmp/stop")?;
     let out = child.wait_with_output()?;
+    let failures = node.sh("client", "head -n 20 /tmp/failures 2>/dev/null || true")?;
+    if !failures.trim().is_empty() {
+        report(&format!("the loop's first failures:\n{failures}"));
+    }
     let text = String::from_utf8_lossy(&out.stdout);
     let count = |key: &str| -> anyhow::Result<u64> {
         text.split_whitespace()

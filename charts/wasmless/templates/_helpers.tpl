@@ -173,6 +173,8 @@ warmMemory: warm-memory
 fetchConcurrency: fetch-concurrency
 fetchTimeoutMs: fetch-timeout-ms
 cacheMaxBytes: cache-max-bytes
+drainQuietMs: drain-quiet-ms
+drainMaxMs: drain-max-ms
 {{- end -}}
 
 {{/* `--flag=value` args for each set host.config value, in a stable order. */}}
