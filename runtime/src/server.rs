@@ -48,10 +48,19 @@ pub struct ConnectionLimits {
 /// `max`, then stops listening while the requests in flight finish: the routes that send
 /// clients here (endpoints, kube-proxy's rules) are updated after the stop, later under load.
 /// A `quiet` of zero stops listening at once.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Drain {
     pub quiet: Duration,
     pub max: Duration,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Self {
+            quiet: Duration::ZERO,
+            max: Duration::from_secs(30),
+        }
+    }
 }
 
 /// hyper's smallest read buffer, and so the smallest head limit it can apply.
