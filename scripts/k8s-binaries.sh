@@ -57,8 +57,8 @@ start=$SECONDS
 if ! command -v go >/dev/null 2>&1; then
   log "go is missing: installing Debian's golang-go"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq golang-go >/dev/null
+  $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq golang-go >/dev/null
 fi
 export GOTOOLCHAIN="${WASMLESS_GOTOOLCHAIN:-auto}"
 export GOFLAGS="-buildvcs=false" CGO_ENABLED=0 GOWORK=off
@@ -149,8 +149,8 @@ build_etcd() {
 etcd_from_debian() {
   log "installing Debian's etcd-server"
   local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
+  $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends etcd-server >/dev/null
   # The package starts a system etcd on the default ports; a test harness wants its own.
   $sudo systemctl disable --now etcd >/dev/null 2>&1 || true
   cp -f "$(command -v etcd || echo /usr/bin/etcd)" "$OUT/bin/etcd"

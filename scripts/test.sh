@@ -9,14 +9,12 @@ step() { printf '\n== %s (%s)\n' "$1" "$(date +%T)"; }
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
-# The Go builds (~25 min on a new machine, nothing once cached) run beside the Rust ones: each
+# The Go builds (~33 min on a new machine, nothing once cached) run beside the Rust ones: each
 # leaves the cores idle at times (cargo's serial crates and links, Go's module downloads).
 step "Kubernetes binaries, in the background: etcd, kube-apiserver, kube-controller-manager, a node's, kubectl, helm (built once from the Go module proxy, cached)"
 k8s_log="${TMPDIR:-/tmp}/wasmless-k8s-binaries.log"
 scripts/k8s-binaries.sh --node >"$k8s_log" 2>&1 &
 k8s_pid=$!
-step "cargo clippy -D warnings"
-cargo clippy --locked --workspace --all-targets -- -D warnings
 step "toolchains of the source runtimes (go, nodejs, python, rust, c)"
 apt_install openssl
 scripts/toolchains.sh
@@ -25,6 +23,16 @@ step "cargo build: the binaries the end-to-end suites start"
 # `cargo test` builds a package's binaries only for that package's own integration tests, and the
 # suites in tests/ start the controller's, the runtime's and the CLI's.
 cargo build --locked --workspace --bins
+# The real-node suite's first step, ~20 min of toolchain installs on a new machine: started here,
+# beside the Go builds, it is done (or under way) when that suite asks for the same images
+# (scripts/images.sh holds a lock: the suite's call waits, then finds them built). Its own call
+# reports any failure.
+step "images for the real-node suite, in the background (host, controller, builder)"
+images_log="${TMPDIR:-/tmp}/wasmless-images.log"
+scripts/images.sh --profile debug --skip-build --builder >"$images_log" 2>&1 &
+images_pid=$!
+step "cargo test: building the unit and end-to-end suites"
+cargo test --locked --workspace --no-run
 step "Kubernetes binaries: waiting for the background build"
 if ! wait "$k8s_pid"; then
   cat "$k8s_log" >&2
@@ -33,8 +41,6 @@ if ! wait "$k8s_pid"; then
 fi
 WASMLESS_K8S_BIN=$(tail -n 1 "$k8s_log")
 export WASMLESS_K8S_BIN
-step "cargo test: building the unit and end-to-end suites"
-cargo test --locked --workspace --no-run
 logs=${TMPDIR:-/tmp}
 # The real-node suite mostly waits (on pods, and on builds inside the node): it runs beside the
 # other suites, which listen on free loopback ports, never the node's fixed ones
@@ -44,6 +50,9 @@ step "cargo test: the real-node suite, in the background (its output follows the
 # --no-run made.)
 cargo test --locked --workspace --test realnode >"$logs/wasmless-test-realnode.log" 2>&1 &
 realnode_pid=$!
+# Beside the real-node suite, which mostly waits on pods: lints are off the path to its start.
+step "cargo clippy -D warnings"
+cargo clippy --locked --workspace --all-targets -- -D warnings
 step "cargo test: every other suite"
 suites=()
 for f in tests/tests/*.rs; do
@@ -60,6 +69,7 @@ step "cargo test: waiting for the real-node suite"
 # Waited for even when a suite failed: it takes the node down (and undoes its host changes) itself.
 realnode_rc=0
 wait "$realnode_pid" || realnode_rc=$?
+wait "$images_pid" || true # (its failure is the suite's: it ran the same command)
 cat "$logs/wasmless-test-realnode.log"
 # The closing line counts every suite's tests.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' \

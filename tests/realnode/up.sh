@@ -194,7 +194,7 @@ host_setup() {
   command -v gcc >/dev/null || need+=(gcc libc6-dev)
   if [ ${#need[@]} -gt 0 ]; then
     log "apt-get install ${need[*]}"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need[@]}" >/dev/null
   fi
 }
 host_net() {
