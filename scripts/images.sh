@@ -515,7 +515,10 @@ toolchains_layer() {
     log "wasmless-builder: toolchains up to date ($cached; installed by the builders of then)"
     return 0
   fi
-  builder_toolchains "$root"
+  # (fd 9, this script's lock, closed for the builds: a build script that unlocks an fd 9 it
+  # inherited, as nodejs/build.sh does its own, would let a second images.sh in meanwhile;
+  # bash keeps a close-on-exec copy, so the lock stays held.)
+  builder_toolchains "$root" 9>&-
   rm -rf "$cached" "$cached.key"
   cp -a "$root$BUILDER_TOOLCHAINS" "$cached"
   printf '%s\n' "${labels[@]}" >"$cached.labels"
