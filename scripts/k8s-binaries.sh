@@ -42,6 +42,7 @@ for v in "${K8S_CANDIDATES[@]}"; do
 done
 
 exec 3>&1 1>&2 # everything below is progress on stderr; the result goes to fd 3
+. "$(dirname "$0")/lib.sh" # apt_install
 log() { echo "k8s-binaries: $*" >&2; }
 # quiet CMD...: runs CMD with its output in a log that is shown only when it fails.
 quiet() {
@@ -56,9 +57,7 @@ start=$SECONDS
 
 if ! command -v go >/dev/null 2>&1; then
   log "go is missing: installing Debian's golang-go"
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq golang-go >/dev/null
+  apt_install golang-go
 fi
 export GOTOOLCHAIN="${WASMLESS_GOTOOLCHAIN:-auto}"
 export GOFLAGS="-buildvcs=false" CGO_ENABLED=0 GOWORK=off
@@ -148,9 +147,8 @@ build_etcd() {
 
 etcd_from_debian() {
   log "installing Debian's etcd-server"
+  apt_install --no-install-recommends etcd-server
   local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends etcd-server >/dev/null
   # The package starts a system etcd on the default ports; a test harness wants its own.
   $sudo systemctl disable --now etcd >/dev/null 2>&1 || true
   cp -f "$(command -v etcd || echo /usr/bin/etcd)" "$OUT/bin/etcd"

@@ -30,15 +30,18 @@ prune_stale_builds() {
   rm -rf "$CARGO_TARGET_DIR/debug/incremental"
 }
 
-# apt_install PKG... : installs Debian packages that are missing (the machine runs as root),
-# waiting for dpkg's lock: test.sh's background steps may install at the same time.
+# apt_install [--no-install-recommends] PKG... : installs Debian packages that are missing (the
+# machine runs as root), waiting for dpkg's lock: test.sh's background steps may install at the
+# same time.
 apt_install() {
-  local missing=()
+  local opts=() missing=()
+  [ "${1:-}" != --no-install-recommends ] || { opts+=("$1"); shift; }
   for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   [ ${#missing[@]} -eq 0 ] && return 0
   local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+    "${opts[@]}" "${missing[@]}" >/dev/null
 }
 
 require_cargo() {

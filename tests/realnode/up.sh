@@ -18,6 +18,7 @@
 # Adapted from the measured reference scripts in ../shared/realnode (see ../shared/notes/real-node.md
 # for every flag and gotcha below).
 set -euo pipefail
+. "$(dirname "$0")/../../scripts/lib.sh" # apt_install
 
 SMOKE=${REALNODE_SMOKE:-0}
 while [ $# -gt 0 ]; do
@@ -194,7 +195,7 @@ host_setup() {
   command -v gcc >/dev/null || need+=(gcc libc6-dev)
   if [ ${#need[@]} -gt 0 ]; then
     log "apt-get install ${need[*]}"
-    apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need[@]}" >/dev/null
+    apt_install "${need[@]}"
   fi
 }
 host_net() {
