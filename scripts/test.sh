@@ -9,7 +9,7 @@ step() { printf '\n== %s (%s)\n' "$1" "$(date +%T)"; }
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
-# The Go builds (~33 min on a new machine, nothing once cached) run beside the Rust ones: each
+# The Go builds (~36 min on a new machine, nothing once cached) run beside the Rust ones: each
 # leaves the cores idle at times (cargo's serial crates and links, Go's module downloads).
 step "Kubernetes binaries, in the background: etcd, kube-apiserver, kube-controller-manager, a node's, kubectl, helm (built once from the Go module proxy, cached)"
 k8s_log="${TMPDIR:-/tmp}/wasmless-k8s-binaries.log"
