@@ -9,6 +9,13 @@ step() { printf '\n== %s (%s)\n' "$1" "$(date +%T)"; }
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+# Clippy lints inside the builds below rather than in a pass of its own: every cargo command here
+# compiles the workspace's crates with clippy-driver (what `cargo clippy` sets), -D warnings, so
+# `cargo build --bins` and `cargo test --no-run` cover `cargo clippy --all-targets` (there are no
+# benches or examples) without checking every dependency a second time (~10 min on a new machine).
+RUSTC_WORKSPACE_WRAPPER="$(rustc --print sysroot)/bin/clippy-driver"
+CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+export RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 # The Go builds (~36 min on a new machine, nothing once cached) run beside the Rust ones: each
 # leaves the cores idle at times (cargo's serial crates and links, Go's module downloads).
 step "Kubernetes binaries, in the background: etcd, kube-apiserver, kube-controller-manager, a node's, kubectl, helm (built once from the Go module proxy, cached)"
@@ -19,7 +26,7 @@ step "toolchains of the source runtimes (go, nodejs, python, rust, c)"
 apt_install openssl
 scripts/toolchains.sh
 command -v kubectl >/dev/null || { echo "kubectl is missing: the Kubernetes suite drives the real kubectl" >&2; exit 1; }
-step "cargo build: the binaries the end-to-end suites start"
+step "cargo build, with clippy -D warnings: the binaries the end-to-end suites start"
 # `cargo test` builds a package's binaries only for that package's own integration tests, and the
 # suites in tests/ start the controller's, the runtime's and the CLI's.
 cargo build --locked --workspace --bins
@@ -31,7 +38,7 @@ step "images for the real-node suite, in the background (host, controller, build
 images_log="${TMPDIR:-/tmp}/wasmless-images.log"
 scripts/images.sh --profile debug --skip-build --builder >"$images_log" 2>&1 &
 images_pid=$!
-step "cargo test: building the unit and end-to-end suites"
+step "cargo test, with clippy -D warnings: building the unit and end-to-end suites"
 cargo test --locked --workspace --no-run
 step "Kubernetes binaries: waiting for the background build"
 if ! wait "$k8s_pid"; then
@@ -50,9 +57,6 @@ step "cargo test: the real-node suite, in the background (its output follows the
 # --no-run made.)
 cargo test --locked --workspace --test realnode >"$logs/wasmless-test-realnode.log" 2>&1 &
 realnode_pid=$!
-# Beside the real-node suite, which mostly waits on pods: lints are off the path to its start.
-step "cargo clippy -D warnings"
-cargo clippy --locked --workspace --all-targets -- -D warnings
 step "cargo test: every other suite"
 suites=()
 for f in tests/tests/*.rs; do
