@@ -165,30 +165,31 @@ pub fn precompile(engine: &Engine, wasm: &[u8]) -> Result<Vec<u8>, EngineError> 
 
 /// Loads a precompiled artifact from bytes the caller has checked against its digest.
 pub fn load_precompiled_bytes(engine: &Engine, bytes: &[u8]) -> Result<Compiled, EngineError> {
-    let err = |source| EngineError::Load {
-        path: "(verified bytes)".into(),
-        source,
-    };
     // SAFETY: the caller verified `bytes` against the digest the controller recorded for what
     // its `precompile` wrote, and wasmtime checks that the engine configuration matches.
-    unsafe {
-        match Engine::detect_precompiled(bytes) {
-            Some(Precompiled::Module) => Module::deserialize(engine, bytes).map(Compiled::Module),
-            Some(Precompiled::Component) => {
-                Component::deserialize(engine, bytes).map(Compiled::Component)
-            }
-            None => Err(wasmtime::format_err!("not a precompiled wasmtime artifact")),
-        }
-    }
-    .map_err(err)
+    unsafe { deserialize(engine, bytes) }.map_err(|source| EngineError::Load {
+        path: "(verified bytes)".into(),
+        source,
+    })
 }
 
-/// Maps a precompiled artifact written by [`precompile`] into memory (no compilation).
+/// Artifacts below this size are read rather than mapped: wasmtime keeps a mapped file open as
+/// long as its module lives, one descriptor per function, and a host of 20,000 small functions
+/// ran out of descriptors. Large ones (an interpreter's) stay mapped, shared in the page cache.
+const MAP_FROM_BYTES: u64 = 1 << 20;
+
+/// Loads an artifact written by [`precompile`] (no compilation).
 pub fn load_precompiled(engine: &Engine, path: &Path) -> Result<Compiled, EngineError> {
     let err = |source| EngineError::Load {
         path: path.display().to_string(),
         source,
     };
+    let len = std::fs::metadata(path).map_err(|e| err(e.into()))?.len();
+    if len < MAP_FROM_BYTES {
+        let bytes = std::fs::read(path).map_err(|e| err(e.into()))?;
+        // SAFETY: as below; the bytes are the file's.
+        return unsafe { deserialize(engine, &bytes) }.map_err(err);
+    }
     let kind = Engine::detect_precompiled_file(path).map_err(err)?;
     // SAFETY: the artifact store only holds files this project's `precompile` wrote, named by the
     // digest of their contents, and wasmtime checks that the engine configuration matches.
@@ -204,4 +205,64 @@ pub fn load_precompiled(engine: &Engine, path: &Path) -> Result<Compiled, Engine
         }
     }
     .map_err(err)
+}
+
+/// # Safety
+/// `bytes` must be what [`precompile`] wrote (wasmtime runs the code in it).
+unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Compiled> {
+    // SAFETY: the caller's promise.
+    unsafe {
+        match Engine::detect_precompiled(bytes) {
+            Some(Precompiled::Module) => Module::deserialize(engine, bytes).map(Compiled::Module),
+            Some(Precompiled::Component) => {
+                Component::deserialize(engine, bytes).map(Compiled::Component)
+            }
+            None => Err(wasmtime::format_err!("not a precompiled wasmtime artifact")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A module exporting `f` returning 7, with `data` bytes of data (which land in the artifact).
+    fn precompiled(engine: &Engine, data: usize) -> Vec<u8> {
+        let wat = format!(
+            r#"(module (memory 32) (data (i32.const 0) "{}") (func (export "f") (result i32) i32.const 7))"#,
+            "a".repeat(data)
+        );
+        precompile(engine, &wat::parse_str(wat).expect("valid wat")).expect("compiles")
+    }
+
+    fn answers(engine: &Engine, compiled: Compiled) -> i32 {
+        let Compiled::Module(module) = compiled else {
+            panic!("a core module")
+        };
+        let mut store = wasmtime::Store::new(engine, ());
+        store.set_epoch_deadline(u64::MAX / 2); // the engine interrupts at epochs
+        let instance = wasmtime::Instance::new(&mut store, &module, &[]).expect("instantiates");
+        let f = instance
+            .get_typed_func::<(), i32>(&mut store, "f")
+            .expect("exports f");
+        f.call(&mut store, ()).expect("runs")
+    }
+
+    #[test]
+    fn small_artifacts_are_read_and_large_ones_mapped_and_both_run() {
+        let engine = EngineConfig::default().build().expect("engine");
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, data) in [("small", 16), ("large", MAP_FROM_BYTES as usize)] {
+            let bytes = precompiled(&engine, data);
+            assert_eq!(bytes.len() as u64 >= MAP_FROM_BYTES, name == "large");
+            let path = dir.path().join(name);
+            std::fs::write(&path, &bytes).expect("write");
+            let compiled = load_precompiled(&engine, &path).expect(name);
+            assert_eq!(answers(&engine, compiled), 7, "{name}");
+        }
+        let path = dir.path().join("not-an-artifact");
+        std::fs::write(&path, b"(module)").expect("write");
+        let e = load_precompiled(&engine, &path).err().expect("refused");
+        assert!(e.to_string().contains("not-an-artifact"), "{e}");
+    }
 }
