@@ -70,6 +70,15 @@ fn after_help() -> String {
     )
 }
 
+/// What wakes the loader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Something under the functions directory changed.
+    Files,
+    /// A manifest was deployed or deleted through the admin API.
+    Api,
+}
+
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let result = runtime.block_on(serve(args));
@@ -138,7 +147,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     ];
 
     let mut watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
-        let _ = events_tx.send(());
+        let _ = events_tx.send(Change::Files);
     })
     .context("cannot watch the functions directory")?;
     watcher
@@ -184,9 +193,12 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
             },
             event = events.recv() => match event {
                 None => true,
-                Some(_) => {
-                    // Editors write a file in several steps: wait for a quiet moment, then sync once.
-                    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(150), events.recv()).await {}
+                Some(change) => {
+                    // Editors write a file in several steps: wait for a quiet moment, then sync
+                    // once. An API deploy is one complete step: synced at once.
+                    if change == Change::Files {
+                        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(150), events.recv()).await {}
+                    }
                     tokio::select! {
                         _ = &mut shutdown => true,
                         _ = loader.sync() => false,

@@ -25,6 +25,8 @@ use wasmless_runtime::host::json_error;
 use wasmless_runtime::validate::{self, Origin};
 use wasmless_runtime::{FunctionKey, FunctionManifest, Host};
 
+use super::Change;
+
 /// What the API and the directory loader share.
 pub struct Deployed {
     host: Arc<Host>,
@@ -33,7 +35,7 @@ pub struct Deployed {
     /// The directory's manifests as of the last sync, with their files.
     files: Mutex<BTreeMap<FunctionKey, (FunctionManifest, PathBuf)>>,
     /// Wakes the loader, as a file change does.
-    wake: mpsc::UnboundedSender<()>,
+    wake: mpsc::UnboundedSender<Change>,
     functions_addr: SocketAddr,
 }
 
@@ -48,7 +50,7 @@ struct Listed<'a> {
 impl Deployed {
     pub fn new(
         host: Arc<Host>,
-        wake: mpsc::UnboundedSender<()>,
+        wake: mpsc::UnboundedSender<Change>,
         functions_addr: SocketAddr,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -197,7 +199,7 @@ async fn put_function(
             }),
         );
         api.insert(key.clone(), m);
-        let _ = d.wake.send(());
+        let _ = d.wake.send(Change::Api);
     }
     let status = if created {
         StatusCode::CREATED
@@ -230,6 +232,6 @@ async fn delete_function(
     // Gone at once for the caller; the loader then forgets it.
     d.host.unload(&key);
     d.host.set_status(&key, None);
-    let _ = d.wake.send(());
+    let _ = d.wake.send(Change::Api);
     StatusCode::NO_CONTENT.into_response()
 }
