@@ -134,6 +134,53 @@ pub async fn kubeless(
     Ok(())
 }
 
+/// The examples that answer a status and headers of their own: `<prefix>-created` returns a
+/// `{statusCode, headers, body}` object, `<prefix>-accepted` sets them on Kubeless's
+/// `event.extensions.response` (Node.js). `names` are the ones `prefix`'s runtime has.
+pub async fn responses(
+    up: &Served,
+    prefix: &str,
+    names: &[&str],
+    json_of: fn(&str) -> String,
+) -> anyhow::Result<()> {
+    for name in names {
+        let function = format!("{prefix}-{name}");
+        routed(up, &function).await?;
+        let r = up
+            .request(Method::GET, &format!("{function}.test"), "/")
+            .send()
+            .await?;
+        let header = |h: &str| {
+            r.headers()
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (status, location, queue, content_type) = (
+            r.status().as_u16(),
+            header("location"),
+            header("x-queue"),
+            header("content-type"),
+        );
+        let body = r.text().await?;
+        match *name {
+            "created" => assert_eq!(
+                (status, location.as_str(), content_type.as_str(), body),
+                (201, "/items/1", "application/json", json_of(r#"{"id":1}"#)),
+                "{function}"
+            ),
+            "accepted" => assert_eq!(
+                (status, queue.as_str(), content_type.as_str(), body.as_str()),
+                (202, "default", "text/plain; charset=utf-8", "queued"),
+                "{function}"
+            ),
+            other => anyhow::bail!("no such response example: {other}"),
+        }
+    }
+    Ok(())
+}
+
 /// `{"a": [1, true]}` for `{"a":[1,true]}`: how Python's json.dumps prints, and how the C
 /// examples write their JSON (C echoes the request's JSON text as sent).
 pub fn spaced(compact: &str) -> String {

@@ -42,36 +42,43 @@ async fn go_examples() -> anyhow::Result<()> {
     examples::go(&up).await
 }
 
-/// Serves `functions/<dir>/` with `wasmless up` and checks its examples.
+/// Serves `functions/<dir>/` with `wasmless up` and checks its examples, and those of
+/// `responses` ([`examples::responses`]).
 async fn kubeless_examples(
     dir: &str,
     prefix: &str,
     runtime: &str,
     json_of: fn(&str) -> String,
+    responses: &[&str],
 ) -> anyhow::Result<()> {
     let _one_at_a_time = BUILDING.lock().await;
     let up = Up::start_with_store(&functions_dir().join(dir), examples_store()?, &[]).await?;
-    examples::kubeless(&up, prefix, runtime, json_of).await
+    examples::kubeless(&up, prefix, runtime, json_of).await?;
+    examples::responses(&up, prefix, responses, json_of).await
 }
+
+/// The response examples of each runtime that has them.
+const JS_RESPONSES: &[&str] = &["created", "accepted"];
+const PY_RESPONSES: &[&str] = &["created"];
 
 #[tokio::test]
 async fn nodejs_examples() -> anyhow::Result<()> {
-    kubeless_examples("nodejs", "js", "nodejs20", str::to_string).await
+    kubeless_examples("nodejs", "js", "nodejs20", str::to_string, JS_RESPONSES).await
 }
 
 #[tokio::test]
 async fn python_examples() -> anyhow::Result<()> {
-    kubeless_examples("python", "py", "python3.12", spaced).await
+    kubeless_examples("python", "py", "python3.12", spaced, PY_RESPONSES).await
 }
 
 #[tokio::test]
 async fn rust_examples() -> anyhow::Result<()> {
-    kubeless_examples("rust", "rs", "rust", str::to_string).await
+    kubeless_examples("rust", "rs", "rust", str::to_string, &[]).await
 }
 
 #[tokio::test]
 async fn c_examples() -> anyhow::Result<()> {
-    kubeless_examples("c", "c", "c", spaced).await
+    kubeless_examples("c", "c", "c", spaced, &[]).await
 }
 
 /// The seed example: a Python function as the logic of a Metacontroller CompositeController
@@ -130,7 +137,9 @@ async fn every_example_on_the_api_server() -> anyhow::Result<()> {
     examples::kubeless(&host, "rs", "rust", str::to_string).await?;
     examples::go(&host).await?;
     examples::kubeless(&host, "js", "nodejs20", str::to_string).await?;
+    examples::responses(&host, "js", JS_RESPONSES, str::to_string).await?;
     examples::kubeless(&host, "py", "python3.12", spaced).await?;
+    examples::responses(&host, "py", PY_RESPONSES, spaced).await?;
 
     // A syntax error: Failed with the compiler's message; the Ready revision keeps answering.
     let hello = std::fs::read_to_string(functions_dir().join("c/functions.yaml"))?;
@@ -161,7 +170,14 @@ async fn every_example_on_the_api_server() -> anyhow::Result<()> {
 
 /// Functions of the runtimes applied before `runtime` (all Ready by then).
 fn ready_before(runtime: &str, order: &[&str]) -> usize {
-    order.iter().take_while(|r| **r != runtime).count() * examples::EXAMPLES.len()
+    order
+        .iter()
+        .take_while(|r| **r != runtime)
+        .map(|r| {
+            std::fs::read_to_string(functions_dir().join(r).join("functions.yaml"))
+                .map_or(0, |yaml| yaml.matches("kind: Function").count())
+        })
+        .sum()
 }
 
 /// A broken revision of a function that served: the phase turns Failed with the compiler's own

@@ -140,7 +140,35 @@ class HttpError extends Error {
   }
 }
 
-function buildEvent(req, bodyBytes) {
+// Express's `res` as far as a handler that returns its body uses it: Kubeless's Node runtime gave
+// functions `event.extensions.response`, and ported functions set their status and headers there.
+class ResponseShim {
+  constructor() {
+    this.statusCode = 200;
+    this.headers = {};
+  }
+  status(code) {
+    this.statusCode = code;
+    return this;
+  }
+  setHeader(name, value) {
+    this.headers[String(name).toLowerCase()] = String(value);
+    return this;
+  }
+  set(name, value) {
+    if (typeof name === 'object') for (const [k, v] of Object.entries(name)) this.setHeader(k, v);
+    else this.setHeader(name, value);
+    return this;
+  }
+  header(name, value) {
+    return this.set(name, value);
+  }
+  getHeader(name) {
+    return this.headers[String(name).toLowerCase()];
+  }
+}
+
+function buildEvent(req, bodyBytes, response) {
   const headers = {};
   for (const [name, value] of req.headers().entries()) {
     const k = name.toLowerCase();
@@ -182,7 +210,7 @@ function buildEvent(req, bodyBytes) {
     'event-type': headers['event-type'] || contentType || 'text/plain',
     'event-time': headers['event-time'] || new Date().toISOString(),
     'event-namespace': headers['event-namespace'] || 'http.wasmless.dev',
-    extensions: { request },
+    extensions: { request, response },
   };
 }
 
@@ -196,23 +224,67 @@ function buildContext(env) {
 }
 
 // Maps a handler result to [status, content-type, bytes].
-function encodeResult(v) {
-  if (v === undefined || v === null) return [200, 'text/plain; charset=utf-8', new Uint8Array(0)];
-  if (typeof v === 'string') return [200, 'text/plain; charset=utf-8', encoder.encode(v)];
-  if (v instanceof Uint8Array) return [200, 'application/octet-stream', v];
-  if (v instanceof ArrayBuffer) return [200, 'application/octet-stream', new Uint8Array(v)];
-  if (typeof v === 'object') return [200, 'application/json', encoder.encode(JSON.stringify(v))];
-  return [200, 'text/plain; charset=utf-8', encoder.encode(String(v))];
+const TEXT = 'text/plain; charset=utf-8';
+
+function encodeBody(v) {
+  if (v === undefined || v === null) return [TEXT, new Uint8Array(0)];
+  if (typeof v === 'string') return [TEXT, encoder.encode(v)];
+  if (v instanceof Uint8Array) return ['application/octet-stream', v];
+  if (v instanceof ArrayBuffer) return ['application/octet-stream', new Uint8Array(v)];
+  if (typeof v === 'object') return ['application/json', encoder.encode(JSON.stringify(v))];
+  return [TEXT, encoder.encode(String(v))];
 }
 
-function sendResponse(responseOut, status, contentType, bytes) {
-  // `new Fields(list)` silently ignores its argument (the WIT constructor takes
-  // none); use the `from-list` static constructor instead.
-  const headers = Fields.fromList([
-    ['content-type', encoder.encode(contentType)],
-    ['content-length', encoder.encode(String(bytes.length))],
-  ]);
-  const resp = new OutgoingResponse(headers);
+const RESPONSE_KEYS = new Set(['statusCode', 'headers', 'body']);
+
+// A returned `{statusCode, headers?, body?}` (the shape Lambda's and OpenFaaS's Node templates
+// answer with) is the response itself, not a JSON body.
+function isResponseObject(v) {
+  return (
+    v !== null &&
+    typeof v === 'object' &&
+    Object.getPrototypeOf(v) === Object.prototype &&
+    typeof v.statusCode === 'number' &&
+    Object.keys(v).every((k) => RESPONSE_KEYS.has(k))
+  );
+}
+
+// -> [status, headers ({lower-case name: string}), body bytes]
+function encodeResult(v, shim) {
+  let status = shim.statusCode;
+  const headers = { ...shim.headers };
+  let body = v;
+  if (isResponseObject(v)) {
+    status = v.statusCode;
+    for (const [k, value] of Object.entries(v.headers || {})) headers[k.toLowerCase()] = String(value);
+    body = v.body;
+  }
+  if (!Number.isInteger(status) || status < 100 || status > 599) {
+    throw new Error(`invalid status code ${status}: an integer from 100 to 599`);
+  }
+  const [contentType, bytes] = encodeBody(body);
+  if (!('content-type' in headers)) headers['content-type'] = contentType;
+  // The length is the body's, whatever the handler said.
+  delete headers['content-length'];
+  return [status, headers, bytes];
+}
+
+function sendResponse(responseOut, status, headers, bytes) {
+  const list = Object.entries(headers).map(([k, v]) => [k, encoder.encode(v)]);
+  list.push(['content-length', encoder.encode(String(bytes.length))]);
+  let fields;
+  try {
+    fields = Fields.fromList(list);
+  } catch (e) {
+    // A header name or value HTTP does not allow: the handler's error, told plainly.
+    status = 500;
+    bytes = encoder.encode(`invalid response header: ${errorMessage(e)}`);
+    fields = Fields.fromList([
+      ['content-type', encoder.encode(TEXT)],
+      ['content-length', encoder.encode(String(bytes.length))],
+    ]);
+  }
+  const resp = new OutgoingResponse(fields);
   resp.setStatusCode(status);
   const body = unwrap(resp.body());
   ResponseOutparam.set(responseOut, { tag: 'ok', val: resp });
@@ -258,26 +330,27 @@ export function makeIncomingHandler(userModule, funcName) {
     return f;
   }
 
-  async function run(request) {
+  async function run(request, shim) {
     const env = readEnv();
     const f = pick(env);
-    const event = buildEvent(request, readBody(request));
+    const event = buildEvent(request, readBody(request), shim);
     const context = buildContext(env);
     return await f.call(mod, event, context);
   }
 
   return {
     async handle(request, responseOut) {
-      let status, ctype, bytes;
+      let status, headers, bytes;
       try {
-        [status, ctype, bytes] = encodeResult(await run(request));
+        const shim = new ResponseShim();
+        [status, headers, bytes] = encodeResult(await run(request, shim), shim);
       } catch (e) {
         status = e instanceof HttpError ? e.status : 500;
-        ctype = 'text/plain; charset=utf-8';
+        headers = { 'content-type': TEXT };
         bytes = encoder.encode(errorMessage(e));
         if (status === 500) console.error(`function error: ${errorMessage(e)}${e && e.stack ? '\n' + e.stack : ''}`);
       }
-      sendResponse(responseOut, status, ctype, bytes);
+      sendResponse(responseOut, status, headers, bytes);
     },
   };
 }

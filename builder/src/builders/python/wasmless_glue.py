@@ -17,7 +17,9 @@ Contract (see README.md):
     context = {"function-name", "timeout", "runtime", "memory-limit"}
   return str -> 200 text/plain; dict/list -> 200 application/json;
          bytes/bytearray -> 200 application/octet-stream; None -> 200 empty;
-         other -> str(value) as text/plain; exception -> 500, body = str(exception).
+         other -> str(value) as text/plain; exception -> 500, body = str(exception);
+         {"statusCode": int, "headers": {...}, "body": ...} (only those keys) -> that
+         status and those headers, the body encoded by the rules above.
 """
 
 import datetime
@@ -134,27 +136,61 @@ def _event(request) -> dict:
     }
 
 
-def _encode_result(result):
-    """-> (status, content-type, body bytes)"""
+_TEXT = "text/plain; charset=utf-8"
+_RESPONSE_KEYS = {"statusCode", "headers", "body"}
+
+
+def _encode_body(result):
+    """-> (content-type, body bytes)"""
     if result is None:
-        return 200, "text/plain; charset=utf-8", b""
+        return _TEXT, b""
     if isinstance(result, str):
-        return 200, "text/plain; charset=utf-8", result.encode("utf-8")
+        return _TEXT, result.encode("utf-8")
     if isinstance(result, (bytes, bytearray, memoryview)):
-        return 200, "application/octet-stream", bytes(result)
-    if isinstance(result, (dict, list, tuple)):
-        return 200, "application/json", json.dumps(result).encode("utf-8")
-    if isinstance(result, (bool, int, float)):
-        return 200, "application/json", json.dumps(result).encode("utf-8")
-    return 200, "text/plain; charset=utf-8", str(result).encode("utf-8")
+        return "application/octet-stream", bytes(result)
+    if isinstance(result, (dict, list, tuple, bool, int, float)):
+        return "application/json", json.dumps(result).encode("utf-8")
+    return _TEXT, str(result).encode("utf-8")
 
 
-def _send(response_out, status: int, content_type: str, body: bytes) -> None:
-    headers = http.Fields.from_list([
-        ("content-type", content_type.encode("latin-1")),
-        ("content-length", str(len(body)).encode("latin-1")),
-    ])
-    response = http.OutgoingResponse(headers)
+def _is_response(result) -> bool:
+    """A returned {"statusCode", "headers"?, "body"?} (the shape Lambda's and OpenFaaS's Python
+    templates answer with) is the response itself, not a JSON body."""
+    return (
+        type(result) is dict
+        and type(result.get("statusCode")) is int
+        and set(result) <= _RESPONSE_KEYS
+    )
+
+
+def _encode_result(result):
+    """-> (status, headers {lower-case name: str}, body bytes)"""
+    status, headers, body = 200, {}, result
+    if _is_response(result):
+        status, body = result["statusCode"], result.get("body")
+        headers = {str(k).lower(): str(v) for k, v in (result.get("headers") or {}).items()}
+        if not 100 <= status <= 599:
+            raise ValueError("invalid status code %d: an integer from 100 to 599" % status)
+    content_type, data = _encode_body(body)
+    headers.setdefault("content-type", content_type)
+    headers.pop("content-length", None)  # the length is the body's, whatever the handler said
+    return status, headers, data
+
+
+def _fields(headers: dict, body: bytes):
+    pairs = [(k, v.encode("latin-1")) for k, v in headers.items()]
+    pairs.append(("content-length", str(len(body)).encode("latin-1")))
+    return http.Fields.from_list(pairs)
+
+
+def _send(response_out, status: int, headers: dict, body: bytes) -> None:
+    try:
+        fields = _fields(headers, body)
+    except Exception as e:
+        # A header name or value HTTP does not allow: the handler's error, told plainly.
+        status, body = 500, ("invalid response header: %r" % (e,)).encode("utf-8")
+        fields = _fields({"content-type": _TEXT}, body)
+    response = http.OutgoingResponse(fields)
     response.set_status_code(status)
     outgoing = response.body()
     http.ResponseOutparam.set(response_out, Ok(response))
@@ -171,15 +207,15 @@ def make_incoming_handler(func, handler_name: str):
             try:
                 event = _event(request)
             except _BadRequest as e:
-                _send(response_out, 400, "text/plain; charset=utf-8", str(e).encode("utf-8"))
+                _send(response_out, 400, {"content-type": _TEXT}, str(e).encode("utf-8"))
                 return
             try:
                 result = func(event, _context())
-                status, content_type, body = _encode_result(result)
+                status, headers, body = _encode_result(result)
             except Exception as e:
                 traceback.print_exc(file=sys.stderr)  # the host keeps stderr as the function's log
-                status, content_type, body = 500, "text/plain; charset=utf-8", str(e).encode("utf-8")
-            _send(response_out, status, content_type, body)
+                status, headers, body = 500, {"content-type": _TEXT}, str(e).encode("utf-8")
+            _send(response_out, status, headers, body)
 
     IncomingHandler.__qualname__ = "IncomingHandler[%s]" % handler_name
     return IncomingHandler
