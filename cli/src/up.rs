@@ -146,7 +146,12 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         )),
     ];
 
-    let mut watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Reads are not changes: the loader's own reads of the directory (inotify's open and
+        // close) woke it again, a sync every 150 ms forever.
+        if event.is_ok_and(|e| e.kind.is_access()) {
+            return;
+        }
         let _ = events_tx.send(Change::Files);
     })
     .context("cannot watch the functions directory")?;
