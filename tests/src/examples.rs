@@ -134,9 +134,10 @@ pub async fn kubeless(
     Ok(())
 }
 
-/// The examples that answer a status and headers of their own: `<prefix>-created` returns a
-/// `{statusCode, headers, body}` object, `<prefix>-accepted` sets them on Kubeless's
-/// `event.extensions.response` (Node.js). `names` are the ones `prefix`'s runtime has.
+/// The examples that answer a status and headers of their own: `<prefix>-created` (201, a
+/// `Location`, a JSON body) returns a `{statusCode, headers, body}` object in Node.js and Python
+/// and sets them on Kubeless's response writer in Go; `js-accepted` (202) sets them on Kubeless's
+/// `event.extensions.response`. `names` are the ones `prefix`'s runtime has.
 pub async fn responses(
     up: &Served,
     prefix: &str,

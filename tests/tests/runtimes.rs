@@ -39,7 +39,8 @@ fn examples_store() -> anyhow::Result<&'static Path> {
 async fn go_examples() -> anyhow::Result<()> {
     let _one_at_a_time = BUILDING.lock().await;
     let up = Up::start_with_store(&functions_dir().join("go"), examples_store()?, &[]).await?;
-    examples::go(&up).await
+    examples::go(&up).await?;
+    examples::responses(&up, "go", GO_RESPONSES, str::to_string).await
 }
 
 /// Serves `functions/<dir>/` with `wasmless up` and checks its examples, and those of
@@ -60,6 +61,7 @@ async fn kubeless_examples(
 /// The response examples of each runtime that has them.
 const JS_RESPONSES: &[&str] = &["created", "accepted"];
 const PY_RESPONSES: &[&str] = &["created"];
+const GO_RESPONSES: &[&str] = &["created"];
 
 #[tokio::test]
 async fn nodejs_examples() -> anyhow::Result<()> {
@@ -136,6 +138,7 @@ async fn every_example_on_the_api_server() -> anyhow::Result<()> {
     examples::kubeless(&host, "c", "c", spaced).await?;
     examples::kubeless(&host, "rs", "rust", str::to_string).await?;
     examples::go(&host).await?;
+    examples::responses(&host, "go", GO_RESPONSES, str::to_string).await?;
     examples::kubeless(&host, "js", "nodejs20", str::to_string).await?;
     examples::responses(&host, "js", JS_RESPONSES, str::to_string).await?;
     examples::kubeless(&host, "py", "python3.12", spaced).await?;

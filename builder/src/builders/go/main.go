@@ -42,17 +42,75 @@ func handle() {
 		Runtime:      os.Getenv("FUNC_RUNTIME"),
 		MemoryLimit:  os.Getenv("FUNC_MEMORY_LIMIT"),
 	}
+	res := &response{header: http.Header{}}
+	event.Extensions.Response = res
 	defer func() {
 		if p := recover(); p != nil {
-			respond(500, fmt.Sprint(p))
+			fail(fmt.Sprint(p))
 		}
 	}()
 	out, err := function.WASMLESS_HANDLER(event, ctx)
 	if err != nil {
-		respond(500, err.Error())
+		fail(err.Error())
 		return
 	}
-	respond(200, out)
+	res.Write([]byte(out))
+	res.send()
+}
+
+// response is event.Extensions.Response: Kubeless's Go runtime handed functions the
+// http.ResponseWriter it then wrote the returned string to, so a function sets its status and
+// headers there, and what it writes comes before the string it returns.
+type response struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (r *response) Header() http.Header { return r.header }
+
+func (r *response) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+}
+
+func (r *response) Write(p []byte) (int, error) {
+	r.WriteHeader(http.StatusOK)
+	return r.body.Write(p)
+}
+
+// send writes the WAGI response: the status, the headers (text by default), the body.
+func (r *response) send() {
+	if r.status < 100 || r.status > 599 {
+		fail(fmt.Sprintf("invalid status code %d: an integer from 100 to 599", r.status))
+		return
+	}
+	if r.header.Get("Content-Type") == "" {
+		r.header.Set("Content-Type", "text/plain; charset=utf-8")
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "Status: %d\n", r.status)
+	for name, values := range r.header {
+		for _, v := range values {
+			// A line break would start a header line of its own (or the body).
+			if strings.ContainsAny(name+v, "\r\n") || strings.EqualFold(name, "Status") {
+				fail(fmt.Sprintf("invalid response header %q", name))
+				return
+			}
+			fmt.Fprintf(&b, "%s: %s\n", name, v)
+		}
+	}
+	b.WriteString("\n")
+	b.Write(r.body.Bytes())
+	os.Stdout.Write(b.Bytes())
+}
+
+// fail answers 500 with message as text.
+func fail(message string) {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "Status: 500\nContent-Type: text/plain; charset=utf-8\n\n%s", message)
+	os.Stdout.Write(b.Bytes())
 }
 
 // parse splits a request frame into its CGI variables and its body.
@@ -72,12 +130,6 @@ func parse(in []byte) (map[string]string, []byte) {
 			cgi[k] = v
 		}
 	}
-}
-
-func respond(status int, body string) {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "Status: %d\nContent-Type: text/plain; charset=utf-8\n\n%s", status, body)
-	os.Stdout.Write(b.Bytes())
 }
 
 // request rebuilds the HTTP request from the CGI variables.
