@@ -135,8 +135,9 @@ pub async fn kubeless(
 }
 
 /// The examples that answer a status and headers of their own: `<prefix>-created` (201, a
-/// `Location`, a JSON body) returns a `{statusCode, headers, body}` object in Node.js and Python
-/// and sets them on Kubeless's response writer in Go; `js-accepted` (202) sets them on Kubeless's
+/// `Location`, a JSON body) returns a `{statusCode, headers, body}` object in Node.js and Python,
+/// a `wasmless::Response` in Rust, sets them on Kubeless's response writer in Go and calls
+/// `wasmless_status`/`wasmless_set_header` in C; `js-accepted` (202) sets them on Kubeless's
 /// `event.extensions.response`. `names` are the ones `prefix`'s runtime has.
 pub async fn responses(
     up: &Served,

@@ -62,6 +62,8 @@ async fn kubeless_examples(
 const JS_RESPONSES: &[&str] = &["created", "accepted"];
 const PY_RESPONSES: &[&str] = &["created"];
 const GO_RESPONSES: &[&str] = &["created"];
+const RS_RESPONSES: &[&str] = &["created"];
+const C_RESPONSES: &[&str] = &["created"];
 
 #[tokio::test]
 async fn nodejs_examples() -> anyhow::Result<()> {
@@ -75,12 +77,12 @@ async fn python_examples() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn rust_examples() -> anyhow::Result<()> {
-    kubeless_examples("rust", "rs", "rust", str::to_string, &[]).await
+    kubeless_examples("rust", "rs", "rust", str::to_string, RS_RESPONSES).await
 }
 
 #[tokio::test]
 async fn c_examples() -> anyhow::Result<()> {
-    kubeless_examples("c", "c", "c", spaced, &[]).await
+    kubeless_examples("c", "c", "c", spaced, C_RESPONSES).await
 }
 
 /// The seed example: a Python function as the logic of a Metacontroller CompositeController
@@ -136,7 +138,9 @@ async fn every_example_on_the_api_server() -> anyhow::Result<()> {
         ));
     }
     examples::kubeless(&host, "c", "c", spaced).await?;
+    examples::responses(&host, "c", C_RESPONSES, spaced).await?;
     examples::kubeless(&host, "rs", "rust", str::to_string).await?;
+    examples::responses(&host, "rs", RS_RESPONSES, str::to_string).await?;
     examples::go(&host).await?;
     examples::responses(&host, "go", GO_RESPONSES, str::to_string).await?;
     examples::kubeless(&host, "js", "nodejs20", str::to_string).await?;

@@ -16,6 +16,12 @@ struct wasmless_reply {
   int status;
   const char *content_type;
   char *body;
+  /* wasmless_status's, 0 when unset. */
+  int chosen_status;
+  /* wasmless_set_header's, "Name: value\n" each; a Content-Type of its own replaces the default. */
+  char *headers;
+  size_t headers_len;
+  char *chosen_content_type;
 };
 
 static const char *env_or(const char *name, const char *fallback) {
@@ -112,6 +118,38 @@ int wasmless_error(struct wasmless_reply *reply, const char *format, ...) {
   REPLY(500, "text/plain; charset=utf-8");
 }
 
+int wasmless_status(struct wasmless_reply *reply, int status) {
+  if (status < 100 || status > 599)
+    return wasmless_error(reply, "invalid status code %d: an integer from 100 to 599", status);
+  reply->chosen_status = status;
+  return 0;
+}
+
+/* An HTTP token (RFC 9110): what a header name may be. */
+static int is_token(const char *s) {
+  if (!*s) return 0;
+  for (; *s; s++)
+    if (!isalnum((unsigned char)*s) && !strchr("!#$%&'*+-.^_`|~", *s)) return 0;
+  return 1;
+}
+
+int wasmless_set_header(struct wasmless_reply *reply, const char *name, const char *value) {
+  if (!is_token(name) || strcasecmp(name, "status") == 0 || strpbrk(value, "\r\n"))
+    return wasmless_error(reply, "invalid response header %s", is_token(name) ? name : "(not a token)");
+  if (strcasecmp(name, "content-type") == 0) {
+    free(reply->chosen_content_type);
+    reply->chosen_content_type = strdup(value);
+    return 0;
+  }
+  size_t n = strlen(name) + strlen(value) + 3;
+  char *grown = realloc(reply->headers, reply->headers_len + n + 1);
+  if (!grown) return wasmless_error(reply, "out of memory");
+  snprintf(grown + reply->headers_len, n + 1, "%s: %s\n", name, value);
+  reply->headers = grown;
+  reply->headers_len += n;
+  return 0;
+}
+
 static char *read_body(size_t *len) {
   size_t cap = 4096, n = 0;
   char *buf = malloc(cap + 1);
@@ -166,8 +204,12 @@ int main(void) {
   } else if (!reply.content_type) {
     wasmless_text(&reply, "%s", "");
   }
-  printf("Status: %d\nContent-Type: %s\n\n%s", reply.status, reply.content_type,
-         reply.body ? reply.body : "");
+  if (reply.status != 500) {
+    if (reply.chosen_status) reply.status = reply.chosen_status;
+    if (reply.chosen_content_type) reply.content_type = reply.chosen_content_type;
+  }
+  printf("Status: %d\nContent-Type: %s\n%s\n%s", reply.status, reply.content_type,
+         reply.status != 500 && reply.headers ? reply.headers : "", reply.body ? reply.body : "");
   fflush(stdout);
   return 0;
 }
