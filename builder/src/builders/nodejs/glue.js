@@ -35,9 +35,16 @@ if (typeof globalThis.process === 'undefined') {
   globalThis.process.env = {};
 }
 
+// An instance's environment never changes (the host sets it when it makes the instance), so
+// the host is asked once per instance; `process.env` is still restored on every request.
+let instanceEnv;
+
 function readEnv() {
-  const env = {};
-  for (const [k, v] of getEnvironment()) env[k] = v;
+  if (!instanceEnv) {
+    instanceEnv = {};
+    for (const [k, v] of getEnvironment()) instanceEnv[k] = v;
+  }
+  const env = instanceEnv;
   const pe = globalThis.process.env;
   for (const k of Object.keys(pe)) if (!(k in env)) delete pe[k];
   Object.assign(pe, env);
