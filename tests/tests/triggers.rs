@@ -217,6 +217,9 @@ async fn an_http_trigger_routes_its_hostname_to_its_own_namespaces_function() ->
     until_answer(&host, "hello.test", "/", "hello from test").await?;
 
     // Two triggers claim one route: the older holds it; the younger says so and has no Ingress.
+    // creationTimestamp counts whole seconds and a tie goes to the first namespace (`other`
+    // before `test`): created within web's second, late would be the holder.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     cluster.apply(
         "apiVersion: wasmless.dev/v1alpha1\nkind: HTTPTrigger\nmetadata: {name: late, namespace: other}\nspec: {function-name: hello, host-name: hello.example.com, path: /api}\n",
     )?;
