@@ -72,7 +72,7 @@ fn after_help() -> String {
 
 /// What wakes the loader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Change {
+enum Change {
     /// Something under the functions directory changed.
     Files,
     /// A manifest was deployed or deleted through the admin API.

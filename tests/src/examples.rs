@@ -32,8 +32,8 @@ pub async fn call(
 }
 
 /// Each runtime's examples are `<prefix>-<example>`.
-pub const EXAMPLES: [&str; 7] = [
-    "hello", "echo", "json", "headers", "env", "error", "timeout",
+pub const EXAMPLES: [&str; 8] = [
+    "hello", "echo", "json", "headers", "env", "error", "timeout", "created",
 ];
 
 /// Waits until `function` is routed (a host may load it a moment after its status says Ready).
@@ -45,8 +45,11 @@ async fn routed(served: &Served, function: &str) -> anyhow::Result<()> {
 }
 
 /// What every runtime's examples share: `<prefix>-hello`, `-echo` (text), `-headers`, `-env`,
-/// `-error`, `-timeout`.
-async fn common(up: &Served, prefix: &str) -> anyhow::Result<()> {
+/// `-error`, `-timeout`, and `-created`: 201 with a `Location` and `created` as its JSON body
+/// (each runtime sets a status and headers its own way: a returned `{statusCode, headers, body}`
+/// in Node.js and Python, a `wasmless::Response` in Rust, Kubeless's response writer in Go,
+/// `wasmless_status`/`wasmless_set_header` in C).
+async fn common(up: &Served, prefix: &str, created: &str) -> anyhow::Result<()> {
     let f = |name: &str| format!("{prefix}-{name}");
     for name in EXAMPLES {
         routed(up, &f(name)).await?;
@@ -82,13 +85,44 @@ async fn common(up: &Served, prefix: &str) -> anyhow::Result<()> {
     );
     let (status, _, body) = call(up, &f("timeout"), Method::GET, "/", "", &[]).await?;
     assert_eq!(status, 408, "{body}");
+    let (status, headers, body) = call_with_headers(up, &f("created")).await?;
+    assert_eq!(
+        (
+            status,
+            header(&headers, "location"),
+            header(&headers, "content-type"),
+            body.as_str()
+        ),
+        (201, "/items/1", "application/json", created),
+        "{prefix}-created"
+    );
     Ok(())
+}
+
+/// GETs `/` of `function`: status, headers, body.
+async fn call_with_headers(
+    served: &Served,
+    function: &str,
+) -> anyhow::Result<(u16, reqwest::header::HeaderMap, String)> {
+    let r = served
+        .request(Method::GET, &format!("{function}.test"), "/")
+        .send()
+        .await?;
+    let (status, headers) = (r.status().as_u16(), r.headers().clone());
+    Ok((status, headers, r.text().await?))
+}
+
+fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
 }
 
 /// The Go examples (`go-hello` …): Go handlers return strings, as in Kubeless, so the json
 /// example marshals its own (sorted) object and answers text.
 pub async fn go(up: &Served) -> anyhow::Result<()> {
-    common(up, "go").await?;
+    common(up, "go", r#"{"id":1}"#).await?;
     assert_eq!(
         call(up, "go-json", Method::GET, "/", "", &[]).await?,
         (
@@ -108,7 +142,7 @@ pub async fn kubeless(
     runtime: &str,
     json_of: fn(&str) -> String,
 ) -> anyhow::Result<()> {
-    common(up, prefix).await?;
+    common(up, prefix, &json_of(r#"{"id":1}"#)).await?;
     let f = |name: &str| format!("{prefix}-{name}");
     assert_eq!(
         call(
@@ -134,52 +168,20 @@ pub async fn kubeless(
     Ok(())
 }
 
-/// The examples that answer a status and headers of their own: `<prefix>-created` (201, a
-/// `Location`, a JSON body) returns a `{statusCode, headers, body}` object in Node.js and Python,
-/// a `wasmless::Response` in Rust, sets them on Kubeless's response writer in Go and calls
-/// `wasmless_status`/`wasmless_set_header` in C; `js-accepted` (202) sets them on Kubeless's
-/// `event.extensions.response`. `names` are the ones `prefix`'s runtime has.
-pub async fn responses(
-    up: &Served,
-    prefix: &str,
-    names: &[&str],
-    json_of: fn(&str) -> String,
-) -> anyhow::Result<()> {
-    for name in names {
-        let function = format!("{prefix}-{name}");
-        routed(up, &function).await?;
-        let r = up
-            .request(Method::GET, &format!("{function}.test"), "/")
-            .send()
-            .await?;
-        let header = |h: &str| {
-            r.headers()
-                .get(h)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string()
-        };
-        let (status, location, queue, content_type) = (
-            r.status().as_u16(),
-            header("location"),
-            header("x-queue"),
-            header("content-type"),
-        );
-        let body = r.text().await?;
-        match *name {
-            "created" => assert_eq!(
-                (status, location.as_str(), content_type.as_str(), body),
-                (201, "/items/1", "application/json", json_of(r#"{"id":1}"#)),
-                "{function}"
-            ),
-            "accepted" => assert_eq!(
-                (status, queue.as_str(), content_type.as_str(), body.as_str()),
-                (202, "default", "text/plain; charset=utf-8", "queued"),
-                "{function}"
-            ),
-            other => anyhow::bail!("no such response example: {other}"),
-        }
-    }
+/// `js-accepted`: a status (202) and a header set on Kubeless's `event.extensions.response`, the
+/// Express-like object Kubeless's Node.js runtime handed functions.
+pub async fn express_response(up: &Served) -> anyhow::Result<()> {
+    routed(up, "js-accepted").await?;
+    let (status, headers, body) = call_with_headers(up, "js-accepted").await?;
+    assert_eq!(
+        (
+            status,
+            header(&headers, "x-queue"),
+            header(&headers, "content-type"),
+            body.as_str()
+        ),
+        (202, "default", "text/plain; charset=utf-8", "queued")
+    );
     Ok(())
 }
 

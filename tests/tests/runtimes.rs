@@ -39,50 +39,42 @@ fn examples_store() -> anyhow::Result<&'static Path> {
 async fn go_examples() -> anyhow::Result<()> {
     let _one_at_a_time = BUILDING.lock().await;
     let up = Up::start_with_store(&functions_dir().join("go"), examples_store()?, &[]).await?;
-    examples::go(&up).await?;
-    examples::responses(&up, "go", GO_RESPONSES, str::to_string).await
+    examples::go(&up).await
 }
 
-/// Serves `functions/<dir>/` with `wasmless up` and checks its examples, and those of
-/// `responses` ([`examples::responses`]).
+/// Serves `functions/<dir>/` with `wasmless up` and checks its examples.
 async fn kubeless_examples(
     dir: &str,
     prefix: &str,
     runtime: &str,
     json_of: fn(&str) -> String,
-    responses: &[&str],
 ) -> anyhow::Result<()> {
     let _one_at_a_time = BUILDING.lock().await;
     let up = Up::start_with_store(&functions_dir().join(dir), examples_store()?, &[]).await?;
-    examples::kubeless(&up, prefix, runtime, json_of).await?;
-    examples::responses(&up, prefix, responses, json_of).await
+    examples::kubeless(&up, prefix, runtime, json_of).await
 }
-
-/// The response examples of each runtime that has them.
-const JS_RESPONSES: &[&str] = &["created", "accepted"];
-const PY_RESPONSES: &[&str] = &["created"];
-const GO_RESPONSES: &[&str] = &["created"];
-const RS_RESPONSES: &[&str] = &["created"];
-const C_RESPONSES: &[&str] = &["created"];
 
 #[tokio::test]
 async fn nodejs_examples() -> anyhow::Result<()> {
-    kubeless_examples("nodejs", "js", "nodejs20", str::to_string, JS_RESPONSES).await
+    let _one_at_a_time = BUILDING.lock().await;
+    let up = Up::start_with_store(&functions_dir().join("nodejs"), examples_store()?, &[]).await?;
+    examples::kubeless(&up, "js", "nodejs20", str::to_string).await?;
+    examples::express_response(&up).await
 }
 
 #[tokio::test]
 async fn python_examples() -> anyhow::Result<()> {
-    kubeless_examples("python", "py", "python3.12", spaced, PY_RESPONSES).await
+    kubeless_examples("python", "py", "python3.12", spaced).await
 }
 
 #[tokio::test]
 async fn rust_examples() -> anyhow::Result<()> {
-    kubeless_examples("rust", "rs", "rust", str::to_string, RS_RESPONSES).await
+    kubeless_examples("rust", "rs", "rust", str::to_string).await
 }
 
 #[tokio::test]
 async fn c_examples() -> anyhow::Result<()> {
-    kubeless_examples("c", "c", "c", spaced, C_RESPONSES).await
+    kubeless_examples("c", "c", "c", spaced).await
 }
 
 /// The seed example: a Python function as the logic of a Metacontroller CompositeController
@@ -138,15 +130,11 @@ async fn every_example_on_the_api_server() -> anyhow::Result<()> {
         ));
     }
     examples::kubeless(&host, "c", "c", spaced).await?;
-    examples::responses(&host, "c", C_RESPONSES, spaced).await?;
     examples::kubeless(&host, "rs", "rust", str::to_string).await?;
-    examples::responses(&host, "rs", RS_RESPONSES, str::to_string).await?;
     examples::go(&host).await?;
-    examples::responses(&host, "go", GO_RESPONSES, str::to_string).await?;
     examples::kubeless(&host, "js", "nodejs20", str::to_string).await?;
-    examples::responses(&host, "js", JS_RESPONSES, str::to_string).await?;
+    examples::express_response(&host).await?;
     examples::kubeless(&host, "py", "python3.12", spaced).await?;
-    examples::responses(&host, "py", PY_RESPONSES, spaced).await?;
 
     // A syntax error: Failed with the compiler's message; the Ready revision keeps answering.
     let hello = std::fs::read_to_string(functions_dir().join("c/functions.yaml"))?;
