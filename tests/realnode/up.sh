@@ -10,7 +10,7 @@
 #                 httpd), reached from pod default/client as http://hello.test:8080/ (CoreDNS+kube-proxy)
 # Environment (defaults in brackets):
 #   REALNODE_DIR [${TMPDIR:-/tmp}/wasmless-realnode]    state dir (or the positional argument)
-#   WASMLESS_K8S_BIN [~/.cache/wasmless/k8s/v1.35.8/bin, where scripts/k8s-binaries.sh --node builds]
+#   WASMLESS_K8S_BIN [what scripts/k8s-binaries.sh --node prints: it builds them the first time]
 #   REALNODE_NODE_IP [192.0.2.200]  the node's address, on a device of its own (realnode0)
 # Network: pods 198.18.0.0/16 (bridge realnode-br0, 198.18.0.1), services 198.19.0.0/16, DNS
 # 198.19.0.10. Nothing leaves the machine: CoreDNS has no upstream, pods have no default route, and
@@ -30,8 +30,8 @@ while [ $# -gt 0 ]; do
 done
 DIR=$(realpath -m "${1:-${REALNODE_DIR:-${TMPDIR:-/tmp}/wasmless-realnode}}")
 CACHE=$HOME/.cache/wasmless/realnode
-K8S_BIN=${WASMLESS_K8S_BIN:-$HOME/.cache/wasmless/k8s/v1.35.8/bin}
-COREDNS_VERSION=v1.15.0 # as scripts/k8s-binaries.sh builds it
+K8S_BIN=${WASMLESS_K8S_BIN:-$("$(dirname "$0")/../../scripts/k8s-binaries.sh" --node | tail -n 1)}
+COREDNS_VERSION=v$("$K8S_BIN/coredns" -version | sed -n 's/^CoreDNS-//p') # e.g. v1.14.7
 NODE_IP=${REALNODE_NODE_IP:-192.0.2.200}
 NODE_DEV=realnode0
 NODE_NAME=realnode
