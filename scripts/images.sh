@@ -46,6 +46,8 @@
 #   --force            rebuild the archives (and the builder's Debian root) even when their
 #                      inputs did not change
 #   --builder          also build wasmless-builder (~10 min the first time, ~1.5 GB uncompressed)
+#   --builder-base     only the builder's Debian root filesystem and Go (no binary needed:
+#                      scripts/test.sh starts it before any Rust build, beside the Go builds)
 #   --check-builds     with --builder: when its toolchains are installed, also build a second
 #                      example of each runtime offline, as nonroot, on a read-only root (as in a
 #                      pod; the real-node suite builds in a pod instead, so it does not ask)
@@ -57,7 +59,7 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 SCRIPT=$REPO/scripts/images.sh
 
-PROFILE=release BUILD=1 FORCE=0 OUT="" BUILDER=0 CHECK_BUILDS=0
+PROFILE=release BUILD=1 FORCE=0 OUT="" BUILDER=0 CHECK_BUILDS=0 BASE_ONLY=0
 while [ $# -gt 0 ]; do
   case $1 in
     --profile) PROFILE=${2:?--profile needs release or debug}; shift 2 ;;
@@ -67,6 +69,7 @@ while [ $# -gt 0 ]; do
     --out=*) OUT=${1#*=}; shift ;;
     --force) FORCE=1; shift ;;
     --builder) BUILDER=1; shift ;;
+    --builder-base) BASE_ONLY=1 BUILD=0; shift ;;
     --check-builds) CHECK_BUILDS=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed -E 's/^# ?//'; exit 0 ;;
     *) echo "images.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -182,6 +185,7 @@ if [ "$BUILD" = 1 ]; then
   nice -n 10 cargo build --locked "${args[@]}" >&2
 fi
 for b in "${BINARIES[@]}"; do
+  [ "$BASE_ONLY" = 0 ] || break
   [ -x "$CARGO_TARGET_DIR/$PROFILE_DIR/$b" ] ||
     die "$CARGO_TARGET_DIR/$PROFILE_DIR/$b is missing: run without --skip-build"
 done
@@ -683,6 +687,7 @@ with tarfile.open(src) as t:
 PY
 }
 
+if [ "$BASE_ONLY" = 1 ]; then builder_base; exit 0; fi
 RESULTS=()
 for i in "${IMAGES[@]}"; do one_image "$i"; done
 flock -u 9

@@ -16,12 +16,20 @@ cargo fmt --all -- --check
 RUSTC_WORKSPACE_WRAPPER="$(rustc --print sysroot)/bin/clippy-driver"
 CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 export RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
+# Incremental compilation only costs here: prune_stale_builds drops its cache at each start.
+export CARGO_INCREMENTAL=0
 # The Go builds (~36 min on a new machine, nothing once cached) run beside the Rust ones: each
 # leaves the cores idle at times (cargo's serial crates and links, Go's module downloads).
 step "Kubernetes binaries, in the background: etcd, kube-apiserver, kube-controller-manager, a node's, kubectl, helm (built once from the Go module proxy, cached)"
 k8s_log="${TMPDIR:-/tmp}/wasmless-k8s-binaries.log"
 scripts/k8s-binaries.sh --node >"$k8s_log" 2>&1 &
 k8s_pid=$!
+# The real-node suite's builder image starts from a Debian root filesystem (mmdebstrap, ~2.5 min
+# alone on a new machine, mostly waiting on disk and network): made beside the Go builds, at low
+# priority; the images step below waits on its lock.
+step "the builder image's Debian root filesystem, in the background"
+base_log="${TMPDIR:-/tmp}/wasmless-builder-base.log"
+scripts/images.sh --builder-base >"$base_log" 2>&1 &
 step "toolchains of the source runtimes (go, nodejs, python, rust, c)"
 apt_install openssl
 scripts/toolchains.sh
