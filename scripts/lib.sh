@@ -39,9 +39,12 @@ apt_install() {
   for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   [ ${#missing[@]} -eq 0 ] && return 0
   local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-    "${opts[@]}" "${missing[@]}" >/dev/null
+  # One apt at a time from these scripts: DPkg::Lock::Timeout waits for dpkg's lock, but `apt-get
+  # update` fails at once on its lists' lock. (flock -o: a daemon a package starts does not
+  # inherit the lock.)
+  $sudo flock -o /tmp/.wasmless-apt.lock sh -c 'apt-get -o DPkg::Lock::Timeout=600 update -qq &&
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$@" >/dev/null' \
+    apt_install "${opts[@]}" "${missing[@]}"
 }
 
 require_cargo() {
