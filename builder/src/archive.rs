@@ -103,8 +103,12 @@ fn reserved(runtime: Runtime) -> &'static [&'static str] {
     }
 }
 
-/// The handler's file name: `hello.handler` is `hello.py` for Python.
+/// The handler's file name: `hello.handler` is `hello.py` for Python; with no handler, a
+/// program's is `main.c`, `main.rs` or `main.go` ([`Runtime::builds_programs`]).
 pub fn handler_file(runtime: Runtime, handler: &str) -> Result<String, ArchiveError> {
+    if handler.trim().is_empty() && runtime.builds_programs() {
+        return Ok(format!("main.{}", runtime.extension()));
+    }
     let file = handler
         .trim()
         .rsplit_once('.')
@@ -377,6 +381,23 @@ mod tests {
                 ("pkg/__init__.py", ""),
             ])
         );
+    }
+
+    #[test]
+    fn a_program_is_main() {
+        assert_eq!(handler_file(Runtime::C, "").ok().as_deref(), Some("main.c"));
+        assert_eq!(
+            handler_file(Runtime::Go, " ").ok().as_deref(),
+            Some("main.go")
+        );
+        assert!(matches!(
+            handler_file(Runtime::Python, ""),
+            Err(ArchiveError::Handler(_))
+        ));
+        let zip = zip_of(&[("main.c", ""), ("util.c", "")]);
+        assert!(check(&zip, Runtime::C, "").is_ok());
+        let e = check(&zip_of(&[("util.c", "")]), Runtime::C, "").unwrap_err();
+        assert!(matches!(e, ArchiveError::NoHandlerFile { .. }), "{e}");
     }
 
     #[test]

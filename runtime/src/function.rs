@@ -97,7 +97,8 @@ pub struct FunctionSpec {
     #[schemars(pattern(validate::RUNTIME_PATTERN), length(max = validate::MAX_RUNTIME_LEN))]
     pub runtime: String,
     /// Kubeless "file.function": the file and function that handle requests, each an
-    /// identifier; required by source runtimes.
+    /// identifier; required by nodejs and python. Without one, a go, rust or c source is a
+    /// whole WASI program (main.go, main.rs, main.c) that speaks CGI on stdin and stdout.
     #[serde(default)]
     #[schemars(pattern(validate::HANDLER_PATTERN), length(max = validate::MAX_HANDLER_LEN))]
     pub handler: String,
@@ -116,8 +117,9 @@ pub struct FunctionSpec {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(pattern(validate::CHECKSUM_PATTERN))]
     pub checksum: String,
-    /// Dependencies, as the text of requirements.txt (python), package.json (nodejs) or
-    /// `[dependencies]` lines of Cargo.toml (rust); at most 64 KiB.
+    /// Dependencies, as the text of requirements.txt (python), package.json (nodejs),
+    /// `[dependencies]` lines of Cargo.toml (rust) or a go.mod's require lines (go); at most
+    /// 64 KiB.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(max = validate::MAX_DEPS_BYTES))]
     pub deps: String,

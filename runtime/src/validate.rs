@@ -5,6 +5,7 @@
 //! here from a cluster; objects stored before the rules existed, and `wasmless up`, still do.
 
 mod deps;
+pub use deps::go_requires;
 #[cfg(test)]
 mod tests;
 

@@ -45,10 +45,10 @@ async fn routed(served: &Served, function: &str) -> anyhow::Result<()> {
 }
 
 /// What every runtime's examples share: `<prefix>-hello`, `-echo` (text), `-headers`, `-env`,
-/// `-error`, `-timeout`, and `-created`: 201 with a `Location` and `created` as its JSON body
+/// `-error`, `-timeout`, `-created`: 201 with a `Location` and `created` as its JSON body
 /// (each runtime sets a status and headers its own way: a returned `{statusCode, headers, body}`
 /// in Node.js and Python, a `wasmless::Response` in Rust, Kubeless's response writer in Go,
-/// `wasmless_status`/`wasmless_set_header` in C).
+/// `wasmless_status`/`wasmless_set_header` in C); and `-cgi` where the runtime builds programs.
 async fn common(up: &Served, prefix: &str, created: &str) -> anyhow::Result<()> {
     let f = |name: &str| format!("{prefix}-{name}");
     for name in EXAMPLES {
@@ -95,6 +95,36 @@ async fn common(up: &Served, prefix: &str, created: &str) -> anyhow::Result<()> 
         ),
         (201, "/items/1", "application/json", created),
         "{prefix}-created"
+    );
+    if PROGRAMS.contains(&prefix) {
+        program(up, prefix).await?;
+    }
+    Ok(())
+}
+
+/// The runtimes that also build whole programs (no handler): `<prefix>-cgi`.
+const PROGRAMS: [&str; 3] = ["c", "rs", "go"];
+
+/// `<prefix>-cgi`, a plain CGI program: its own status line and headers, the method and query
+/// from the environment, the body from stdin.
+async fn program(served: &Served, prefix: &str) -> anyhow::Result<()> {
+    let function = format!("{prefix}-cgi");
+    routed(served, &function).await?;
+    let r = served
+        .request(Method::POST, &format!("{function}.test"), "/path?q=42")
+        .body("some data")
+        .send()
+        .await?;
+    let (status, headers) = (r.status().as_u16(), r.headers().clone());
+    assert_eq!(
+        (
+            status,
+            header(&headers, "content-type"),
+            header(&headers, "x-program"),
+            r.text().await?.as_str()
+        ),
+        (201, "text/plain", prefix, "POST q=42 body=some data\n"),
+        "{function}"
     );
     Ok(())
 }

@@ -251,7 +251,12 @@ async fn a_c_syntax_error_fails_with_the_compilers_message() -> anyhow::Result<(
     .await
 }
 
-/// `deps` resolve at build time from the registries (PyPI, npm, crates.io) and are bundled; a
+/// `go-deps`'s body: the name-based (SHA-1, version 5) UUID of `https://wasmless.dev` in RFC
+/// 4122's URL namespace, as github.com/google/uuid computes it natively.
+const GO_DEPS_BODY: &str = "uuid 27c777a6-8095-51ce-9a75-7c852c377500";
+
+/// `deps` resolve at build time from the registries (PyPI, npm, crates.io, the Go module proxy)
+/// and are bundled; a
 /// package that does not exist fails that function's build with the resolver's message, and the
 /// other functions serve.
 #[tokio::test]
@@ -270,6 +275,7 @@ async fn dependencies_are_bundled_and_a_missing_one_fails_the_build() -> anyhow:
     let python = "import six\ndef f(event, context):\n    return 'six ' + six.__version__\n";
     let node = "const isNumber = require('is-number');\nmodule.exports = { f: (event, context) => 'is-number ' + isNumber('42') };\n";
     let rust = "pub fn f(_: wasmless::Event, _: wasmless::Context) -> Result<String, String> {\n    Ok(format!(\"itoa {}\", itoa::Buffer::new().format(42)))\n}\n";
+    let go = "package kubeless\n\nimport (\n\t\"github.com/google/uuid\"\n\t\"github.com/kubeless/kubeless/pkg/functions\"\n)\n\nfunc F(event functions.Event, context functions.Context) (string, error) {\n\treturn \"uuid \" + uuid.NewSHA1(uuid.NameSpaceURL, []byte(\"https://wasmless.dev\")).String(), nil\n}\n";
     let docs = [
         manifest("py-deps", "python", "handler.f", "six==1.16.0", python),
         manifest(
@@ -280,6 +286,13 @@ async fn dependencies_are_bundled_and_a_missing_one_fails_the_build() -> anyhow:
             node,
         ),
         manifest("rs-deps", "rust", "handler.f", r#"itoa = "1""#, rust),
+        manifest(
+            "go-deps",
+            "go",
+            "handler.F",
+            "module example.com/f\n\nrequire github.com/google/uuid v1.6.0\n",
+            go,
+        ),
         manifest(
             "py-missing",
             "python",
@@ -301,6 +314,13 @@ async fn dependencies_are_bundled_and_a_missing_one_fails_the_build() -> anyhow:
             r#"no-such-crate-wasmless = "1""#,
             rust,
         ),
+        manifest(
+            "go-missing",
+            "go",
+            "handler.F",
+            "require example.com/no-such-module-wasmless v1.0.0",
+            go,
+        ),
     ];
     std::fs::write(dir.path().join("deps.yaml"), docs.join("---\n"))?;
     let up = Up::start(dir.path(), &[]).await?;
@@ -308,6 +328,7 @@ async fn dependencies_are_bundled_and_a_missing_one_fails_the_build() -> anyhow:
         ("py-deps", "six 1.16.0"),
         ("js-deps", "is-number true"),
         ("rs-deps", "itoa 42"),
+        ("go-deps", GO_DEPS_BODY),
     ] {
         assert_eq!(
             up.get(&format!("{name}.test"), "/").await?,
@@ -322,6 +343,7 @@ async fn dependencies_are_bundled_and_a_missing_one_fails_the_build() -> anyhow:
             "rs-missing",
             "no matching package named `no-such-crate-wasmless`",
         ),
+        ("go-missing", "example.com/no-such-module-wasmless"),
     ] {
         let (phase, message) = up.phase("test", name).await.unwrap_or_default();
         assert_eq!(phase, "Failed", "{name}: {message}");

@@ -1,7 +1,8 @@
 //! `c`: a function `int foo(const struct wasmless_event *, const struct wasmless_context *,
 //! struct wasmless_reply *)` in `file.c` (handler `file.foo`), built by Debian's clang-16 against
 //! wasi-libc into a WAGI module. The contract is `c/wasmless.h`; the glue (`c/main.c`) reads the
-//! CGI request and writes the reply. Standard library only: `deps` are refused.
+//! CGI request and writes the reply. Without a handler, `main.c` is a whole CGI program, built
+//! without the glue. Standard library only: `deps` are refused.
 
 use std::process::Command;
 
@@ -22,13 +23,20 @@ impl Builder for C {
     }
 
     fn build(&self, source: &Source) -> Result<Vec<u8>, BuildError> {
-        let (_, func) = split_handler(source.handler)?;
-        toolchain::identifiers(source.handler, "C", &[func])?;
+        let func = if toolchain::is_program(source, Runtime::C) {
+            None
+        } else {
+            let (_, func) = split_handler(source.handler)?;
+            toolchain::identifiers(source.handler, "C", &[func])?;
+            Some(func)
+        };
         toolchain::no_deps(source, "C functions build with wasi-libc only")?;
         let dir = toolchain::workdir()?;
         let d = dir.path();
-        toolchain::write(&d.join("wasmless.h"), HEADER.as_bytes())?;
-        toolchain::write(&d.join("wasmless_main.c"), MAIN.as_bytes())?;
+        if func.is_some() {
+            toolchain::write(&d.join("wasmless.h"), HEADER.as_bytes())?;
+            toolchain::write(&d.join("wasmless_main.c"), MAIN.as_bytes())?;
+        }
         // An archive's files go to src/: its `.c` files at the root are compiled with the
         // handler's, and `#include "x.h"` finds headers beside them.
         let src = match source.packaging {
@@ -63,9 +71,13 @@ impl Builder for C {
             .args(["-Wl,--strip-all", "-fno-color-diagnostics", "-I."])
             // A crashing compiler would write reproducers (the preprocessed source) and a
             // long report: the message is enough.
-            .arg("-fno-crash-diagnostics")
-            .arg(format!("-DWASMLESS_HANDLER={func}"))
-            .arg("wasmless_main.c")
+            .arg("-fno-crash-diagnostics");
+        if let Some(func) = func {
+            clang
+                .arg(format!("-DWASMLESS_HANDLER={func}"))
+                .arg("wasmless_main.c");
+        }
+        clang
             .arg(relative(&user))
             .args(sources.iter().map(|p| relative(p)))
             .args(["-o", "function.wasm"]);

@@ -3,11 +3,15 @@
 //! WAGI reactor (`runtime/src/abi/reactor.rs`: Go's runtime starts once per instance, and warm
 //! instances answer many requests). Generated glue (`go/main.go`) turns the CGI request into
 //! Kubeless's event and context; `github.com/kubeless/kubeless/pkg/functions` is provided
-//! (`go/functions.go`).
+//! (`go/functions.go`). `deps` are a go.mod's require lines, fetched from the Go module proxy
+//! into the tenant's own module cache (checked against the checksum database, through the
+//! proxy). Without a handler, the source is a `package main` CGI program: built
+//! as is into a WAGI command (Go's runtime starts for each request).
 
 use std::process::Command;
 
 use wasmless_runtime::function::{Packaging, Runtime};
+use wasmless_runtime::validate::go_requires;
 
 use super::toolchain::{self, run, split_handler};
 use super::{BuildError, Builder, Source};
@@ -16,6 +20,9 @@ const MAIN: &str = include_str!("go/main.go");
 const FUNCTIONS: &str = include_str!("go/functions.go");
 const HELLO: &str = "package kubeless\n\nimport \"github.com/kubeless/kubeless/pkg/functions\"\n\nfunc Hello(event functions.Event, context functions.Context) (string, error) {\n\treturn \"hello\", nil\n}\n";
 const INSTALL: &str = "install Go 1.24 or newer (scripts/toolchains.sh)";
+/// Where `deps` come from (the go command's default, without its `direct` fallback to version
+/// control: a build reaches TCP port 443 only).
+const PROXY: &str = "https://proxy.golang.org";
 
 pub struct Go;
 
@@ -50,15 +57,23 @@ impl Builder for Go {
         toolchain::write(&stamp, b"")
     }
 
+    fn needs_registry(&self, deps: &str) -> bool {
+        !deps.trim().is_empty()
+    }
+
     fn build(&self, source: &Source) -> Result<Vec<u8>, BuildError> {
+        let requires = go_requires(source.deps).map_err(BuildError::Compile)?;
+        if toolchain::is_program(source, Runtime::Go) {
+            return program(source, &requires);
+        }
         let (_, func) = split_handler(source.handler)?;
-        toolchain::no_deps(source, "Go functions build with the standard library only")?;
         let dir = toolchain::workdir()?;
         let d = dir.path();
-        toolchain::write(
-            &d.join("go.mod"),
-            b"module wasmless.dev/function\n\ngo 1.24\n\nrequire github.com/kubeless/kubeless v0.0.0\n\nreplace github.com/kubeless/kubeless => ./kubeless\n",
-        )?;
+        let mut gomod = String::from(
+            "module wasmless.dev/function\n\ngo 1.24\n\nrequire github.com/kubeless/kubeless v0.0.0\n\nreplace github.com/kubeless/kubeless => ./kubeless\n",
+        );
+        push_requires(&mut gomod, &requires);
+        toolchain::write(&d.join("go.mod"), gomod.as_bytes())?;
         toolchain::write(
             &d.join("kubeless/go.mod"),
             b"module github.com/kubeless/kubeless\n\ngo 1.21\n",
@@ -87,9 +102,52 @@ impl Builder for Go {
         ])
         .env("GOFLAGS", "-mod=mod");
         wasip1(&mut go);
+        modules(&mut go, &requires);
         run(go, d, INSTALL)?;
         toolchain::read(&d.join("function.wasm"))
     }
+}
+
+/// A `package main` program (main.go and, from an archive, the files beside it) as a WAGI
+/// command.
+fn program(source: &Source, requires: &[(String, String)]) -> Result<Vec<u8>, BuildError> {
+    let dir = toolchain::workdir()?;
+    let d = dir.path();
+    let mut gomod = String::from("module wasmless.dev/function\n\ngo 1.24\n");
+    push_requires(&mut gomod, requires);
+    toolchain::write(&d.join("go.mod"), gomod.as_bytes())?;
+    toolchain::write_source(source, Runtime::Go, d)?;
+    let mut go = Command::new("go");
+    go.args([
+        "build",
+        "-trimpath",
+        "-ldflags=-s -w",
+        "-o",
+        "function.wasm",
+        ".",
+    ])
+    .env("GOFLAGS", "-mod=mod");
+    wasip1(&mut go);
+    modules(&mut go, requires);
+    run(go, d, INSTALL)?;
+    toolchain::read(&d.join("function.wasm"))
+}
+
+/// The tenant's requirements, checked ([`go_requires`]), as go.mod lines.
+fn push_requires(gomod: &mut String, requires: &[(String, String)]) {
+    for (path, version) in requires {
+        gomod.push_str(&format!("require {path} {version}\n"));
+    }
+}
+
+/// With requirements, the go command fetches them (and what they require) from the module proxy
+/// alone, never from their repositories, into the tenant's own module cache.
+fn modules(go: &mut Command, requires: &[(String, String)]) {
+    if requires.is_empty() {
+        return;
+    }
+    go.env("GOPROXY", PROXY)
+        .env("GOMODCACHE", toolchain::state_dir("go").join("mod"));
 }
 
 /// The go command for WASI preview 1, offline, with the Go that is installed.

@@ -3,7 +3,8 @@
 //! The contract lives in a small crate, `wasmless` (`rust/wasmless/lib.rs`), written once into the
 //! tenant's build state so it and its dependencies compile once; a tenant's builds share one
 //! target directory there (never another tenant's). `deps` are extra `[dependencies]` lines for
-//! Cargo.toml.
+//! Cargo.toml. Without a handler, `main.rs` is a whole CGI program (its own `fn main`), built
+//! without the glue.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,8 +39,13 @@ impl Builder for Rust {
     }
 
     fn build(&self, source: &Source) -> Result<Vec<u8>, BuildError> {
-        let (file, func) = split_handler(source.handler)?;
-        toolchain::identifiers(source.handler, "Rust", &[file, func])?;
+        let handler = if toolchain::is_program(source, Runtime::Rust) {
+            None
+        } else {
+            let (file, func) = split_handler(source.handler)?;
+            toolchain::identifiers(source.handler, "Rust", &[file, func])?;
+            Some((file, func))
+        };
         target_installed()?;
         let cache = toolchain::state_dir("rust");
         let glue = cache.join(VERSION);
@@ -58,12 +64,15 @@ impl Builder for Rust {
         manifest.push('\n');
         toolchain::write(&d.join("Cargo.toml"), manifest.as_bytes())?;
         toolchain::write(&d.join("Cargo.lock"), CARGO_LOCK.as_bytes())?;
-        toolchain::write(
-            &d.join("main.rs"),
-            MAIN.replace("WASMLESS_FILE", file)
-                .replace("WASMLESS_HANDLER", func)
-                .as_bytes(),
-        )?;
+        // (a program is main.rs itself)
+        if let Some((file, func)) = handler {
+            toolchain::write(
+                &d.join("main.rs"),
+                MAIN.replace("WASMLESS_FILE", file)
+                    .replace("WASMLESS_HANDLER", func)
+                    .as_bytes(),
+            )?;
+        }
         // An archive may hold the handler's file alone (checked): `mod` items of main.rs's
         // glue would not find modules beside it.
         toolchain::write_source(source, Runtime::Rust, d)?;

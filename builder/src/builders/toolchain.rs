@@ -154,8 +154,7 @@ pub fn read(path: &Path) -> Result<Vec<u8>, BuildError> {
 /// an archive's files (checked and bounded, see [`archive::extract`]). Returns the handler
 /// file's path.
 pub fn write_source(source: &Source, runtime: Runtime, dir: &Path) -> Result<PathBuf, BuildError> {
-    let (file, _) = split_handler(source.handler)?;
-    let path = dir.join(format!("{file}.{}", runtime.extension()));
+    let path = dir.join(archive::handler_file(runtime, source.handler)?);
     match source.packaging {
         Packaging::File => write(&path, source.code)?,
         Packaging::Zip => {
@@ -165,6 +164,11 @@ pub fn write_source(source: &Source, runtime: Runtime, dir: &Path) -> Result<Pat
         }
     }
     Ok(path)
+}
+
+/// Whether the source is a whole program (no handler, [`Runtime::builds_programs`]).
+pub fn is_program(source: &Source, runtime: Runtime) -> bool {
+    source.handler.trim().is_empty() && runtime.builds_programs()
 }
 
 /// Splits Kubeless's `file.func` handler.

@@ -26,6 +26,8 @@ pub enum Deps {
     PackageJson,
     /// Lines of Cargo.toml's `[dependencies]` table.
     CargoDependencies,
+    /// A go.mod's `require` lines, from the Go module proxy.
+    GoMod,
 }
 
 /// What a runtime's build takes from a zip archive (`function-content-type: base64+zip`).
@@ -73,9 +75,16 @@ impl Runtime {
         }
     }
 
-    /// Source runtimes name the file and function to call (`handler: file.function`).
+    /// Source runtimes name the file and function to call (`handler: file.function`), except
+    /// those that also build whole programs ([`Runtime::builds_programs`]).
     pub fn needs_handler(self) -> bool {
-        !matches!(self, Runtime::Wat | Runtime::Wasm)
+        matches!(self, Runtime::Nodejs | Runtime::Python)
+    }
+
+    /// Without a handler, the source is a whole WASI program (`main`) that speaks CGI on stdin
+    /// and stdout, as a CGI program does (WAGI), in the file `main.<extension>`.
+    pub fn builds_programs(self) -> bool {
+        matches!(self, Runtime::Go | Runtime::Rust | Runtime::C)
     }
 
     /// The extension of the handler's file (`hello.handler` is `hello.py` in Python).
@@ -101,7 +110,8 @@ impl Runtime {
 
     pub fn deps(self) -> Deps {
         match self {
-            Runtime::Wat | Runtime::Wasm | Runtime::Go | Runtime::C => Deps::Refused,
+            Runtime::Wat | Runtime::Wasm | Runtime::C => Deps::Refused,
+            Runtime::Go => Deps::GoMod,
             Runtime::Python => Deps::Requirements,
             Runtime::Nodejs => Deps::PackageJson,
             Runtime::Rust => Deps::CargoDependencies,

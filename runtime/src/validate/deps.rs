@@ -16,7 +16,78 @@ pub(super) fn check(runtime: Runtime, deps: &str) -> Result<(), String> {
         Deps::Requirements => lines(deps, requirement),
         Deps::PackageJson => package_json(deps),
         Deps::CargoDependencies => lines(deps, cargo_dependency),
+        Deps::GoMod => go_requires(deps).map(|_| ()),
     }
+}
+
+/// The requirements (module path, version) of a go.mod given as a Go function's `deps`: its
+/// `require` lines, alone or in blocks. `module`, `go` and `toolchain` lines are skipped (the
+/// build writes its own); any other directive is refused: `replace` can point the go command at
+/// a path or at another module.
+pub fn go_requires(deps: &str) -> Result<Vec<(String, String)>, String> {
+    let mut requires = Vec::new();
+    let mut in_block = false;
+    for (i, raw) in deps.lines().enumerate() {
+        let line = raw.split("//").next().unwrap_or_default().trim();
+        if line.is_empty() {
+            continue;
+        }
+        let at = |why: String| format!("go.mod line {}: {why}", i + 1);
+        if in_block {
+            if line == ")" {
+                in_block = false;
+            } else {
+                requires.push(go_require(line).map_err(at)?);
+            }
+            continue;
+        }
+        let (directive, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        match directive {
+            "module" | "go" | "toolchain" => {}
+            "require" if rest.trim() == "(" => in_block = true,
+            "require" => requires.push(go_require(rest.trim()).map_err(at)?),
+            other => {
+                return Err(at(format!(
+                    "{other:?} is not supported: deps are a go.mod's require lines"
+                )));
+            }
+        }
+    }
+    if in_block {
+        return Err("go.mod: a require block is not closed".into());
+    }
+    Ok(requires)
+}
+
+/// `example.com/module v1.2.3`, as go.mod spells a requirement.
+fn go_require(line: &str) -> Result<(String, String), String> {
+    let mut words = line.split_whitespace();
+    let (Some(path), Some(version), None) = (words.next(), words.next(), words.next()) else {
+        return Err(format!("{line:?} is not `module/path v1.2.3`"));
+    };
+    let element_ok = |e: &str| {
+        !e.is_empty()
+            && !e.starts_with(['.', '-'])
+            && e.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
+    };
+    let path_ok = path.split('/').all(element_ok)
+        && path
+            .split('/')
+            .next()
+            .is_some_and(|host| host.contains('.'));
+    if !path_ok {
+        return Err(format!("{path:?} is not a module path (example.com/name)"));
+    }
+    let version_ok = version.len() > 1
+        && version.starts_with('v')
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-+".contains(c));
+    if !version_ok {
+        return Err(format!("{path}: {version:?} is not a version (v1.2.3)"));
+    }
+    Ok((path.into(), version.into()))
 }
 
 /// Checks each line that is not blank or a comment; errors name the line.

@@ -106,12 +106,18 @@ fn handlers_are_file_dot_function_identifiers() {
         refused(&spec("c", "../x.y"), "spec.handler"),
         r#"spec.handler: "../x.y" must be file.function, each an identifier ([A-Za-z_][A-Za-z0-9_]*)"#
     );
-    // Source runtimes need one; wat and wasm do not.
-    for runtime in ["go", "nodejs14", "python", "rust", "c"] {
+    // Node.js and Python need one; go, rust and c build a whole program without one; wat and
+    // wasm take none.
+    for runtime in ["nodejs14", "python"] {
         let e = refused(&spec(runtime, ""), "spec.handler");
         assert!(e.contains("required"), "{e}");
     }
-    assert!(errors(&spec("wasm", ""), Origin::Cluster).is_empty());
+    for runtime in ["go1.21", "rust", "c", "wasm"] {
+        assert!(
+            errors(&spec(runtime, ""), Origin::Cluster).is_empty(),
+            "{runtime}"
+        );
+    }
     assert!(errors(&spec("wat", "handler.main"), Origin::Cluster).is_empty());
 }
 
@@ -323,8 +329,36 @@ fn deps_by_runtime() {
     ] {
         refused(&with("rust", "h.f", bad), "spec.deps");
     }
-    // Go, C, wat and wasm build without any.
-    for (runtime, handler) in [("go", "h.F"), ("c", "h.f"), ("wat", "")] {
+    // Go: a go.mod's require lines, from the module proxy; no replace (paths, other modules).
+    let gomod = "module example.com/f\n\ngo 1.24\n\nrequire github.com/google/uuid v1.6.0\nrequire (\n\tgolang.org/x/text v0.14.0 // indirect\n\tgopkg.in/yaml.v3 v3.0.1\n)\n";
+    assert!(errors(&with("go", "h.F", gomod), Origin::Cluster).is_empty());
+    assert_eq!(
+        super::go_requires(gomod).unwrap_or_default(),
+        [
+            ("github.com/google/uuid", "v1.6.0"),
+            ("golang.org/x/text", "v0.14.0"),
+            ("gopkg.in/yaml.v3", "v3.0.1")
+        ]
+        .map(|(p, v)| (p.to_string(), v.to_string()))
+    );
+    for bad in [
+        "replace github.com/a/b => ../../etc",
+        "replace github.com/a/b => github.com/evil/b v1.0.0",
+        "require ../x v1.0.0",
+        "require /abs v1.0.0",
+        "require localmodule v1.0.0",
+        "require github.com/a/b latest",
+        "require github.com/a/b v1.0.0 extra",
+        "require github.com/a/b\n",
+        "require (\ngithub.com/a/b v1.0.0\n",
+        "exclude github.com/a/b v1.0.0",
+        "require github.com/a/$(x) v1",
+    ] {
+        let e = refused(&with("go", "h.F", bad), "spec.deps");
+        assert!(e.contains("go.mod"), "{bad}: {e}");
+    }
+    // C, wat and wasm build without any.
+    for (runtime, handler) in [("c", "h.f"), ("wat", "")] {
         let e = refused(&with(runtime, handler, "x"), "spec.deps");
         assert!(e.contains("take no deps"), "{e}");
     }
