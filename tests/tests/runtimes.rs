@@ -125,7 +125,8 @@ async fn every_example_on_the_api_server() -> anyhow::Result<()> {
         let failed = cluster.kubectl(&["get", "fn", "-n", "test", "-o", "jsonpath={range .items[?(@.status.phase==\"Failed\")]}{.metadata.name}: {.status.conditions}{\"\\n\"}{end}"])?;
         assert!(failed.is_empty(), "failed builds: {failed}");
         report(&format!(
-            "kubernetes: {runtime}: 7 examples applied → all Ready in {:.1} s (built here or by an up test before)",
+            "kubernetes: {runtime}: {} examples applied → all Ready in {:.1} s (built here or by an up test before)",
+            yaml.matches("kind: Function").count(),
             started.elapsed().as_secs_f64()
         ));
     }
