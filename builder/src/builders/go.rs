@@ -8,6 +8,7 @@
 //! proxy). Without a handler, the source is a `package main` CGI program: built
 //! as is into a WAGI command (Go's runtime starts for each request).
 
+use std::path::Path;
 use std::process::Command;
 
 use wasmless_runtime::function::{Packaging, Runtime};
@@ -69,11 +70,8 @@ impl Builder for Go {
         let (_, func) = split_handler(source.handler)?;
         let dir = toolchain::workdir()?;
         let d = dir.path();
-        let mut gomod = String::from(
-            "module wasmless.dev/function\n\ngo 1.24\n\nrequire github.com/kubeless/kubeless v0.0.0\n\nreplace github.com/kubeless/kubeless => ./kubeless\n",
-        );
-        push_requires(&mut gomod, &requires);
-        toolchain::write(&d.join("go.mod"), gomod.as_bytes())?;
+        let kubeless = "require github.com/kubeless/kubeless v0.0.0\n\nreplace github.com/kubeless/kubeless => ./kubeless\n";
+        toolchain::write(&d.join("go.mod"), go_mod(kubeless, &requires).as_bytes())?;
         toolchain::write(
             &d.join("kubeless/go.mod"),
             b"module github.com/kubeless/kubeless\n\ngo 1.21\n",
@@ -88,23 +86,7 @@ impl Builder for Go {
         )?;
         // An archive's files join the handler's in package kubeless.
         toolchain::write_source(source, Runtime::Go, &d.join("function"))?;
-
-        let mut go = Command::new("go");
-        go.args([
-            "build",
-            // A reactor (`_initialize`, `//go:wasmexport`): started once per instance.
-            "-buildmode=c-shared",
-            "-trimpath",
-            "-ldflags=-s -w",
-            "-o",
-            "function.wasm",
-            ".",
-        ])
-        .env("GOFLAGS", "-mod=mod");
-        wasip1(&mut go);
-        modules(&mut go, &requires);
-        run(go, d, INSTALL)?;
-        toolchain::read(&d.join("function.wasm"))
+        go_build(d, &requires, Output::Reactor)
     }
 }
 
@@ -113,31 +95,46 @@ impl Builder for Go {
 fn program(source: &Source, requires: &[(String, String)]) -> Result<Vec<u8>, BuildError> {
     let dir = toolchain::workdir()?;
     let d = dir.path();
-    let mut gomod = String::from("module wasmless.dev/function\n\ngo 1.24\n");
-    push_requires(&mut gomod, requires);
-    toolchain::write(&d.join("go.mod"), gomod.as_bytes())?;
+    toolchain::write(&d.join("go.mod"), go_mod("", requires).as_bytes())?;
     toolchain::write_source(source, Runtime::Go, d)?;
-    let mut go = Command::new("go");
-    go.args([
-        "build",
-        "-trimpath",
-        "-ldflags=-s -w",
-        "-o",
-        "function.wasm",
-        ".",
-    ])
-    .env("GOFLAGS", "-mod=mod");
-    wasip1(&mut go);
-    modules(&mut go, requires);
-    run(go, d, INSTALL)?;
-    toolchain::read(&d.join("function.wasm"))
+    go_build(d, requires, Output::Command)
 }
 
-/// The tenant's requirements, checked ([`go_requires`]), as go.mod lines.
-fn push_requires(gomod: &mut String, requires: &[(String, String)]) {
+/// What `go build` makes of the module.
+enum Output {
+    /// `_initialize` and `//go:wasmexport` functions: started once per instance.
+    Reactor,
+    /// `_start`: started for each request.
+    Command,
+}
+
+/// The build's go.mod: its own lines (`extra`), then the tenant's requirements, checked
+/// ([`go_requires`]).
+fn go_mod(extra: &str, requires: &[(String, String)]) -> String {
+    let mut gomod = format!("module wasmless.dev/function\n\ngo 1.24\n\n{extra}");
     for (path, version) in requires {
         gomod.push_str(&format!("require {path} {version}\n"));
     }
+    gomod
+}
+
+/// `go build` of the module in `dir` into `function.wasm`.
+fn go_build(
+    dir: &Path,
+    requires: &[(String, String)],
+    output: Output,
+) -> Result<Vec<u8>, BuildError> {
+    let mut go = Command::new("go");
+    go.arg("build");
+    if let Output::Reactor = output {
+        go.arg("-buildmode=c-shared");
+    }
+    go.args(["-trimpath", "-ldflags=-s -w", "-o", "function.wasm", "."])
+        .env("GOFLAGS", "-mod=mod");
+    wasip1(&mut go);
+    modules(&mut go, requires);
+    run(go, dir, INSTALL)?;
+    toolchain::read(&dir.join("function.wasm"))
 }
 
 /// With requirements, the go command fetches them (and what they require) from the module proxy
