@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -24,6 +24,9 @@ use crate::values::{ResolveError, Resolved};
 /// The first retry's delay; each next one doubles, up to [`MAX_RETRY_DELAY`].
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(250);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+/// While loads are under way, the cache is walked for eviction at most this often: a host
+/// starting with 1,000 functions walked it after each load, which took most of its start.
+const EVICT_INTERVAL: Duration = Duration::from_secs(5);
 
 pub struct Loader {
     inner: Arc<Inner>,
@@ -42,6 +45,8 @@ struct State {
     /// The source has listed every Function once.
     listed: bool,
     generation: u64,
+    /// When the cache was last walked for eviction.
+    evicted_at: Option<Instant>,
 }
 
 struct Task {
@@ -234,7 +239,23 @@ impl Inner {
             }
             break;
         }
-        self.evict();
+        if self.evict_due() {
+            self.evict();
+        }
+    }
+
+    /// Whether a settled load should walk the cache: when every assigned load has settled, or
+    /// [`EVICT_INTERVAL`] after the last walk.
+    fn evict_due(&self) -> bool {
+        let mut state = self.lock();
+        let due = state.tasks.values().all(|t| t.settled)
+            || state
+                .evicted_at
+                .is_none_or(|at| at.elapsed() >= EVICT_INTERVAL);
+        if due {
+            state.evicted_at = Some(Instant::now());
+        }
+        due
     }
 
     /// One attempt: fetch (one of at most `concurrency` at once), compile if need be, and swap
