@@ -106,7 +106,7 @@ fn reserved(runtime: Runtime) -> &'static [&'static str] {
 /// The handler's file name: `hello.handler` is `hello.py` for Python; with no handler, a
 /// program's is `main.c`, `main.rs` or `main.go` ([`Runtime::builds_programs`]).
 pub fn handler_file(runtime: Runtime, handler: &str) -> Result<String, ArchiveError> {
-    if handler.trim().is_empty() && runtime.builds_programs() {
+    if runtime.is_program(handler) {
         return Ok(format!("main.{}", runtime.extension()));
     }
     let file = handler

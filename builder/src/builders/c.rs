@@ -23,7 +23,7 @@ impl Builder for C {
     }
 
     fn build(&self, source: &Source) -> Result<Vec<u8>, BuildError> {
-        let func = if toolchain::is_program(source, Runtime::C) {
+        let func = if Runtime::C.is_program(source.handler) {
             None
         } else {
             let (_, func) = split_handler(source.handler)?;

@@ -64,7 +64,7 @@ impl Builder for Go {
 
     fn build(&self, source: &Source) -> Result<Vec<u8>, BuildError> {
         let requires = go_requires(source.deps).map_err(BuildError::Compile)?;
-        if toolchain::is_program(source, Runtime::Go) {
+        if Runtime::Go.is_program(source.handler) {
             return program(source, &requires);
         }
         let (_, func) = split_handler(source.handler)?;

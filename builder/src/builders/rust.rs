@@ -39,7 +39,7 @@ impl Builder for Rust {
     }
 
     fn build(&self, source: &Source) -> Result<Vec<u8>, BuildError> {
-        let handler = if toolchain::is_program(source, Runtime::Rust) {
+        let handler = if Runtime::Rust.is_program(source.handler) {
             None
         } else {
             let (file, func) = split_handler(source.handler)?;

@@ -166,11 +166,6 @@ pub fn write_source(source: &Source, runtime: Runtime, dir: &Path) -> Result<Pat
     Ok(path)
 }
 
-/// Whether the source is a whole program (no handler, [`Runtime::builds_programs`]).
-pub fn is_program(source: &Source, runtime: Runtime) -> bool {
-    source.handler.trim().is_empty() && runtime.builds_programs()
-}
-
 /// Splits Kubeless's `file.func` handler.
 pub fn split_handler(handler: &str) -> Result<(&str, &str), BuildError> {
     handler

@@ -78,13 +78,19 @@ impl Runtime {
     /// Source runtimes name the file and function to call (`handler: file.function`), except
     /// those that also build whole programs ([`Runtime::builds_programs`]).
     pub fn needs_handler(self) -> bool {
-        matches!(self, Runtime::Nodejs | Runtime::Python)
+        !matches!(self, Runtime::Wat | Runtime::Wasm) && !self.builds_programs()
     }
 
     /// Without a handler, the source is a whole WASI program (`main`) that speaks CGI on stdin
     /// and stdout, as a CGI program does (WAGI), in the file `main.<extension>`.
     pub fn builds_programs(self) -> bool {
         matches!(self, Runtime::Go | Runtime::Rust | Runtime::C)
+    }
+
+    /// Whether a source with this `handler` is a whole program: none given, and the runtime
+    /// builds programs.
+    pub fn is_program(self, handler: &str) -> bool {
+        handler.trim().is_empty() && self.builds_programs()
     }
 
     /// The extension of the handler's file (`hello.handler` is `hello.py` in Python).
