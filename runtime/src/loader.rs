@@ -49,6 +49,12 @@ struct State {
     evicted_at: Option<Instant>,
 }
 
+impl State {
+    fn all_settled(&self) -> bool {
+        self.tasks.values().all(|t| t.settled)
+    }
+}
+
 struct Task {
     generation: u64,
     /// The wasm digest it loads (its cache files are kept).
@@ -248,7 +254,7 @@ impl Inner {
     /// [`EVICT_INTERVAL`] after the last walk.
     fn evict_due(&self) -> bool {
         let mut state = self.lock();
-        let due = state.tasks.values().all(|t| t.settled)
+        let due = state.all_settled()
             || state
                 .evicted_at
                 .is_none_or(|at| at.elapsed() >= EVICT_INTERVAL);
@@ -289,7 +295,7 @@ impl Inner {
     }
 
     fn check_ready(&self, state: &State) {
-        if state.listed && state.tasks.values().all(|t| t.settled) && !self.host.is_ready() {
+        if state.listed && state.all_settled() && !self.host.is_ready() {
             tracing::info!(
                 functions = state.tasks.len(),
                 loaded = self.host.registry().len(),
