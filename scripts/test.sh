@@ -18,7 +18,7 @@ CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 export RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 # Incremental compilation only costs here: prune_stale_builds drops its cache at each start.
 export CARGO_INCREMENTAL=0
-# The Go builds (~36 min on a new machine, nothing once cached) run beside the Rust ones: each
+# The Go builds (~10 min on a new machine, nothing once cached) run beside the Rust ones: each
 # leaves the cores idle at times (cargo's serial crates and links, Go's module downloads).
 step "Kubernetes binaries, in the background: etcd, kube-apiserver, kube-controller-manager, a node's, kubectl, helm (built once from the Go module proxy, cached)"
 k8s_log="${TMPDIR:-/tmp}/wasmless-k8s-binaries.log"

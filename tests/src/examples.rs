@@ -14,6 +14,21 @@ pub async fn call(
     body: &str,
     headers: &[(&str, &str)],
 ) -> anyhow::Result<(u16, String, String)> {
+    let (status, response_headers, body) =
+        call_with_headers(served, function, method, path, body, headers).await?;
+    let content_type = header(&response_headers, "content-type").to_string();
+    Ok((status, content_type, body))
+}
+
+/// Status, headers and body of one request to `function` in namespace `test`.
+async fn call_with_headers(
+    served: &Served,
+    function: &str,
+    method: Method,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<(u16, reqwest::header::HeaderMap, String)> {
     let mut request = served
         .request(method, &format!("{function}.test"), path)
         .body(body.to_string());
@@ -21,14 +36,15 @@ pub async fn call(
         request = request.header(*k, *v);
     }
     let r = request.send().await?;
-    let status = r.status().as_u16();
-    let content_type = r
-        .headers()
-        .get("content-type")
+    let (status, headers) = (r.status().as_u16(), r.headers().clone());
+    Ok((status, headers, r.text().await?))
+}
+
+fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
-        .to_string();
-    Ok((status, content_type, r.text().await?))
 }
 
 /// Each runtime's examples are `<prefix>-<example>`.
@@ -85,7 +101,8 @@ async fn common(up: &Served, prefix: &str, created: &str) -> anyhow::Result<()> 
     );
     let (status, _, body) = call(up, &f("timeout"), Method::GET, "/", "", &[]).await?;
     assert_eq!(status, 408, "{body}");
-    let (status, headers, body) = call_with_headers(up, &f("created")).await?;
+    let (status, headers, body) =
+        call_with_headers(up, &f("created"), Method::GET, "/", "", &[]).await?;
     assert_eq!(
         (
             status,
@@ -110,43 +127,26 @@ const PROGRAMS: [&str; 3] = ["c", "rs", "go"];
 async fn program(served: &Served, prefix: &str) -> anyhow::Result<()> {
     let function = format!("{prefix}-cgi");
     routed(served, &function).await?;
-    let r = served
-        .request(Method::POST, &format!("{function}.test"), "/path?q=42")
-        .body("some data")
-        .send()
-        .await?;
-    let (status, headers) = (r.status().as_u16(), r.headers().clone());
+    let (status, headers, body) = call_with_headers(
+        served,
+        &function,
+        Method::POST,
+        "/path?q=42",
+        "some data",
+        &[],
+    )
+    .await?;
     assert_eq!(
         (
             status,
             header(&headers, "content-type"),
             header(&headers, "x-program"),
-            r.text().await?.as_str()
+            body.as_str()
         ),
         (201, "text/plain", prefix, "POST q=42 body=some data\n"),
         "{function}"
     );
     Ok(())
-}
-
-/// GETs `/` of `function`: status, headers, body.
-async fn call_with_headers(
-    served: &Served,
-    function: &str,
-) -> anyhow::Result<(u16, reqwest::header::HeaderMap, String)> {
-    let r = served
-        .request(Method::GET, &format!("{function}.test"), "/")
-        .send()
-        .await?;
-    let (status, headers) = (r.status().as_u16(), r.headers().clone());
-    Ok((status, headers, r.text().await?))
-}
-
-fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
 }
 
 /// The Go examples (`go-hello` …): Go handlers return strings, as in Kubeless, so the json
@@ -202,7 +202,8 @@ pub async fn kubeless(
 /// Express-like object Kubeless's Node.js runtime handed functions.
 pub async fn express_response(up: &Served) -> anyhow::Result<()> {
     routed(up, "js-accepted").await?;
-    let (status, headers, body) = call_with_headers(up, "js-accepted").await?;
+    let (status, headers, body) =
+        call_with_headers(up, "js-accepted", Method::GET, "/", "", &[]).await?;
     assert_eq!(
         (
             status,
