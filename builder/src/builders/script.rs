@@ -80,6 +80,7 @@ pub const NODEJS: Script = Script {
     files: &[
         ("build.sh", include_str!("nodejs/build.sh")),
         ("glue.js", include_str!("nodejs/glue.js")),
+        ("componentize.mjs", include_str!("nodejs/componentize.mjs")),
         (
             "toolchain.package.json",
             include_str!("nodejs/toolchain.package.json"),

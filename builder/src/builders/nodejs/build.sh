@@ -27,10 +27,11 @@ die() { echo "build.sh: error: $*" >&2; exit 1; }
 now_ms() { date +%s%3N; }
 elapsed() { echo "$(( $(now_ms) - $1 )) ms"; }
 
-# build.sh --prepare: only steps 1-2 (install the toolchain and WIT when missing), no function.
+# build.sh --prepare: steps 1-2 (install the toolchain and WIT when missing), then steps 3-5 on a
+# built-in function once, to record componentize.mjs's cache while the toolchain is writable.
 PREPARE=0
 if [ "${1:-}" = --prepare ]; then
-  PREPARE=1
+  PREPARE=1 HANDLER=prepare.prepare FUNC=prepare
 else
   [ $# -ge 3 ] && [ $# -le 4 ] || die "usage: build.sh <src-file> <handler> <out.wasm> [package.json]"
   SRC=$1 HANDLER=$2 OUT=$3 PKG=${4:-}
@@ -113,7 +114,15 @@ EOF
 fi
 { true >&9; } 2>/dev/null && flock -u 9
 echo "build.sh: toolchain+WIT ready in $(elapsed "$T")" >&2
-[ "$PREPARE" = 0 ] || exit 0
+# What componentize.mjs caches: StarlingMonkey with this world's bindings spliced in, the same for
+# every function (see componentize.mjs).
+SPLICE_CACHE=$TC/splice-cache
+SPLICED=$SPLICE_CACHE/.recorded-$LOCKSUM-$WASI_VERSION
+RECORD=()
+if [ "$PREPARE" = 1 ]; then
+  [ ! -f "$SPLICED" ] || exit 0
+  RECORD=(--record)
+fi
 
 # ---- 3. build dir, user source, dependencies ------------------------------------
 BUILD=$(mktemp -d "${TMPDIR:-/tmp}/wasmless-nodejs.XXXXXX")
@@ -122,6 +131,10 @@ mkdir -p "$BUILD/fn"
 # An archive's files (checked by the builder: no links), beside the user's file.
 if [ -n "${WASMLESS_SRC_DIR:-}" ]; then
   cp -R "$WASMLESS_SRC_DIR"/. "$BUILD/fn/"
+fi
+if [ "$PREPARE" = 1 ]; then
+  SRC=$BUILD/prepare.js OUT=$BUILD/prepare.wasm PKG=
+  echo "module.exports = { prepare: () => 'prepared' };" >"$SRC"
 fi
 BASE=$(basename "$SRC")
 case "$BASE" in *.js|*.cjs|*.mjs) ;; *) BASE=$BASE.js ;; esac
@@ -172,11 +185,16 @@ mkdir -p "$(dirname "$OUT")"
 # componentize-js reads the WIT through a WASI shim that only sees the current
 # directory: run it inside the build dir with relative paths and a copy of the WIT.
 cp -r "$WIT" "$BUILD/wit"
-if ! (cd "$BUILD" && node "$CJS" bundle.js --wit wit --world-name function --out out.wasm >cjs.log 2>&1); then
+if ! (cd "$BUILD" && node "$HERE/componentize.mjs" "${CJS%/src/cli.js}" bundle.js wit function out.wasm \
+        "$SPLICE_CACHE" "${RECORD[@]}" >cjs.log 2>&1); then
   cat "$BUILD/cjs.log" >&2
   die "componentize-js failed (an error thrown while the module initialises, e.g. a wrong handler name, shows above)"
 fi
 grep -v -e '^$' -e 'Detected `incomingHandler` export' "$BUILD/cjs.log" >&2 || true
 mv "$BUILD/out.wasm" "$OUT"
 echo "build.sh: componentize-js in $(elapsed "$T")" >&2
+if [ "$PREPARE" = 1 ]; then
+  touch "$SPLICED"
+  exit 0
+fi
 echo "build.sh: wrote $OUT ($(stat -c %s "$OUT") bytes) handler=$FUNC total $(elapsed "$T_ALL")" >&2
