@@ -1,12 +1,16 @@
 //! Deploy: a new function sent to a running `wasmless up` (admin `PUT`, as `wasmless function
-//! deploy --local` does) until its first 200, on a fresh store: WAT (median of three new
-//! sources, and a source already built as the floor), then Python and Node.js, each twice: the
-//! first with the compile cache empty (a new host), the second with the first in it.
+//! deploy --local` does) until its first 200, on a fresh store. First with an empty compile
+//! cache: WAT (median of three new sources, and a source already built as the floor), then a
+//! Python and a Node.js function, the first builds of their kind. Then the goal's case: another
+//! `wasmless up` on another fresh store, the toolchains installed and the machine's compile
+//! cache as those first builds left it (`up` keeps one per machine), and new Python and
+//! Node.js functions.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use tempfile::TempDir;
 use wasmless_e2e::{Served, wat_manifest};
 use wasmless_runtime::FunctionManifest;
 
@@ -16,19 +20,85 @@ use crate::runtimes;
 
 const NAMESPACE: &str = "deploy";
 
+/// The interpreted runtimes: where their hello is, and how their sources comment.
+const INTERPRETED: [(&str, &str, &str); 2] = [
+    ("python", "python/functions.yaml", "#"),
+    ("nodejs", "nodejs/functions.yaml", "//"),
+];
+
 pub async fn run(functions: &Path) -> anyhow::Result<()> {
-    let (dir, store) = (tempfile::tempdir()?, tempfile::tempdir()?);
-    let (mut up, _) =
-        local::start_ready(dir.path(), store.path(), &[], Duration::from_secs(120)).await?;
+    let compile_cache = tempfile::tempdir()?;
     println!(
         "deploy: admin PUT of a new function to a running `wasmless up` → its first 200 (fresh store)"
     );
-    let result = measure(&up, functions).await;
-    up.process.terminate()?;
-    result
+    let up = FreshUp::start(compile_cache.path()).await?;
+    let first = async {
+        measure_wat(&up.served).await?;
+        interpreted(&up.served, functions, "first").await
+    }
+    .await;
+    up.stop()?;
+    let first = first?;
+    let up = FreshUp::start(compile_cache.path()).await?;
+    let again = interpreted(&up.served, functions, "new").await;
+    up.stop()?;
+    for ((runtime, _, _), (first, again)) in INTERPRETED.iter().zip(first.into_iter().zip(again?)) {
+        println!(
+            "  {runtime}: {} as the first build (compile cache empty), {} on a new store after it",
+            secs(first),
+            secs(again)
+        );
+        goal(
+            &format!("deploy: new {runtime} function, apply → first 200"),
+            "≤ 10 s",
+            &format!("{} (new store, toolchain installed)", secs(again)),
+            &format!("{} as the first build, compile cache empty", secs(first)),
+            again <= Duration::from_secs(10),
+        );
+    }
+    Ok(())
 }
 
-async fn measure(up: &Served, functions: &Path) -> anyhow::Result<()> {
+/// A `wasmless up` on an empty functions directory and an empty store.
+struct FreshUp {
+    served: Served,
+    _dirs: (TempDir, TempDir),
+}
+
+impl FreshUp {
+    async fn start(compile_cache: &Path) -> anyhow::Result<Self> {
+        let (dir, store) = (tempfile::tempdir()?, tempfile::tempdir()?);
+        let cache = compile_cache.to_str().context("compile cache path")?;
+        let (served, _) = local::start_ready(
+            dir.path(),
+            store.path(),
+            &["--compile-cache", cache],
+            Duration::from_secs(120),
+        )
+        .await?;
+        Ok(Self {
+            served,
+            _dirs: (dir, store),
+        })
+    }
+
+    fn stop(mut self) -> anyhow::Result<()> {
+        self.served.process.terminate()?;
+        Ok(())
+    }
+}
+
+/// A new function of each interpreted runtime, named `<runtime>-<suffix>`: how long each took.
+async fn interpreted(up: &Served, functions: &Path, suffix: &str) -> anyhow::Result<Vec<Duration>> {
+    let mut took = Vec::new();
+    for (runtime, file, comment) in INTERPRETED {
+        let hello = runtimes::hello_of(&functions.join(file))?;
+        took.push(deploy_source(up, &hello, &format!("{runtime}-{suffix}"), comment).await?);
+    }
+    Ok(took)
+}
+
+async fn measure_wat(up: &Served) -> anyhow::Result<()> {
     let mut wat = Vec::new();
     for i in 0..3 {
         let name = format!("wat{i}");
@@ -56,26 +126,6 @@ async fn measure(up: &Served, functions: &Path) -> anyhow::Result<()> {
         &format!("{} for a source already built", secs(floor)),
         wat_median <= Duration::from_millis(300),
     );
-    for (runtime, file, comment) in [
-        ("python", "python/functions.yaml", "#"),
-        ("nodejs", "nodejs/functions.yaml", "//"),
-    ] {
-        let hello = runtimes::hello_of(&functions.join(file))?;
-        let first = deploy_source(up, &hello, &format!("{runtime}-first"), comment).await?;
-        let second = deploy_source(up, &hello, &format!("{runtime}-second"), comment).await?;
-        println!(
-            "  {runtime}: {} with the compile cache empty, {} with it warm",
-            secs(first),
-            secs(second)
-        );
-        goal(
-            &format!("deploy: new {runtime} function, apply → first 200"),
-            "≤ 10 s",
-            &format!("{} on a fresh store", secs(first)),
-            &format!("{} for a second one (compile cache warm)", secs(second)),
-            first <= Duration::from_secs(10),
-        );
-    }
     Ok(())
 }
 

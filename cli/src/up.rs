@@ -50,6 +50,10 @@ pub struct UpArgs {
     /// Artifact store directory [default: $XDG_CACHE_HOME/wasmless or ~/.cache/wasmless].
     #[arg(long, env = "WASMLESS_STORE")]
     store: Option<PathBuf>,
+    /// Cranelift's incremental compile cache [default: compile-cache in the user's wasmless
+    /// cache, whatever the store: the machine's, like its toolchains].
+    #[arg(long, env = "WASMLESS_COMPILE_CACHE")]
+    compile_cache: Option<PathBuf>,
     /// Builder flags passed to the wasmless-builder child, e.g. `--build-timeout 120`,
     /// `--build-memory 2Gi`, `--build-cpu 300` (see `wasmless-builder --help`); repeatable.
     #[arg(long = "builder-arg", allow_hyphen_values = true)]
@@ -101,8 +105,14 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     local_only::check_bind(&args.admin)?;
     let mut config = args.host.host_config();
     config.path_routing = true;
-    // `up` compiles too: Cranelift's incremental cache lives next to the store.
-    config.engine.compile_cache = Some(compile_cache_dir(&store));
+    // Compiled code depends on the engine, not the store: one cache per machine, as the
+    // toolchains, so a new store's first Python or Node.js function finds the interpreter that
+    // an earlier build compiled (most of its machine code).
+    config.engine.compile_cache = Some(
+        args.compile_cache
+            .clone()
+            .unwrap_or_else(|| compile_cache_dir(&wasmless_runtime::files::user_cache())),
+    );
     let host = Host::new(config).context("cannot start the WebAssembly host")?;
     // Lives as long as this function: dropping it stops the builder.
     let builder = LocalBuilder::spawn(&args.builder_args).context("cannot start the builder")?;
