@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -97,6 +97,11 @@ struct Term {
     leading: watch::Receiver<bool>,
 }
 
+/// Reconciles in flight at once. kube-runtime's default has no bound: 10,000 Functions applied
+/// together were 10,000 reconciles writing at once, and the API server (2 cores) timed its
+/// requests out (504) faster than they could be retried. Builds are bounded apart (`Driver`).
+const RECONCILES_AT_ONCE: u16 = 16;
+
 /// Runs the controller until `shutdown` resolves (then reconciles in flight finish). Dropping
 /// the future stops at once: how a replica that lost its Lease stops writing.
 pub async fn run(
@@ -125,6 +130,7 @@ pub async fn run(
         crate::metacontroller::MODE_METACONTROLLER
     );
     Controller::new(functions, watcher::Config::default().labels(&ours))
+        .with_config(controller::Config::default().concurrency(RECONCILES_AT_ONCE))
         .owns(
             services,
             watcher::Config::default().labels(&format!(
