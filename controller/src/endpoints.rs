@@ -8,7 +8,7 @@
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Endpoints, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, PatchParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -16,11 +16,42 @@ use thiserror::Error;
 
 use wasmless_runtime::function::Function;
 
+use crate::applied::Applied;
 use crate::children::{self, ChildConfig, Host};
 
 /// kube-controller-manager's EndpointSlice controller, which wrote the Service's slices while it
 /// had a selector (`endpointslice.kubernetes.io/managed-by`).
 const KUBERNETES_SLICES: &str = "endpointslice-controller.k8s.io";
+
+/// What this reconcile did to the function's Service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServiceChange {
+    /// It did not exist: made now.
+    Created,
+    /// Written: it existed with other content, or written by someone else since.
+    Changed,
+    /// As this term last applied it.
+    Unchanged,
+}
+
+/// The object's resourceVersion now; not read for a Service made just now (its children are
+/// new too, or a namesake's leftovers, which the apply takes over).
+async fn live_version<K>(
+    api: &Api<K>,
+    name: &str,
+    service: ServiceChange,
+) -> Result<Option<String>, kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    if service == ServiceChange::Created {
+        return Ok(None);
+    }
+    Ok(api
+        .get_metadata_opt(name)
+        .await?
+        .and_then(|m| m.metadata.resource_version))
+}
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -102,11 +133,15 @@ impl Hosts {
     /// Service that are no longer wanted (a host port or address family gone, or those
     /// Kubernetes made while the Service still had a selector). Waits for the first list of
     /// host pods: writing before it would empty every Service at each controller start.
+    /// What is unchanged since this term's last apply is not written again, and stale slices
+    /// are looked for only after a write (listing a namespace's slices reads all of them).
     pub async fn apply(
         &self,
         client: &Client,
         function: &Function,
         params: &PatchParams,
+        applied: &Applied,
+        service: ServiceChange,
     ) -> Result<usize, Error> {
         self.store
             .wait_until_ready()
@@ -116,20 +151,24 @@ impl Hosts {
         let name = function.name_any();
         let hosts = self.ready();
 
-        Api::<Endpoints>::namespaced(client.clone(), &namespace)
-            .patch(
-                &name,
-                params,
-                &Patch::Apply(&children::endpoints(function, &hosts)),
-            )
+        let endpoints = Api::<Endpoints>::namespaced(client.clone(), &namespace);
+        let desired = children::endpoints(function, &hosts);
+        let live = live_version(&endpoints, &name, service).await?;
+        let mut wrote = applied
+            .apply(&endpoints, params, &desired, live.as_deref())
             .await?;
 
         let slices = Api::<EndpointSlice>::namespaced(client.clone(), &namespace);
         let wanted = children::endpoint_slices(function, &hosts);
         for slice in &wanted {
-            slices
-                .patch(&slice.name_any(), params, &Patch::Apply(slice))
+            let live = live_version(&slices, &slice.name_any(), service).await?;
+            wrote |= applied
+                .apply(&slices, params, slice, live.as_deref())
                 .await?;
+        }
+        // A Service created just now has no slices of its own yet, Kubernetes' or ours.
+        if service == ServiceChange::Created || !(wrote || service == ServiceChange::Changed) {
+            return Ok(hosts.len());
         }
         let existing = slices
             .list(

@@ -6,6 +6,7 @@
 //! - [`artifacts`]: the content-addressed store; [`eviction`]: its size bound;
 //! - [`triggers`]: HTTPTriggers' Ingresses and CronJobTriggers' invocations.
 
+pub mod applied;
 pub mod artifacts;
 pub mod backoff;
 pub mod children;

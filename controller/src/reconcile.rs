@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -24,10 +24,11 @@ use wasmless_runtime::FunctionKey;
 use wasmless_runtime::function::{Function, FunctionStatus, Phase, Settings};
 use wasmless_runtime::validate::{self, Invalid, Origin};
 
+use crate::applied::Applied;
 use crate::backoff::Exponential;
 use crate::children::{self, ChildConfig, EndpointsBy};
 use crate::driver::{Driver, Next, OriginBuf, Outcome, Waiter};
-use crate::endpoints::{self, Hosts};
+use crate::endpoints::{self, Hosts, ServiceChange};
 use crate::own_writes::{OwnWrites, StatusWriter};
 use crate::serving::Serving;
 use crate::status::{self, Failure};
@@ -92,6 +93,8 @@ struct Term {
     ctx: Arc<Context>,
     hosts: Hosts,
     own: OwnWrites,
+    /// The children applied in this term (a new term applies them all again).
+    applied: Applied,
     wake: Waiter,
     /// Whether this replica still holds the Lease: nothing is written once it does not.
     leading: watch::Receiver<bool>,
@@ -151,6 +154,7 @@ pub async fn run(
                 ctx,
                 hosts,
                 own: OwnWrites::default(),
+                applied: Applied::default(),
                 wake,
                 leading,
             }),
@@ -227,7 +231,8 @@ async fn reconcile(function: Arc<Function>, term: Arc<Term>) -> Result<Action, E
     // A Service is named after the function: none for a name the API server would refuse.
     if !checked.as_ref().is_err_and(Invalid::names_unusable) {
         let services = Api::<Service>::namespaced(ctx.client.clone(), &namespace);
-        if let Some(existing) = services.get_opt(&name).await?
+        let existing = services.get_opt(&name).await?;
+        if let Some(existing) = &existing
             && !children::controlled_by(&existing.metadata, &function)
         {
             conflict(ctx, &function, &mut writer, &previous).await?;
@@ -235,10 +240,20 @@ async fn reconcile(function: Arc<Function>, term: Arc<Term>) -> Result<Action, E
             return Ok(Action::requeue(Duration::from_secs(30)));
         }
         let service = children::service(&function, &ctx.children, EndpointsBy::Controller);
-        services
-            .patch(&name, &params, &Patch::Apply(&service))
+        let live = existing.as_ref().and_then(|s| s.resource_version());
+        let wrote = term
+            .applied
+            .apply(&services, &params, &service, live.as_deref())
             .await?;
-        let endpoints = term.hosts.apply(&ctx.client, &function, &params).await?;
+        let change = match (existing, wrote) {
+            (None, _) => ServiceChange::Created,
+            (Some(_), true) => ServiceChange::Changed,
+            (Some(_), false) => ServiceChange::Unchanged,
+        };
+        let endpoints = term
+            .hosts
+            .apply(&ctx.client, &function, &params, &term.applied, change)
+            .await?;
         tracing::debug!(function = %key, hosts = endpoints, "service and endpoints applied");
     }
 
