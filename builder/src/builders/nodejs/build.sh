@@ -114,13 +114,13 @@ EOF
 fi
 { true >&9; } 2>/dev/null && flock -u 9
 echo "build.sh: toolchain+WIT ready in $(elapsed "$T")" >&2
-# What componentize.mjs caches: StarlingMonkey with this world's bindings spliced in, the same for
-# every function (see componentize.mjs).
-SPLICE_CACHE=$TC/splice-cache
-SPLICED=$SPLICE_CACHE/.recorded-$LOCKSUM-$WASI_VERSION
+# What componentize.mjs caches: StarlingMonkey with this world's bindings spliced in, and its
+# machine code, the same for every function (see componentize.mjs).
+CJS_CACHE=$TC/componentize-cache
+RECORDED=$CJS_CACHE/.recorded-$LOCKSUM-$WASI_VERSION
 RECORD=()
 if [ "$PREPARE" = 1 ]; then
-  [ ! -f "$SPLICED" ] || exit 0
+  [ ! -f "$RECORDED" ] || exit 0
   RECORD=(--record)
 fi
 
@@ -186,7 +186,7 @@ mkdir -p "$(dirname "$OUT")"
 # directory: run it inside the build dir with relative paths and a copy of the WIT.
 cp -r "$WIT" "$BUILD/wit"
 if ! (cd "$BUILD" && node "$HERE/componentize.mjs" "${CJS%/src/cli.js}" bundle.js wit function out.wasm \
-        "$SPLICE_CACHE" "${RECORD[@]}" >cjs.log 2>&1); then
+        "$CJS_CACHE" "${RECORD[@]}" >cjs.log 2>&1); then
   cat "$BUILD/cjs.log" >&2
   die "componentize-js failed (an error thrown while the module initialises, e.g. a wrong handler name, shows above)"
 fi
@@ -194,7 +194,7 @@ grep -v -e '^$' -e 'Detected `incomingHandler` export' "$BUILD/cjs.log" >&2 || t
 mv "$BUILD/out.wasm" "$OUT"
 echo "build.sh: componentize-js in $(elapsed "$T")" >&2
 if [ "$PREPARE" = 1 ]; then
-  touch "$SPLICED"
+  touch "$RECORDED"
   exit 0
 fi
 echo "build.sh: wrote $OUT ($(stat -c %s "$OUT") bytes) handler=$FUNC total $(elapsed "$T_ALL")" >&2

@@ -1,13 +1,20 @@
-// componentize-js, with its slowest step cached.
+// componentize-js, with what is the same for every function cached.
 //
 //   node componentize.mjs <componentize-js dir> <bundle.js> <wit dir> <world> <out.wasm> <cache dir> [--record]
 //
-// componentize-js splices the world's bindings into StarlingMonkey before it runs the source
-// (~3 s of a ~6 s build here). That step reads only the engine, the WIT and the features, never
-// the function's code, and every build uses the same glue and world: its result is the same for
-// every function. It is computed once, when the toolchain is installed (`--record`, while the
-// toolchain is writable), and read by later builds (the toolchain is read-only to them). A
-// different engine, WIT or feature set misses the cache and splices as componentize-js does.
+// Two steps of componentize-js do not depend on the function, and every build uses the same glue
+// and world:
+// - it splices the world's bindings into StarlingMonkey before it runs the source (~3 s of a
+//   ~6 s build here): its result is kept in <cache dir>/splice, keyed by the engine, the WIT and
+//   the features;
+// - wizer compiles StarlingMonkey before it runs it, and keeps the machine code in wasmtime's
+//   cache under $XDG_CACHE_HOME (componentize-js gives wizer no environment, so the cache was
+//   the passwd home's, which builds may not write: every build compiled it again). wizer is
+//   given <cache dir>/xdg.
+// Both are written once, when the toolchain is installed (`--record`, while the toolchain is
+// writable), and read by later builds (the toolchain is read-only to them: a tenant's build
+// writes no machine code another's runs). A different engine, WIT or feature set misses the
+// cache and does what componentize-js does.
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -22,6 +29,7 @@ if (!cacheDir || (mode !== undefined && mode !== '--record')) {
   process.exit(2);
 }
 const record = mode === '--record';
+const splices = join(cacheDir, 'splice');
 const load = (path) => import(pathToFileURL(join(pkg, path)).href);
 // The module instance componentize.js imports too, so it calls the wrapper set below.
 const { splicer } = await load('lib/spidermonkey-embedding-splicer.js');
@@ -53,7 +61,7 @@ const splice = splicer.spliceBindings;
 let outcome = 'not called';
 splicer.spliceBindings = (...args) => {
   const key = keyOf(...args);
-  const [meta, wasm] = [join(cacheDir, `${key}.json`), join(cacheDir, `${key}.wasm`)];
+  const [meta, wasm] = [join(splices, `${key}.json`), join(splices, `${key}.wasm`)];
   if (!record) {
     try {
       const value = JSON.parse(readFileSync(meta, 'utf8'));
@@ -68,7 +76,7 @@ splicer.spliceBindings = (...args) => {
   outcome = 'spliced';
   if (record) {
     const { wasm: bytes, ...rest } = value;
-    mkdirSync(cacheDir, { recursive: true });
+    mkdirSync(splices, { recursive: true });
     // The metadata is written last: an entry is whole once its .json exists.
     writeFileSync(`${wasm}.tmp`, bytes);
     renameSync(`${wasm}.tmp`, wasm);
@@ -84,6 +92,7 @@ const { component } = await componentize({
   sourcePath: source,
   witPath: resolve(wit),
   worldName: world,
+  env: { XDG_CACHE_HOME: resolve(cacheDir, 'xdg') },
 });
 await writeFile(out, component);
 console.error(`componentize.mjs: bindings ${outcome}; ${Date.now() - started} ms`);
