@@ -444,8 +444,6 @@ builder_toolchains() {
     wit=$(wit_dir "$crate")
   fi
   [ -n "$wit" ] || die "no WIT files of $crate in the cargo registry"
-  # (root's wasmtime cache directory for wizer, as /home/wasmless's for the image's users)
-  mkdir -p "$root/root/.cache/wasmtime"
   mkdir -p "$root/tmp/warm/cargo/registry/src/crates.io/$crate" "$root/tmp/warm"/{home,tmp,npm,pip} \
     "$BUILDER_CACHE/npm" "$BUILDER_CACHE/pip" "$WORK/examples"
   cp -r "$wit" "$root/tmp/warm/cargo/registry/src/crates.io/$crate/"
@@ -472,7 +470,7 @@ builder_toolchains() {
       die "wasmless-builder: nodejs/build.sh installed its toolchain again (its stamp is no longer $(basename "$NODE_STAMP")): update node_toolchain"
     log "wasmless-builder: $rt: toolchain installed, $(example "$rt" 1 | sed -n 's/^  name: //p') built in $(awk -v a="$t" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
   done
-  # (wizer's wasmtime cache went to root's home: its environment is empty)
+  # (wizer's compiled engine is in the Node.js toolchain: nodejs/componentize.mjs)
   rm -rf "$root/tmp/warm" "$root/etc/resolv.conf" "${root:?}"/tmp/* "$root/root/.cache"
   # Node's build script locks its toolchain directory (read-only here) through $TC/.lock: a
   # link to a file in the writable /tmp
