@@ -12,6 +12,8 @@
 //!   `WASMLESS_BIN_*` (the end-to-end harness's `binary`), and the control plane from
 //!   `WASMLESS_K8S_BIN`.
 
+#![forbid(unsafe_code)]
+
 mod coldstart;
 mod density;
 mod deploy;

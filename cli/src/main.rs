@@ -1,6 +1,8 @@
 //! `wasmless`: local all-in-one mode (`up`) and Kubeless's function verbs, against a cluster
 //! (kubeconfig) or a local `wasmless up` (`--local`).
 
+#![forbid(unsafe_code)]
+
 mod archive;
 mod call;
 mod cluster;

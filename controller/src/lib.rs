@@ -4,7 +4,15 @@
 //! - [`pipeline`]: the flow every entry point drives (builds go to `wasmless-builder`);
 //! - [`driver`]: the control loop over it: what to build, in the background, bounded;
 //! - [`artifacts`]: the content-addressed store; [`eviction`]: its size bound;
+//! - [`reconcile`]: the Kubernetes controller (one reconciler over Functions), with
+//!   [`status`] (what it writes), [`own_writes`] (its status writes), [`children`] (the Service,
+//!   Endpoints and EndpointSlices it describes), [`endpoints`] (the host pods, and those writes),
+//!   [`applied`] (what is not written again), [`serving`] (whether hosts serve an artifact),
+//!   [`leader`] (the Lease); [`backoff`]: watch restarts and build retries; [`crd`]: the CRDs;
+//! - [`metacontroller`]: the same Functions as a Metacontroller hook;
 //! - [`triggers`]: HTTPTriggers' Ingresses and CronJobTriggers' invocations.
+
+#![forbid(unsafe_code)]
 
 pub mod applied;
 pub mod artifacts;

@@ -1,5 +1,7 @@
 //! Harness for the end-to-end suites: starts the real binaries on loopback ports, talks real HTTP.
 
+#![forbid(unsafe_code)]
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

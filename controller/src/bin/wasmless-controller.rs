@@ -9,6 +9,8 @@
 //!
 //! Builds never run here: they go to `wasmless-builder` (`--builder-url`, `--builder-token-file`).
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
