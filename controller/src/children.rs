@@ -157,7 +157,7 @@ pub fn service(function: &Function, config: &ChildConfig, by: EndpointsBy) -> Se
 
 /// A ready host pod as an endpoint.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Host {
+pub struct HostPod {
     pub namespace: String,
     pub name: String,
     pub uid: Option<String>,
@@ -185,7 +185,7 @@ pub fn admin_port(pod: &Pod) -> i32 {
 
 /// `pod` as an endpoint, if it is Running, Ready, not being deleted, has an IP and (for a named
 /// `--host-port`) a container port of that name.
-pub fn host(pod: &Pod, config: &ChildConfig) -> Option<Host> {
+pub fn host_pod(pod: &Pod, config: &ChildConfig) -> Option<HostPod> {
     let status = pod.status.as_ref()?;
     let ready = status.phase.as_deref() == Some("Running")
         && pod.metadata.deletion_timestamp.is_none()
@@ -223,7 +223,7 @@ pub fn host(pod: &Pod, config: &ChildConfig) -> Option<Host> {
                 .container_port
         }
     };
-    Some(Host {
+    Some(HostPod {
         namespace: pod.namespace().unwrap_or_default(),
         name: pod.name_any(),
         uid: pod.uid(),
@@ -234,7 +234,7 @@ pub fn host(pod: &Pod, config: &ChildConfig) -> Option<Host> {
     })
 }
 
-fn pod_ref(host: &Host) -> ObjectReference {
+fn pod_ref(host: &HostPod) -> ObjectReference {
     ObjectReference {
         kind: Some("Pod".to_string()),
         namespace: Some(host.namespace.clone()),
@@ -247,7 +247,7 @@ fn pod_ref(host: &Host) -> ObjectReference {
 /// The `Endpoints` of the function's Service (the API server's service proxy reads these): each
 /// host's primary IP, one subset per function port. `hosts` sorted, so the same hosts always
 /// give the same object.
-pub fn endpoints(function: &Function, hosts: &[Host]) -> Endpoints {
+pub fn endpoints(function: &Function, hosts: &[HostPod]) -> Endpoints {
     let mut by_port: BTreeMap<i32, Vec<EndpointAddress>> = BTreeMap::new();
     for h in hosts {
         // Endpoints are single-stack: the primary IP.
@@ -281,7 +281,7 @@ pub fn endpoints(function: &Function, hosts: &[Host]) -> Endpoints {
 
 /// The `EndpointSlice`s of the function's Service (kube-proxy and CoreDNS read these): one per
 /// address family and function port, named `<function>-<family>-<port>`. No hosts, no slices.
-pub fn endpoint_slices(function: &Function, hosts: &[Host]) -> Vec<EndpointSlice> {
+pub fn endpoint_slices(function: &Function, hosts: &[HostPod]) -> Vec<EndpointSlice> {
     let mut groups: BTreeMap<(&str, i32), Vec<Endpoint>> = BTreeMap::new();
     for h in hosts {
         for ip in &h.ips {
@@ -411,7 +411,7 @@ mod tests {
             host_port: IntOrString::String("functions".into()),
             ..ChildConfig::default()
         };
-        let h = host(&pod("h-0", &["10.0.0.5"], true), &named).unwrap();
+        let h = host_pod(&pod("h-0", &["10.0.0.5"], true), &named).unwrap();
         assert_eq!(
             (h.namespace.as_str(), h.name.as_str(), h.port),
             ("wasmless", "h-0", 9000)
@@ -419,21 +419,21 @@ mod tests {
         assert_eq!(h.ips, ["10.0.0.5"]);
         let default = ChildConfig::default();
         assert_eq!(
-            host(&pod("h-0", &["10.0.0.5"], true), &default).map(|h| h.port),
+            host_pod(&pod("h-0", &["10.0.0.5"], true), &default).map(|h| h.port),
             Some(8080)
         );
-        assert!(host(&pod("h-0", &["10.0.0.5"], false), &named).is_none());
+        assert!(host_pod(&pod("h-0", &["10.0.0.5"], false), &named).is_none());
         let missing = ChildConfig {
             host_port: IntOrString::String("nope".into()),
             ..ChildConfig::default()
         };
-        assert!(host(&pod("h-0", &["10.0.0.5"], true), &missing).is_none());
+        assert!(host_pod(&pod("h-0", &["10.0.0.5"], true), &missing).is_none());
         let mut deleting = pod("h-0", &["10.0.0.5"], true);
         deleting.metadata.deletion_timestamp = Some(
             k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
         );
-        assert!(host(&deleting, &named).is_none());
-        assert!(host(&Pod::default(), &named).is_none());
+        assert!(host_pod(&deleting, &named).is_none());
+        assert!(host_pod(&Pod::default(), &named).is_none());
     }
 
     #[test]
@@ -443,12 +443,12 @@ mod tests {
             host_port: IntOrString::String("functions".into()),
             ..ChildConfig::default()
         };
-        let hosts: Vec<Host> = [
+        let hosts: Vec<HostPod> = [
             pod("h-0", &["10.0.0.5"], true),
             pod("h-1", &["10.0.0.6", "fd00::6"], true),
         ]
         .iter()
-        .filter_map(|p| host(p, &named))
+        .filter_map(|p| host_pod(p, &named))
         .collect();
 
         let ep = endpoints(&f, &hosts);

@@ -17,7 +17,7 @@ use thiserror::Error;
 use wasmless_runtime::function::Function;
 
 use crate::applied::Applied;
-use crate::children::{self, ChildConfig, Host};
+use crate::children::{self, ChildConfig, HostPod};
 
 /// kube-controller-manager's EndpointSlice controller, which wrote the Service's slices while it
 /// had a selector (`endpointslice.kubernetes.io/managed-by`).
@@ -86,7 +86,7 @@ impl Hosts {
         };
         let watched = hosts.clone();
         // The store fills at the first InitDone; until then there is nothing to compare.
-        let (mut listed, mut last) = (false, None::<Vec<Host>>);
+        let (mut listed, mut last) = (false, None::<Vec<HostPod>>);
         let changes = watcher(
             api,
             watcher::Config::default().labels(&config.selector_string()),
@@ -118,12 +118,12 @@ impl Hosts {
     }
 
     /// The ready hosts, sorted (so the same pods always give the same objects).
-    pub fn ready(&self) -> Vec<Host> {
-        let mut hosts: Vec<Host> = self
+    pub fn ready(&self) -> Vec<HostPod> {
+        let mut hosts: Vec<HostPod> = self
             .store
             .state()
             .iter()
-            .filter_map(|p| children::host(p, &self.config))
+            .filter_map(|p| children::host_pod(p, &self.config))
             .collect();
         hosts.sort();
         hosts

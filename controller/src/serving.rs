@@ -18,7 +18,7 @@ use wasmless_runtime::registry::FunctionInfo;
 
 use wasmless_runtime::token::Token;
 
-use crate::children::Host;
+use crate::children::HostPod;
 
 /// How long a host's list is reused: shorter than a load, longer than a burst of reconciles.
 const FRESH: Duration = Duration::from_millis(300);
@@ -70,7 +70,7 @@ impl Serving {
     }
 
     /// Asks every host in `hosts` (concurrently) whether it serves `digest` for `key`.
-    pub async fn count(&self, hosts: &[Host], key: &FunctionKey, digest: &str) -> Count {
+    pub async fn count(&self, hosts: &[HostPod], key: &FunctionKey, digest: &str) -> Count {
         let lists = futures::future::join_all(
             hosts
                 .iter()
@@ -96,7 +96,7 @@ impl Serving {
 
     /// Why a host refused to load `key`, if one did (say, a Secret's key it reads is missing):
     /// `host <pod>: <message>`.
-    async fn refused(&self, hosts: &[Host], key: &FunctionKey) -> Option<String> {
+    async fn refused(&self, hosts: &[HostPod], key: &FunctionKey) -> Option<String> {
         for host in hosts {
             let statuses = self.read::<Vec<HostStatus>>(host, "/status").await;
             let failed = statuses.into_iter().flatten().find(|s| {
@@ -110,12 +110,12 @@ impl Serving {
     }
 
     /// `path` of `host`'s admin listener, read as `T`.
-    async fn read<T: DeserializeOwned>(&self, host: &Host, path: &str) -> Option<T> {
+    async fn read<T: DeserializeOwned>(&self, host: &HostPod, path: &str) -> Option<T> {
         let json = self.list(host, path).await?;
         serde_json::from_value(Value::clone(&json)).ok()
     }
 
-    async fn list(&self, host: &Host, path: &str) -> Option<Arc<serde_json::Value>> {
+    async fn list(&self, host: &HostPod, path: &str) -> Option<Arc<serde_json::Value>> {
         let ip = host.ips.first()?;
         let url = if ip.contains(':') {
             format!("http://[{ip}]:{}{path}", host.admin_port)
