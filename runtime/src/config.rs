@@ -50,6 +50,11 @@ pub struct HostArgs {
     /// Bytes of each pooled memory and table slot kept mapped between requests, a quantity.
     #[arg(long, env = "WASMLESS_KEEP_RESIDENT", default_value = "64Ki", value_parser = quantity_usize)]
     pub keep_resident: usize,
+    /// Map each module's initial memory copy-on-write (true) or copy it into each instance
+    /// (false: faster for many small functions and fresh instances, more memory per instance of
+    /// a large image such as Python's).
+    #[arg(long, env = "WASMLESS_MEMORY_INIT_COW", default_value_t = true, action = clap::ArgAction::Set)]
+    pub memory_init_cow: bool,
     /// Milliseconds between the engine's epoch ticks: how precisely timeouts fire.
     #[arg(long, env = "WASMLESS_EPOCH_TICK_MS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub epoch_tick_ms: u64,
@@ -131,6 +136,7 @@ impl HostArgs {
                 total_tables: self.total_tables,
                 total_stacks: self.total_stacks,
                 keep_resident_bytes: self.keep_resident,
+                memory_init_cow: self.memory_init_cow,
                 epoch_tick: Duration::from_millis(self.epoch_tick_ms),
                 compile_cache: None,
             },

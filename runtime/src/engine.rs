@@ -33,6 +33,13 @@ pub struct EngineConfig {
     /// Bytes of each pooled memory/table slot kept mapped between instances. Returning pages to
     /// the OS after every request cost 22% of CPU here (TLB-shootdown IPIs): see BENCHMARKS.md.
     pub keep_resident_bytes: usize,
+    /// A module's initial memory mapped copy-on-write from an image (wasmtime's default), or
+    /// copied into each new instance. Mapping shares a large image's untouched pages between
+    /// instances (Python: 6.9 MiB anonymous per function, against 21.0 copied); copying
+    /// avoids remapping a pool slot last used by another module, which many small functions
+    /// spread over the slots do at each request (10,000 WAT functions: p50 4.03 ms mapped,
+    /// 1.65 ms copied): BENCHMARKS.md.
+    pub memory_init_cow: bool,
     /// How often running instances reach a yield point, which is what lets timeouts fire.
     pub epoch_tick: Duration,
     /// Directory of Cranelift's incremental compilation cache, for engines that compile (the
@@ -50,6 +57,7 @@ impl Default for EngineConfig {
             total_tables: 4_000,
             total_stacks: 1_000,
             keep_resident_bytes: 64 << 10,
+            memory_init_cow: true,
             epoch_tick: Duration::from_millis(10),
             compile_cache: None,
         }
@@ -95,7 +103,7 @@ impl EngineConfig {
         let mut config = Config::new();
         config
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-            .memory_init_cow(true)
+            .memory_init_cow(self.memory_init_cow)
             .epoch_interruption(true)
             // p2 WASI HTTP does not need the component-model-async machinery; without it each
             // Store is cheaper to create and drop.

@@ -213,6 +213,60 @@ async fn memory_cap_traps_with_500_and_a_grow_under_it_succeeds() -> anyhow::Res
     Ok(())
 }
 
+/// A WAT function that adds one to the last byte of its response (`0` in its data) and prints
+/// it: "<name> count=1" from a fresh instance, more if memory carried over.
+fn counter_manifest(name: &str) -> String {
+    let out = format!("Content-Type: text/plain\\n\\n{name} count=0");
+    let len = "Content-Type: text/plain\n\n".len() + name.len() + " count=0".len();
+    let last = 64 + len - 1;
+    format!(
+        r#"apiVersion: wasmless.dev/v1alpha1
+kind: Function
+metadata: {{name: {name}, namespace: test}}
+spec:
+  runtime: wat
+  function: |
+    (module
+      (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 64) "{out}")
+      (func (export "_start")
+        (i32.store8 (i32.const {last}) (i32.add (i32.load8_u (i32.const {last})) (i32.const 1)))
+        (i32.store (i32.const 0) (i32.const 64))
+        (i32.store (i32.const 4) (i32.const {len}))
+        (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
+"#
+    )
+}
+
+/// Both ways of initialising memory (`--memory-init-cow true|false`): every request's instance
+/// starts from its module's data, though three modules take turns in two pool slots, each
+/// instance writing to the memory the next one gets.
+#[tokio::test]
+async fn fresh_instances_start_from_their_modules_data_mapped_or_copied() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let names = ["c0", "c1", "c2"];
+    let docs: Vec<String> = names.iter().map(|n| counter_manifest(n)).collect();
+    std::fs::write(dir.path().join("f.yaml"), docs.join("---\n"))?;
+    for cow in ["true", "false"] {
+        let up = Up::start(
+            dir.path(),
+            &["--memory-init-cow", cow, "--total-memories", "2"],
+        )
+        .await?;
+        for round in 0..3 {
+            for name in names {
+                assert_eq!(
+                    up.get(&format!("{name}.test"), "/").await?,
+                    (200, format!("{name} count=1")),
+                    "--memory-init-cow {cow}, round {round}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn bodies_over_the_cap_get_413() -> anyhow::Result<()> {
     let dir = copy_functions(&["echo.yaml"])?;
