@@ -51,8 +51,22 @@ pub fn copy_functions(names: &[&str]) -> anyhow::Result<tempfile::TempDir> {
 
 /// A WAT manifest whose function answers `body` with `text/plain`.
 pub fn wat_manifest(namespace: &str, name: &str, body: &str) -> String {
+    wat_printing(namespace, name, body, "")
+}
+
+/// Where [`wat_printing`]'s response (headers and body) starts in the module's memory.
+pub const WAT_RESPONSE_AT: usize = 64;
+
+/// The length of [`wat_printing`]'s response for `body`.
+pub fn wat_response_len(body: &str) -> usize {
+    "Content-Type: text/plain\n\n".len() + body.len()
+}
+
+/// A WAT manifest whose function runs the instructions `first`, then writes its memory from
+/// [`WAT_RESPONSE_AT`], where its data puts a `text/plain` response of `body`.
+pub fn wat_printing(namespace: &str, name: &str, body: &str, first: &str) -> String {
     let out = format!("Content-Type: text/plain\\n\\n{body}");
-    let len = "Content-Type: text/plain\n\n".len() + body.len();
+    let (at, len) = (WAT_RESPONSE_AT, wat_response_len(body));
     format!(
         r#"apiVersion: wasmless.dev/v1alpha1
 kind: Function
@@ -63,9 +77,10 @@ spec:
     (module
       (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
       (memory (export "memory") 1)
-      (data (i32.const 64) "{out}")
+      (data (i32.const {at}) "{out}")
       (func (export "_start")
-        (i32.store (i32.const 0) (i32.const 64))
+        {first}
+        (i32.store (i32.const 0) (i32.const {at}))
         (i32.store (i32.const 4) (i32.const {len}))
         (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
 "#

@@ -3,7 +3,10 @@
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use wasmless_e2e::{Up, copy_functions, examples, metric, wait_until, wat_manifest};
+use wasmless_e2e::{
+    Up, WAT_RESPONSE_AT, copy_functions, examples, metric, wait_until, wat_manifest, wat_printing,
+    wat_response_len,
+};
 
 #[tokio::test]
 async fn both_abis_answer() -> anyhow::Result<()> {
@@ -216,27 +219,12 @@ async fn memory_cap_traps_with_500_and_a_grow_under_it_succeeds() -> anyhow::Res
 /// A WAT function that adds one to the last byte of its response (`0` in its data) and prints
 /// it: "<name> count=1" from a fresh instance, more if memory carried over.
 fn counter_manifest(name: &str) -> String {
-    let out = format!("Content-Type: text/plain\\n\\n{name} count=0");
-    let len = "Content-Type: text/plain\n\n".len() + name.len() + " count=0".len();
-    let last = 64 + len - 1;
-    format!(
-        r#"apiVersion: wasmless.dev/v1alpha1
-kind: Function
-metadata: {{name: {name}, namespace: test}}
-spec:
-  runtime: wat
-  function: |
-    (module
-      (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-      (memory (export "memory") 1)
-      (data (i32.const 64) "{out}")
-      (func (export "_start")
-        (i32.store8 (i32.const {last}) (i32.add (i32.load8_u (i32.const {last})) (i32.const 1)))
-        (i32.store (i32.const 0) (i32.const 64))
-        (i32.store (i32.const 4) (i32.const {len}))
-        (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
-"#
-    )
+    let body = format!("{name} count=0");
+    let last = WAT_RESPONSE_AT + wat_response_len(&body) - 1;
+    let add_one = format!(
+        "(i32.store8 (i32.const {last}) (i32.add (i32.load8_u (i32.const {last})) (i32.const 1)))"
+    );
+    wat_printing("test", name, &body, &add_one)
 }
 
 /// Both ways of initialising memory (`--memory-init-cow true|false`): every request's instance
