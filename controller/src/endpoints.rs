@@ -34,17 +34,18 @@ pub enum ServiceChange {
     Unchanged,
 }
 
-/// The object's resourceVersion now; not read for a Service made just now (its children are
-/// new too, or a namesake's leftovers, which the apply takes over).
+/// The object's resourceVersion now; `None` without asking when the Service did not exist
+/// before this reconcile (its children are new too, or a namesake's leftovers, which the apply
+/// takes over).
 async fn live_version<K>(
     api: &Api<K>,
     name: &str,
-    service: ServiceChange,
+    service_existed: bool,
 ) -> Result<Option<String>, kube::Error>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    if service == ServiceChange::Created {
+    if !service_existed {
         return Ok(None);
     }
     Ok(api
@@ -150,10 +151,11 @@ impl Hosts {
         let namespace = function.namespace().unwrap_or_default();
         let name = function.name_any();
         let hosts = self.ready();
+        let existed = service != ServiceChange::Created;
 
         let endpoints = Api::<Endpoints>::namespaced(client.clone(), &namespace);
         let desired = children::endpoints(function, &hosts);
-        let live = live_version(&endpoints, &name, service).await?;
+        let live = live_version(&endpoints, &name, existed).await?;
         let mut wrote = applied
             .apply(&endpoints, params, &desired, live.as_deref())
             .await?;
@@ -161,13 +163,15 @@ impl Hosts {
         let slices = Api::<EndpointSlice>::namespaced(client.clone(), &namespace);
         let wanted = children::endpoint_slices(function, &hosts);
         for slice in &wanted {
-            let live = live_version(&slices, &slice.name_any(), service).await?;
+            let live = live_version(&slices, &slice.name_any(), existed).await?;
             wrote |= applied
                 .apply(&slices, params, slice, live.as_deref())
                 .await?;
         }
-        // A Service created just now has no slices of its own yet, Kubernetes' or ours.
-        if service == ServiceChange::Created || !(wrote || service == ServiceChange::Changed) {
+        // Stale slices follow only a write to what existed (a host or family gone, the Service's
+        // selector dropped): a Service made just now has none yet, Kubernetes' or ours.
+        let written = wrote || service == ServiceChange::Changed;
+        if !(existed && written) {
             return Ok(hosts.len());
         }
         let existing = slices
