@@ -31,7 +31,7 @@ elapsed() { echo "$(( $(now_ms) - $1 )) ms"; }
 # built-in function once, to record componentize.mjs's cache while the toolchain is writable.
 PREPARE=0
 if [ "${1:-}" = --prepare ]; then
-  PREPARE=1 HANDLER=prepare.prepare FUNC=prepare
+  PREPARE=1 FUNC=prepare
 else
   [ $# -ge 3 ] && [ $# -le 4 ] || die "usage: build.sh <src-file> <handler> <out.wasm> [package.json]"
   SRC=$1 HANDLER=$2 OUT=$3 PKG=${4:-}
@@ -80,9 +80,9 @@ EOF
   fi
   touch "$STAMP"
 fi
-CJS=$TC/node_modules/@bytecodealliance/componentize-js/src/cli.js
+CJS=$TC/node_modules/@bytecodealliance/componentize-js
 ESBUILD=$TC/node_modules/.bin/esbuild
-[ -f "$CJS" ] && [ -x "$ESBUILD" ] || die "toolchain in $TC is incomplete; delete $STAMP and retry"
+[ -f "$CJS/src/componentize.js" ] && [ -x "$ESBUILD" ] || die "toolchain in $TC is incomplete; delete $STAMP and retry"
 "$ESBUILD" --version >/dev/null 2>&1 || die "esbuild binary does not run (optional dependency @esbuild/<platform> missing?)"
 
 # ---- 2. WIT: wasi:http proxy world at $WASI_VERSION + wasi:cli/environment -----
@@ -185,7 +185,7 @@ mkdir -p "$(dirname "$OUT")"
 # componentize-js reads the WIT through a WASI shim that only sees the current
 # directory: run it inside the build dir with relative paths and a copy of the WIT.
 cp -r "$WIT" "$BUILD/wit"
-if ! (cd "$BUILD" && node "$HERE/componentize.mjs" "${CJS%/src/cli.js}" bundle.js wit function out.wasm \
+if ! (cd "$BUILD" && node "$HERE/componentize.mjs" "$CJS" bundle.js wit function out.wasm \
         "$CJS_CACHE" "${RECORD[@]}" >cjs.log 2>&1); then
   cat "$BUILD/cjs.log" >&2
   die "componentize-js failed (an error thrown while the module initialises, e.g. a wrong handler name, shows above)"
