@@ -1,15 +1,17 @@
 //! Triggers: what invokes a Function besides a request to its Service, as Kubeless's
-//! (`HTTPTrigger`, `CronJobTrigger`, same kind and field names) in `wasmless.dev/v1alpha1`.
+//! (`HTTPTrigger`, `CronJobTrigger`, `NATSTrigger`, same kind and field names) in `wasmless.dev/v1alpha1`.
 //!
 //! - [`http`]: a hostname and path for a function; the controller writes its Ingress and the
 //!   hosts route it themselves ([`crate::routes`]).
 //! - [`cron`]: a schedule on which the controller's leader invokes a function.
+//! - [`nats`]: a NATS subject whose messages the controller's leader delivers to functions.
 //!
-//! A trigger names a function by name only: it is always the Function of the trigger's own
-//! namespace, so a trigger never reaches another namespace's function.
+//! A trigger names its functions by name (or, a NATSTrigger, by labels) among the Functions of
+//! its own namespace only, so a trigger never reaches another namespace's function.
 
 pub mod cron;
 pub mod http;
+pub mod nats;
 mod object;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -18,6 +20,7 @@ use crate::function::Condition;
 
 pub use cron::{CronJobTrigger, CronJobTriggerSpec, CronJobTriggerStatus, CronResult};
 pub use http::{HttpTrigger, HttpTriggerSpec, HttpTriggerStatus, Route};
+pub use nats::{NatsResult, NatsTrigger, NatsTriggerSpec, NatsTriggerStatus};
 
 /// A trigger as its status and logs name it: `namespace/name`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -33,10 +36,11 @@ impl std::fmt::Display for TriggerKey {
 }
 
 /// The CRDs of the trigger kinds, with their chart file names.
-pub fn crds() -> [(&'static str, CustomResourceDefinition); 2] {
+pub fn crds() -> [(&'static str, CustomResourceDefinition); 3] {
     [
         ("httptriggers.yaml", http::crd()),
         ("cronjobtriggers.yaml", cron::crd()),
+        ("natstriggers.yaml", nats::crd()),
     ]
 }
 

@@ -210,7 +210,7 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// A control plane with the chart's CRDs (Function, HTTPTrigger, CronJobTrigger)
+    /// A control plane with the chart's CRDs (Function, HTTPTrigger, CronJobTrigger, NATSTrigger)
     /// established and the namespace `test`.
     pub async fn with_functions() -> anyhow::Result<Self> {
         let cluster = Self::start().await?;
@@ -219,6 +219,7 @@ impl Cluster {
             ("functions.yaml", "crd/functions.wasmless.dev"),
             ("httptriggers.yaml", "crd/httptriggers.wasmless.dev"),
             ("cronjobtriggers.yaml", "crd/cronjobtriggers.wasmless.dev"),
+            ("natstriggers.yaml", "crd/natstriggers.wasmless.dev"),
         ] {
             cluster.apply(&std::fs::read_to_string(crds.join(file))?)?;
             // Polled rather than `kubectl wait`, which can fail on a CRD that has no conditions

@@ -66,6 +66,7 @@ enum CrdKind {
     Function,
     Httptrigger,
     Cronjobtrigger,
+    Natstrigger,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -210,6 +211,7 @@ fn main() -> anyhow::Result<()> {
                 CrdKind::Function => "functions.yaml",
                 CrdKind::Httptrigger => "httptriggers.yaml",
                 CrdKind::Cronjobtrigger => "cronjobtriggers.yaml",
+                CrdKind::Natstrigger => "natstriggers.yaml",
             };
             let all = wasmless_controller::crd::all();
             let (_, text) = all

@@ -7,7 +7,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::object::stored_object;
+use super::object::{names_one_function, stored_object};
 use crate::function::{Condition, Preserved};
 use crate::validate::{DNS_1035_PATTERN, MAX_NAME_LEN};
 
@@ -123,6 +123,7 @@ stored_object!(
     CronJobTriggerSpec,
     CronJobTriggerStatus
 );
+names_one_function!(CronJobTrigger);
 
 /// The CRD, generated from [`CronJobTriggerSpec`] and [`CronJobTriggerStatus`].
 pub fn crd()

@@ -7,7 +7,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::object::stored_object;
+use super::object::{names_one_function, stored_object};
 use crate::function::Condition;
 use crate::router;
 use crate::validate::{DNS_1035_PATTERN, DNS_1035_RULE, MAX_NAME_LEN};
@@ -118,6 +118,7 @@ stored_object!(
     HttpTriggerSpec,
     HttpTriggerStatus
 );
+names_one_function!(HttpTrigger);
 
 /// The CRD, generated from [`HttpTriggerSpec`] and [`HttpTriggerStatus`].
 pub fn crd()

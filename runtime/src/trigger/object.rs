@@ -34,14 +34,6 @@ macro_rules! stored_object {
                     name: self.metadata.name.clone().unwrap_or_default(),
                 }
             }
-
-            /// The Function it invokes: always of its own namespace.
-            pub fn function(&self) -> $crate::FunctionKey {
-                $crate::FunctionKey::new(
-                    self.metadata.namespace.as_deref().unwrap_or_default(),
-                    &self.spec.function_name,
-                )
-            }
         }
 
         impl kube::Resource for $name {
@@ -122,3 +114,20 @@ macro_rules! stored_object {
 }
 
 pub(crate) use stored_object;
+
+/// Defines `function()` for a trigger whose spec names one function (`function-name`).
+macro_rules! names_one_function {
+    ($name:ident) => {
+        impl $name {
+            /// The Function it invokes: always of its own namespace.
+            pub fn function(&self) -> $crate::FunctionKey {
+                $crate::FunctionKey::new(
+                    self.metadata.namespace.as_deref().unwrap_or_default(),
+                    &self.spec.function_name,
+                )
+            }
+        }
+    };
+}
+
+pub(crate) use names_one_function;
