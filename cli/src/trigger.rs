@@ -1,9 +1,10 @@
-//! `wasmless trigger http|cronjob create|update|delete|list`: Kubeless's trigger verbs, against a
+//! `wasmless trigger http|cronjob|nats create|update|delete|list` (and `nats publish`): Kubeless's trigger verbs, against a
 //! cluster (the trigger objects through the API; the controller does the rest). `wasmless up`
 //! reads triggers from the manifests in its directory instead: `--local` is refused.
 
 mod cron;
 mod http;
+mod nats;
 
 use std::fmt::Debug;
 
@@ -40,9 +41,14 @@ enum Kind {
         #[command(subcommand)]
         verb: cron::Verb,
     },
+    /// NATSTriggers: functions invoked with each message on a NATS subject.
+    Nats {
+        #[command(subcommand)]
+        verb: nats::Verb,
+    },
 }
 
-/// What `list` takes, for both kinds.
+/// What `list` takes, for every kind.
 #[derive(clap::Args)]
 struct ListArgs {
     /// Triggers of every namespace.
@@ -59,20 +65,27 @@ struct NameArg {
 }
 
 pub fn run(args: TriggerArgs) -> anyhow::Result<()> {
-    if args.target.local.is_some() {
-        bail!(
-            "`wasmless up` reads triggers from its directory: write the HTTPTrigger or CronJobTrigger manifest there (these verbs act on a cluster: drop --local)"
-        );
-    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    if let Kind::Nats {
+        verb: nats::Verb::Publish(publish),
+    } = args.kind
+    {
+        return runtime.block_on(nats::publish(publish));
+    }
+    if args.target.local.is_some() {
+        bail!(
+            "`wasmless up` reads triggers from its directory: write the HTTPTrigger, CronJobTrigger or NATSTrigger manifest there (these verbs act on a cluster: drop --local)"
+        );
+    }
     runtime.block_on(async move {
         let cluster = Cluster::connect(&args.target).await?;
         match args.kind {
             Kind::Http { verb } => http::run(&cluster, verb).await,
             Kind::Cronjob { verb } => cron::run(&cluster, verb).await,
+            Kind::Nats { verb } => nats::run(&cluster, verb).await,
         }
     })
 }
@@ -186,12 +199,12 @@ where
     }
 }
 
-/// `HTTPTrigger` → `http`, `CronJobTrigger` → `cronjob`.
+/// `HTTPTrigger` → `http`, `CronJobTrigger` → `cronjob`, `NATSTrigger` → `nats`.
 fn verb_kind(kind: &str) -> &'static str {
-    if kind == "HTTPTrigger" {
-        "http"
-    } else {
-        "cronjob"
+    match kind {
+        "HTTPTrigger" => "http",
+        "NATSTrigger" => "nats",
+        _ => "cronjob",
     }
 }
 

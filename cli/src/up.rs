@@ -61,6 +61,10 @@ pub struct UpArgs {
     /// Builds at once; more wait for a slot [default: the cores available].
     #[arg(long)]
     max_builds: Option<usize>,
+    /// The NATS server the directory's NATSTriggers subscribe on, such as
+    /// nats://127.0.0.1:4222 [default: none, NATSTriggers are logged and skipped].
+    #[arg(long, env = "WASMLESS_NATS_URL")]
+    nats_url: Option<String>,
     #[command(flatten)]
     host: HostArgs,
 }
@@ -174,7 +178,18 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
     // Finished builds wake the loader for their function.
     let (wake, mut woken) = mpsc::unbounded_channel();
-    let triggers = triggers::Triggers::new(host.clone(), functions_addr);
+    let nats = match &args.nats_url {
+        Some(url) => Some(
+            async_nats::ConnectOptions::new()
+                .name("wasmless-up")
+                .connection_timeout(Duration::from_secs(5))
+                .connect(url.as_str())
+                .await
+                .with_context(|| format!("--nats-url: cannot connect to NATS at {url}"))?,
+        ),
+        None => None,
+    };
+    let triggers = triggers::Triggers::new(host.clone(), functions_addr, nats);
     let mut loader = DirLoader::new(
         host.clone(),
         driver,
@@ -299,7 +314,7 @@ impl DirLoader {
         let mut protected: HashSet<FunctionKey> = HashSet::new();
         let files = manifest_files(&self.dir);
         self.file_keys.retain(|f, _| files.contains(f));
-        self.triggers.sync(&files);
+        self.triggers.sync(&files).await;
         for file in files {
             let parsed = std::fs::read_to_string(&file)
                 .map_err(|e| e.to_string())

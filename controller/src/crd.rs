@@ -110,5 +110,21 @@ mod tests {
                 "{needle} missing from the CronJobTrigger CRD"
             );
         }
+        let nats = text("natstriggers.yaml");
+        for needle in [
+            "name: natstriggers.wasmless.dev",
+            "kind: NATSTrigger",
+            "topic:",
+            "functionSelector:",
+            "matchLabels:",
+            "queueGroup:",
+            "delivered:",
+            "status: {}",
+        ] {
+            assert!(
+                nats.contains(needle),
+                "{needle} missing from the NATSTrigger CRD"
+            );
+        }
     }
 }

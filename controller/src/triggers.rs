@@ -1,11 +1,14 @@
 //! The trigger kinds' reconcilers, run by the leader beside the Functions' ([`crate::reconcile`])
 //! for one leadership term: [`http`] (HTTPTrigger: its Ingress and status) and [`cron`]
-//! (CronJobTrigger: invoking functions at their schedules' ticks, through [`invoke`]).
+//! (CronJobTrigger: invoking functions at their schedules' ticks, through [`invoke`]) and [`nats`]
+//! (NATSTrigger: subscriptions kept as the triggers ask, each delivering through [`subscription`]).
 
 pub mod cron;
 pub mod http;
 pub mod invoke;
+pub mod nats;
 pub mod schedule;
+pub mod subscription;
 
 use std::sync::Arc;
 
@@ -29,9 +32,11 @@ pub struct Context {
     pub client: Client,
     /// The Ingress class of HTTPTriggers without a `gateway` (none: the cluster's default).
     pub ingress_class: Option<String>,
-    /// Where cron invocations go, with `Host: <name>.<namespace>` (none: each function's
-    /// Service, `http://<name>.<namespace>.svc:8080`).
+    /// Where cron and NATS invocations go, with `Host: <name>.<namespace>` (none: each
+    /// function's Service, `http://<name>.<namespace>.svc:8080`).
     pub functions_url: Option<String>,
+    /// The NATS server NATSTriggers subscribe on (none: they say so in their status).
+    pub nats_url: Option<String>,
     pub http: reqwest::Client,
 }
 
@@ -40,17 +45,19 @@ impl Context {
         client: Client,
         ingress_class: Option<String>,
         functions_url: Option<String>,
+        nats_url: Option<String>,
     ) -> Self {
         Self {
             client,
             ingress_class,
             functions_url,
+            nats_url,
             http: reqwest::Client::new(),
         }
     }
 }
 
-/// Runs both reconcilers until `shutdown` resolves (dropping the future stops them at once: a
+/// Runs the three until `shutdown` resolves (dropping the future stops them at once: a
 /// replica that lost its Lease stops writing and invoking).
 pub async fn run(
     ctx: Arc<Context>,
@@ -60,7 +67,8 @@ pub async fn run(
     let shutdown = shutdown.boxed().shared();
     futures::join!(
         http::run(ctx.clone(), leading.clone(), shutdown.clone()),
-        cron::run(ctx, leading, shutdown),
+        cron::run(ctx.clone(), leading.clone(), shutdown.clone()),
+        nats::run(ctx, leading, shutdown),
     );
 }
 

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod cluster;
 pub mod examples;
 pub mod hostile;
+pub mod nats;
 pub mod realnode;
 
 /// A binary of this workspace, built by `cargo test` next to the test executables.

@@ -8,6 +8,9 @@
 //! - CronJobTrigger: a seconds-granular schedule with two controller replicas (the leader
 //!   stopped halfway): every tick invoked once (Kubeless's event headers, one `event-id` per
 //!   tick), never twice, and `status.lastScheduleTime` names the last.
+//! - NATSTrigger, on a real NATS server: each message reaches every function its selector
+//!   matches, with Kubeless's event headers, and a request gets their answers; failures are
+//!   counted; another namespace's function is never reached; a deleted trigger reads nothing.
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;
@@ -351,10 +354,13 @@ async fn host_on_port(
     Served::start(command, "wasmless-host").await
 }
 
-/// The values of `VAR=` lines in the function's log buffer on `host`.
-async fn logged(host: &Served, var: &str) -> anyhow::Result<Vec<String>> {
+/// The values of `VAR=` lines in the log buffer of function `test/<name>` on `host`.
+async fn logged(host: &Served, name: &str, var: &str) -> anyhow::Result<Vec<String>> {
     let (status, body) = host
-        .admin_get_with("/functions/test/tick/logs", Some(cluster::INTERNAL_TOKEN))
+        .admin_get_with(
+            &format!("/functions/test/{name}/logs"),
+            Some(cluster::INTERNAL_TOKEN),
+        )
         .await?;
     if status == 404 {
         return Ok(Vec::new());
@@ -409,7 +415,7 @@ async fn a_cron_trigger_fires_each_tick_once_across_two_controllers() -> anyhow:
         ],
     );
     assert!(created.ok(), "{created:?}");
-    let ids = || logged(&host, "HTTP_EVENT_ID");
+    let ids = || logged(&host, "tick", "HTTP_EVENT_ID");
     wait_until(Duration::from_secs(120), || async {
         ids().await.is_ok_and(|ids| ids.len() >= 3)
     })
@@ -447,9 +453,9 @@ async fn a_cron_trigger_fires_each_tick_once_across_two_controllers() -> anyhow:
     until_reason(&cluster, "cronjobtrigger", "test", "every2", "Suspended").await?;
 
     let ids = ids().await?;
-    let times = logged(&host, "HTTP_EVENT_TIME").await?;
-    let namespaces = logged(&host, "HTTP_EVENT_NAMESPACE").await?;
-    let types = logged(&host, "HTTP_EVENT_TYPE").await?;
+    let times = logged(&host, "tick", "HTTP_EVENT_TIME").await?;
+    let namespaces = logged(&host, "tick", "HTTP_EVENT_NAMESPACE").await?;
+    let types = logged(&host, "tick", "HTTP_EVENT_TYPE").await?;
     let distinct: BTreeSet<&String> = ids.iter().collect();
     assert_eq!(distinct.len(), ids.len(), "a tick invoked twice: {ids:?}");
     let ticks: BTreeSet<&String> = times.iter().collect();
@@ -542,17 +548,17 @@ async fn wasmless_up_serves_the_triggers_of_its_directory() -> anyhow::Result<()
     let (status, _) = up.get("tick.example.com", "/other").await?;
     assert_eq!(status, 404);
     wait_until(Duration::from_secs(60), || async {
-        logged(&up, "HTTP_EVENT_NAMESPACE")
+        logged(&up, "tick", "HTTP_EVENT_NAMESPACE")
             .await
             .is_ok_and(|n| n.len() >= 2)
     })
     .await?;
-    let namespaces = logged(&up, "HTTP_EVENT_NAMESPACE").await?;
+    let namespaces = logged(&up, "tick", "HTTP_EVENT_NAMESPACE").await?;
     assert!(
         namespaces.iter().all(|n| n == "cronjobtrigger.kubeless.io"),
         "{namespaces:?}"
     );
-    let ids = logged(&up, "HTTP_EVENT_ID").await?;
+    let ids = logged(&up, "tick", "HTTP_EVENT_ID").await?;
     let distinct: BTreeSet<&String> = ids.iter().collect();
     assert_eq!(distinct.len(), ids.len(), "{ids:?}");
 
@@ -565,5 +571,303 @@ async fn wasmless_up_serves_the_triggers_of_its_directory() -> anyhow::Result<()
     let fired = up.process.log_count("cron tick fired");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(up.process.log_count("cron tick fired"), fired);
+    Ok(())
+}
+
+/// `test/<name>`'s labels set to `labels` (key=value ...), with the real kubectl.
+fn label(cluster: &Cluster, name: &str, labels: &[&str]) -> anyhow::Result<()> {
+    let mut args = vec!["label", "function", name, "-n", "test", "--overwrite"];
+    args.extend(labels);
+    cluster.kubectl(&args)?;
+    Ok(())
+}
+
+/// Whether NATS says nothing is subscribed to `subject` (a request's "no responders").
+async fn no_responders(nats: &async_nats::Client, subject: &str) -> bool {
+    let asked = nats.request(subject.to_string(), "{}".into()).await;
+    matches!(asked, Err(e) if e.kind() == async_nats::client::RequestErrorKind::NoResponders)
+}
+
+/// Publishes `message` on `subject` with a reply inbox and collects the answers for `wait`:
+/// (the `Function` header, the `Status` header, the body).
+async fn answers(
+    nats: &async_nats::Client,
+    subject: &str,
+    message: &str,
+    wait: Duration,
+) -> anyhow::Result<Vec<(String, String, String)>> {
+    use futures::StreamExt;
+    let inbox = nats.new_inbox();
+    let mut replies = nats.subscribe(inbox.clone()).await?;
+    nats.publish_with_reply(
+        subject.to_string(),
+        inbox,
+        message.to_string().into_bytes().into(),
+    )
+    .await?;
+    nats.flush().await?;
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Some(reply)) = tokio::time::timeout_at(deadline, replies.next()).await {
+        if reply.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+            continue;
+        }
+        let header = |name: &str| {
+            reply
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        };
+        got.push((
+            header("Function"),
+            header("Status"),
+            String::from_utf8_lossy(&reply.payload).into_owned(),
+        ));
+    }
+    got.sort();
+    Ok(got)
+}
+
+#[tokio::test]
+async fn a_nats_trigger_delivers_each_message_to_its_functions_and_answers_requests()
+-> anyhow::Result<()> {
+    let server = wasmless_e2e::nats::NatsServer::start().await?;
+    let cluster = Cluster::with_functions().await?;
+    let store = tempfile::tempdir()?;
+    let cache = tempfile::tempdir()?;
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let functions_url = format!("http://127.0.0.1:{port}");
+    let flags = with(
+        cluster::HOSTS_NOT_PODS,
+        &["--functions-url", &functions_url, "--nats-url", &server.url],
+    );
+    let (controller, artifacts) = cluster.controller(store.path(), &flags)?;
+    let host = host_on_port(&cluster, &artifacts, cache.path(), port).await?;
+    cluster.kubectl(&["create", "namespace", "other"])?;
+
+    // Two functions with the selector's labels (Kubeless's way), one without.
+    let echo = std::fs::read_to_string(wasmless_e2e::functions_dir().join("echo.yaml"))?;
+    cluster.apply(&echo)?;
+    cluster.apply(&wat_manifest("test", "second", "from second"))?;
+    cluster.apply(&wat_manifest("test", "unlabelled", "not me"))?;
+    cluster.apply(&env_to_stderr("audit"))?;
+    cluster.apply(
+        "apiVersion: wasmless.dev/v1alpha1\nkind: Function\nmetadata: {name: broken, namespace: test}\nspec:\n  runtime: wat\n  function: '(module (memory (export \"memory\") 1) (func (export \"_start\") unreachable))'\n",
+    )?;
+    for name in ["echo", "second", "unlabelled", "audit", "broken"] {
+        wait_until(Duration::from_secs(60), || async {
+            cluster.phase(name) == "Ready"
+        })
+        .await?;
+    }
+    label(&cluster, "echo", &["topic=orders"])?;
+    label(&cluster, "second", &["topic=orders"])?;
+    label(&cluster, "audit", &["role=audit"])?;
+    label(&cluster, "broken", &["role=audit"])?;
+
+    // What could read another subject is refused before anything is sent.
+    let wildcard = trigger(
+        &cluster,
+        "test",
+        &[
+            "nats",
+            "create",
+            "all",
+            "--trigger-topic",
+            "orders.>",
+            "--function",
+            "echo",
+        ],
+    );
+    assert!(
+        !wildcard.ok() && wildcard.stderr.contains("spec.topic"),
+        "{wildcard:?}"
+    );
+
+    let created = trigger(
+        &cluster,
+        "test",
+        &[
+            "nats",
+            "create",
+            "orders",
+            "--trigger-topic",
+            "orders.new",
+            "--function-selector",
+            "topic=orders",
+        ],
+    );
+    assert!(created.ok(), "{created:?}");
+    until_reason(&cluster, "natstrigger", "test", "orders", "Subscribed").await?;
+    wait_until(Duration::from_secs(30), || async {
+        field(
+            &cluster,
+            "natstrigger",
+            "test",
+            "orders",
+            "{.status.functions}",
+        ) == r#"["echo","second"]"#
+    })
+    .await?;
+
+    // A request reaches both functions: each answers on the reply subject.
+    let nats = async_nats::connect(server.url.as_str()).await?;
+    let got = answers(
+        &nats,
+        "orders.new",
+        r#"{"order": 7}"#,
+        Duration::from_secs(10),
+    )
+    .await?;
+    assert_eq!(
+        got,
+        vec![
+            ("echo".into(), "200".into(), r#"{"order": 7}"#.into()),
+            ("second".into(), "200".into(), "from second".into()),
+        ]
+    );
+
+    // Kubeless's event headers; a body that is not JSON goes as a form, as Kubeless sent it;
+    // a trap is a failure, counted.
+    let audit = trigger(
+        &cluster,
+        "test",
+        &[
+            "nats",
+            "create",
+            "audit",
+            "--trigger-topic",
+            "audit",
+            "--function-selector",
+            "role=audit",
+        ],
+    );
+    assert!(audit.ok(), "{audit:?}");
+    until_reason(&cluster, "natstrigger", "test", "audit", "Subscribed").await?;
+    wait_until(Duration::from_secs(30), || async {
+        field(
+            &cluster,
+            "natstrigger",
+            "test",
+            "audit",
+            "{.status.functions}",
+        ) == r#"["audit","broken"]"#
+    })
+    .await?;
+    nats.publish("audit", "plain words".into()).await?;
+    nats.flush().await?;
+    wait_until(Duration::from_secs(30), || async {
+        logged(&host, "audit", "HTTP_EVENT_NAMESPACE")
+            .await
+            .is_ok_and(|n| !n.is_empty())
+    })
+    .await?;
+    assert_eq!(
+        logged(&host, "audit", "HTTP_EVENT_NAMESPACE").await?,
+        ["natstriggers.kubeless.io"]
+    );
+    assert_eq!(
+        logged(&host, "audit", "HTTP_EVENT_TYPE").await?,
+        ["application/x-www-form-urlencoded"]
+    );
+    assert_eq!(logged(&host, "audit", "CONTENT_LENGTH").await?, ["11"]);
+    wait_until(Duration::from_secs(30), || async {
+        field(&cluster, "natstrigger", "test", "audit", "{.status.failed}") == "1"
+            && field(
+                &cluster,
+                "natstrigger",
+                "test",
+                "audit",
+                "{.status.delivered}",
+            ) == "1"
+    })
+    .await?;
+    let listed = trigger(&cluster, "test", &["nats", "list"]);
+    assert!(
+        listed.ok()
+            && listed.stdout.contains("orders.new")
+            && listed.stdout.contains("audit,broken"),
+        "{listed:?}"
+    );
+
+    // Another namespace's trigger naming `echo` finds no such function there.
+    let other = trigger(
+        &cluster,
+        "other",
+        &[
+            "nats",
+            "create",
+            "steal",
+            "--trigger-topic",
+            "orders.new",
+            "--function",
+            "echo",
+        ],
+    );
+    assert!(other.ok(), "{other:?}");
+    until_reason(
+        &cluster,
+        "natstrigger",
+        "other",
+        "steal",
+        "FunctionNotFound",
+    )
+    .await?;
+
+    // Deleted: nothing reads the subject any more (NATS says there are no responders).
+    let deleted = trigger(&cluster, "test", &["nats", "delete", "orders"]);
+    assert!(deleted.ok(), "{deleted:?}");
+    wait_until(Duration::from_secs(30), || {
+        no_responders(&nats, "orders.new")
+    })
+    .await?;
+    assert!(controller.log_contains("subscribed"));
+    report(
+        "triggers: a NATSTrigger delivered a request to both selected functions and returned both answers; a trap counted as failed",
+    );
+    Ok(())
+}
+
+/// `wasmless up --nats-url`: a NATSTrigger in the directory delivers to the Functions its
+/// selector matches there (labels from their manifests), and stops with its file.
+#[tokio::test]
+async fn wasmless_up_delivers_nats_messages_to_its_directorys_functions() -> anyhow::Result<()> {
+    let server = wasmless_e2e::nats::NatsServer::start().await?;
+    let dir = tempfile::tempdir()?;
+    let echo = std::fs::read_to_string(wasmless_e2e::functions_dir().join("echo.yaml"))?;
+    let labelled = echo.replace(
+        "  namespace: test\n",
+        "  namespace: test\n  labels: {topic: orders}\n",
+    );
+    assert_ne!(
+        labelled, echo,
+        "echo.yaml's metadata changed: label it another way"
+    );
+    std::fs::write(dir.path().join("echo.yaml"), labelled)?;
+    std::fs::write(
+        dir.path().join("unlabelled.yaml"),
+        wat_manifest("test", "unlabelled", "not me"),
+    )?;
+    let trigger = dir.path().join("orders.yaml");
+    std::fs::write(
+        &trigger,
+        "apiVersion: wasmless.dev/v1alpha1\nkind: NATSTrigger\nmetadata: {name: orders, namespace: test}\nspec: {topic: orders.new, functionSelector: {matchLabels: {topic: orders}}}\n",
+    )?;
+    let up = Up::start(dir.path(), &["--nats-url", &server.url]).await?;
+    wait_until(Duration::from_secs(60), || async {
+        up.process.log_contains("subscribed")
+    })
+    .await?;
+    let nats = async_nats::connect(server.url.as_str()).await?;
+    let got = answers(&nats, "orders.new", "hello up", Duration::from_secs(5)).await?;
+    assert_eq!(got, vec![("echo".into(), "200".into(), "hello up".into())]);
+
+    std::fs::remove_file(&trigger)?;
+    wait_until(Duration::from_secs(60), || {
+        no_responders(&nats, "orders.new")
+    })
+    .await?;
     Ok(())
 }

@@ -4,7 +4,10 @@
 //! same oldest-holds rule: with no creation time here, the first by namespace and name).
 //! CronJobTriggers each get a task that invokes the function through the function listener at
 //! every tick, with the controller's schedule reading and headers; ticks passed while `up` was
-//! not running are not run, and there is no status: each firing is logged.
+//! not running are not run, and there is no status: each firing is logged. NATSTriggers each
+//! get a subscription on `--nats-url`, delivering as the controller's do
+//! ([`wasmless_controller::triggers::subscription`]) to the directory's Functions they name or
+//! select (by the labels in their manifests); failures are logged.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,17 +19,27 @@ use k8s_openapi::jiff::Timestamp;
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 
+use kube::core::SelectorExt;
 use wasmless_controller::triggers::invoke::{self, Invocation};
 use wasmless_controller::triggers::schedule::Schedule;
-use wasmless_runtime::Host;
-use wasmless_runtime::function::{API_VERSION, DEFAULT_NAMESPACE};
+use wasmless_controller::triggers::subscription::{
+    Counters, Destination, Route, Subscription, queue_group,
+};
+use wasmless_runtime::function::{API_VERSION, DEFAULT_NAMESPACE, Function};
 use wasmless_runtime::routes::{Claim, holders};
-use wasmless_runtime::trigger::{CronJobTrigger, CronJobTriggerSpec, HttpTrigger, TriggerKey};
+use wasmless_runtime::trigger::nats::Target;
+use wasmless_runtime::trigger::{
+    CronJobTrigger, CronJobTriggerSpec, HttpTrigger, NatsTrigger, NatsTriggerSpec, TriggerKey,
+};
+use wasmless_runtime::{FunctionKey, Host};
 
-/// A trigger document, and the file it came from.
+/// A document of a manifest file that triggers need: a trigger, or a Function (its labels, for
+/// NATSTriggers' selectors).
 enum Document {
     Http(HttpTrigger),
     Cron(CronJobTrigger),
+    Nats(NatsTrigger),
+    Function(Box<Function>),
 }
 
 /// The triggers `up` serves.
@@ -37,6 +50,10 @@ pub struct Triggers {
     http: reqwest::Client,
     /// One task per CronJobTrigger, with the spec it runs.
     cron: BTreeMap<TriggerKey, (CronJobTriggerSpec, JoinHandle<()>)>,
+    /// `--nats-url`'s connection, if given.
+    nats: Option<async_nats::Client>,
+    /// One subscription per NATSTrigger, with the spec and route it runs.
+    subscriptions: BTreeMap<TriggerKey, ((NatsTriggerSpec, Route), Subscription)>,
 }
 
 impl Drop for Triggers {
@@ -48,21 +65,25 @@ impl Drop for Triggers {
 }
 
 impl Triggers {
-    pub fn new(host: Arc<Host>, functions: SocketAddr) -> Self {
+    pub fn new(host: Arc<Host>, functions: SocketAddr, nats: Option<async_nats::Client>) -> Self {
         Self {
             host,
             functions: format!("http://{functions}"),
             http: reqwest::Client::new(),
             cron: BTreeMap::new(),
+            nats,
+            subscriptions: BTreeMap::new(),
         }
     }
 
     /// Reads the triggers of `files` and serves exactly those: routes swapped whole, cron tasks
     /// started, restarted when their spec changed, stopped when gone. A file that does not
     /// parse adds nothing (its error is the Function loader's to log).
-    pub fn sync(&mut self, files: &[PathBuf]) {
+    pub async fn sync(&mut self, files: &[PathBuf]) {
         let mut http = Vec::new();
         let mut cron: BTreeMap<TriggerKey, CronJobTrigger> = BTreeMap::new();
+        let mut nats: BTreeMap<TriggerKey, NatsTrigger> = BTreeMap::new();
+        let mut functions = Vec::new();
         for file in files {
             for document in read(file) {
                 match document {
@@ -70,9 +91,14 @@ impl Triggers {
                     Document::Cron(t) => {
                         cron.entry(t.key()).or_insert(t);
                     }
+                    Document::Nats(t) => {
+                        nats.entry(t.key()).or_insert(t);
+                    }
+                    Document::Function(f) => functions.push(*f),
                 }
             }
         }
+        self.sync_nats(nats, &functions).await;
         let claims = http.iter().filter_map(|t| match Claim::of(t) {
             Ok(claim) => Some(claim),
             Err(problems) => {
@@ -129,6 +155,99 @@ impl Triggers {
     }
 }
 
+impl Triggers {
+    /// Subscriptions for exactly `triggers`: a changed spec or set of functions subscribes anew.
+    async fn sync_nats(
+        &mut self,
+        triggers: BTreeMap<TriggerKey, NatsTrigger>,
+        functions: &[Function],
+    ) {
+        let wanted: BTreeMap<TriggerKey, (NatsTriggerSpec, Route)> = triggers
+            .into_iter()
+            .filter_map(|(key, t)| {
+                let target = match t.spec.check() {
+                    Ok(target) => target,
+                    Err(problems) => {
+                        tracing::error!(trigger = %key, "NATSTrigger not served: {}", problems.join("; "));
+                        return None;
+                    }
+                };
+                let route = route(&key, &target, functions);
+                if route.functions.is_empty() {
+                    tracing::error!(trigger = %key, "NATSTrigger not served: no Function of namespace {} matches", key.namespace);
+                    return None;
+                }
+                Some((key, (t.spec, route)))
+            })
+            .collect();
+        self.subscriptions
+            .retain(|key, (running, _)| wanted.get(key) == Some(running));
+        for (key, (spec, route)) in wanted {
+            if self.subscriptions.contains_key(&key) {
+                continue;
+            }
+            let Some(client) = &self.nats else {
+                tracing::error!(trigger = %key, "NATSTrigger not served: wasmless up has no --nats-url");
+                continue;
+            };
+            let to = Destination {
+                http: self.http.clone(),
+                base: Some(self.functions.clone()),
+            };
+            let queue = queue_group(&key, &spec);
+            let started = Subscription::start(
+                client,
+                &key,
+                &spec.topic,
+                &queue,
+                route.clone(),
+                to,
+                Arc::new(Counters::default()),
+            )
+            .await;
+            match started {
+                Ok(subscription) => {
+                    self.subscriptions
+                        .insert(key, ((spec, route), subscription));
+                }
+                Err(e) => {
+                    tracing::error!(trigger = %key, "NATSTrigger not served: cannot subscribe: {e}")
+                }
+            }
+        }
+    }
+}
+
+/// The Functions of the trigger's namespace it names or selects, sorted (each with the
+/// longest timeout: `up` has no per-function lookup here, and its host enforces the real one).
+fn route(key: &TriggerKey, target: &Target, functions: &[Function]) -> Route {
+    let mut chosen: Vec<(FunctionKey, Duration)> = functions
+        .iter()
+        .filter(|f| f.metadata.namespace.as_deref() == Some(key.namespace.as_str()))
+        .filter(|f| match target {
+            Target::Named(name) => f.metadata.name.as_deref() == Some(name.as_str()),
+            Target::Selected(selector) => {
+                selector.matches(&f.metadata.labels.clone().unwrap_or_default())
+            }
+        })
+        .map(|f| {
+            (
+                FunctionKey::new(
+                    &key.namespace,
+                    f.metadata.name.as_deref().unwrap_or_default(),
+                ),
+                invoke::timeout(Some(f)),
+            )
+        })
+        .collect();
+    chosen.sort_by(|a, b| a.0.cmp(&b.0));
+    chosen.dedup_by(|a, b| a.0 == b.0);
+    Route {
+        uid: key.to_string(),
+        functions: chosen,
+    }
+}
+
 /// Invokes the trigger's function at each tick from now on (never two at once).
 async fn tick(trigger: CronJobTrigger, schedule: Schedule, base: String, http: reqwest::Client) {
     let key = trigger.key();
@@ -143,13 +262,13 @@ async fn tick(trigger: CronJobTrigger, schedule: Schedule, base: String, http: r
         }
         let tick = next.to_string();
         let function = trigger.function();
-        let invocation = Invocation {
-            function: &function,
-            tick: &tick,
-            event_id: invoke::event_id(&key.to_string(), &tick),
-            payload: trigger.spec.payload.as_ref().map(|p| &p.value),
-            timeout: wasmless_runtime::validate::MAX_TIMEOUT,
-        };
+        let invocation = Invocation::cron(
+            &function,
+            &tick,
+            invoke::event_id(&key.to_string(), &tick),
+            trigger.spec.payload.as_ref().map(|p| &p.value),
+            wasmless_runtime::validate::MAX_TIMEOUT,
+        );
         let result = invoke::send(&http, Some(&base), &invocation).await;
         tracing::info!(
             trigger = %key,
@@ -181,6 +300,12 @@ fn read(file: &Path) -> Vec<Document> {
         let document = match kind.as_str() {
             "HTTPTrigger" => serde_yaml::from_value::<HttpTrigger>(value).map(Document::Http),
             "CronJobTrigger" => serde_yaml::from_value::<CronJobTrigger>(value).map(Document::Cron),
+            "NATSTrigger" => serde_yaml::from_value::<NatsTrigger>(value).map(Document::Nats),
+            "Function" => match serde_yaml::from_value::<Function>(value) {
+                Ok(f) => Ok(Document::Function(Box::new(f))),
+                // The Function loader reports it.
+                Err(_) => continue,
+            },
             _ => continue,
         };
         match document {
@@ -188,6 +313,8 @@ fn read(file: &Path) -> Vec<Document> {
                 let meta = match &mut d {
                     Document::Http(t) => &mut t.metadata,
                     Document::Cron(t) => &mut t.metadata,
+                    Document::Nats(t) => &mut t.metadata,
+                    Document::Function(f) => &mut f.metadata,
                 };
                 meta.namespace
                     .get_or_insert_with(|| DEFAULT_NAMESPACE.to_string());

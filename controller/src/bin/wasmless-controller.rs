@@ -139,10 +139,15 @@ struct RunArgs {
     /// (native mode) [default: none, the cluster's default class].
     #[arg(long, env = "WASMLESS_INGRESS_CLASS")]
     ingress_class: Option<String>,
-    /// Where CronJobTriggers' invocations go, with `Host: <name>.<namespace>` (native mode)
-    /// [default: each function's Service, http://<name>.<namespace>.svc:8080].
+    /// Where CronJobTriggers' and NATSTriggers' invocations go, with `Host:
+    /// <name>.<namespace>` (native mode) [default: each function's Service,
+    /// http://<name>.<namespace>.svc:8080].
     #[arg(long, env = "WASMLESS_FUNCTIONS_URL")]
     functions_url: Option<String>,
+    /// The NATS server NATSTriggers subscribe on, such as nats://nats.nats:4222 (native
+    /// mode) [default: none, NATSTriggers are not Ready].
+    #[arg(long, env = "WASMLESS_NATS_URL")]
+    nats_url: Option<String>,
     #[command(flatten)]
     builder: BuilderArgs,
 }
@@ -430,6 +435,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             client.clone(),
             args.ingress_class.clone().filter(|c| !c.is_empty()),
             args.functions_url.clone().filter(|u| !u.is_empty()),
+            args.nats_url.clone().filter(|u| !u.is_empty()),
         ));
         reconcile_while_leading(client, ctx, triggers, &args.lease_namespace, &stopped).await?;
     } else {

@@ -24,16 +24,12 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
 use wasmless_runtime::function::{Condition, Function};
-use wasmless_runtime::trigger::{CronJobTrigger, CronJobTriggerStatus};
-use wasmless_runtime::validate;
+use wasmless_runtime::trigger::{CronJobTrigger, CronJobTriggerStatus, CronResult};
 
 use super::invoke::{self, Invocation};
 use super::schedule::Schedule;
 use super::{Context, Error, ready};
 use crate::backoff::Exponential;
-
-/// Added to the function's own timeout for the whole request.
-const CALL_MARGIN: Duration = Duration::from_secs(5);
 
 struct Term {
     ctx: Arc<Context>,
@@ -157,10 +153,7 @@ async fn reconcile(trigger: Arc<CronJobTrigger>, term: Arc<Term>) -> Result<Acti
             );
         }
         Due::Fire(tick) => {
-            let timeout = function
-                .as_ref()
-                .and_then(|f| validate::timeout(f.spec.timeout.as_ref()).ok())
-                .unwrap_or(wasmless_runtime::limits::DEFAULT_TIMEOUT);
+            let timeout = invoke::timeout(function.as_ref());
             match fire(
                 ctx,
                 &api,
@@ -242,16 +235,21 @@ async fn fire(
     }
     let key = trigger.function();
     let result = if function_exists {
-        let invocation = Invocation {
-            function: &key,
-            tick: &tick_text,
-            event_id: invoke::event_id(&trigger.uid().unwrap_or_default(), &tick_text),
-            payload: trigger.spec.payload.as_ref().map(|p| &p.value),
-            timeout: timeout + CALL_MARGIN,
-        };
-        invoke::send(&ctx.http, ctx.functions_url.as_deref(), &invocation).await
+        let invocation = Invocation::cron(
+            &key,
+            &tick_text,
+            invoke::event_id(&trigger.uid().unwrap_or_default(), &tick_text),
+            trigger.spec.payload.as_ref().map(|p| &p.value),
+            timeout,
+        );
+        let answer = invoke::send(&ctx.http, ctx.functions_url.as_deref(), &invocation).await;
+        CronResult {
+            schedule_time: tick_text.clone(),
+            status_code: answer.status_code,
+            error: answer.error,
+        }
     } else {
-        wasmless_runtime::trigger::CronResult {
+        CronResult {
             schedule_time: tick_text.clone(),
             status_code: None,
             error: format!("no Function {:?} in namespace {}", key.name, key.namespace),

@@ -1,6 +1,7 @@
-//! One cron invocation: a request to the function with Kubeless's cron event headers
-//! (`event-id`, `event-time`, `event-type`, `event-namespace: cronjobtrigger.kubeless.io`), GET,
-//! or POST with the trigger's payload as JSON, as Kubeless's cron jobs sent it.
+//! One trigger invocation: a request to the function with Kubeless's event headers
+//! (`event-id`, `event-time`, `event-type`, `event-namespace`: `cronjobtrigger.kubeless.io` or
+//! `natstriggers.kubeless.io`), a GET, or a POST of the trigger's payload or message, as
+//! Kubeless's cron jobs and NATS consumers sent it.
 
 use std::time::Duration;
 
@@ -8,83 +9,145 @@ use http::header;
 use sha2::{Digest, Sha256};
 
 use wasmless_runtime::FunctionKey;
-use wasmless_runtime::trigger::CronResult;
-use wasmless_runtime::trigger::cron::EVENT_NAMESPACE;
+use wasmless_runtime::function::Function;
+use wasmless_runtime::validate;
 
 /// Longest error kept in status.
 const MAX_ERROR: usize = 500;
+/// Most of an answer read (a NATS reply carries it; NATS's default largest message is 1 MiB).
+pub const MAX_ANSWER: usize = 1 << 20;
+
+/// Added to the function's own timeout for the whole request.
+const CALL_MARGIN: Duration = Duration::from_secs(5);
+
+/// How long an invocation of `function` may take: its timeout (the default when it has none,
+/// or is not found) and a margin.
+pub fn timeout(function: Option<&Function>) -> Duration {
+    function
+        .and_then(|f| validate::timeout(f.spec.timeout.as_ref()).ok())
+        .unwrap_or(wasmless_runtime::limits::DEFAULT_TIMEOUT)
+        + CALL_MARGIN
+}
 
 /// What one invocation sends.
 pub struct Invocation<'a> {
     pub function: &'a FunctionKey,
-    /// The tick, RFC 3339: `event-time`.
-    pub tick: &'a str,
-    /// Names the tick of one trigger: the same for a tick whoever sends it, so a function can
-    /// tell a repeat (none is sent; see the claim in [`super::cron`]).
+    /// `event-time`, RFC 3339: a cron tick, or when a message came.
+    pub time: &'a str,
+    /// `event-id`: a cron tick's is the same whoever sends it, so a function can tell a repeat.
     pub event_id: String,
-    pub payload: Option<&'a serde_json::Value>,
+    /// `event-namespace`: who sent it.
+    pub source: &'static str,
+    /// The body (POSTed) and its content type, also `event-type`; none: a GET, with
+    /// `event-type: application/json`, as Kubeless's cron jobs sent.
+    pub body: Option<(&'static str, Vec<u8>)>,
     pub timeout: Duration,
 }
 
-/// `event-id`: of the trigger's uid and the tick.
-pub fn event_id(trigger_uid: &str, tick: &str) -> String {
-    let digest = Sha256::digest(format!("{trigger_uid}/{tick}"));
+impl<'a> Invocation<'a> {
+    /// A cron tick's: a GET, or a POST of the trigger's payload as JSON.
+    pub fn cron(
+        function: &'a FunctionKey,
+        tick: &'a str,
+        event_id: String,
+        payload: Option<&serde_json::Value>,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            function,
+            time: tick,
+            event_id,
+            source: wasmless_runtime::trigger::cron::EVENT_NAMESPACE,
+            body: payload.map(|p| ("application/json", p.to_string().into_bytes())),
+            timeout,
+        }
+    }
+}
+
+/// How the function answered.
+#[derive(Debug, Default)]
+pub struct Answer {
+    /// The HTTP status, when it answered.
+    pub status_code: Option<u16>,
+    /// Its content type, if it said one.
+    pub content_type: Option<String>,
+    /// The start of the answer (at most [`MAX_ANSWER`] bytes).
+    pub body: Vec<u8>,
+    /// Why it failed: a non-2xx answer's start, or why the function could not be reached.
+    pub error: String,
+}
+
+impl Answer {
+    pub fn succeeded(&self) -> bool {
+        self.status_code.is_some_and(|c| (200..300).contains(&c))
+    }
+}
+
+/// `event-id`: of the trigger's uid and what names the event (a tick, a message).
+pub fn event_id(trigger_uid: &str, event: &str) -> String {
+    let digest = Sha256::digest(format!("{trigger_uid}/{event}"));
     hex::encode(&digest[..16])
 }
 
 /// Sends `invocation` to `base` (with `Host: <name>.<namespace>`), or to the function's Service
-/// when there is no base; the outcome as status records it.
+/// when there is no base.
 pub async fn send(
     client: &reqwest::Client,
     base: Option<&str>,
     invocation: &Invocation<'_>,
-) -> CronResult {
+) -> Answer {
     let key = invocation.function;
     let host = format!("{}.{}", key.name, key.namespace);
     let url = match base {
         Some(base) => format!("{}/", base.trim_end_matches('/')),
         None => format!("http://{host}.svc:8080/"),
     };
-    let request = match invocation.payload {
-        Some(payload) => client
-            .post(&url)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(payload.to_string()),
-        None => client.get(&url),
+    let (request, event_type) = match &invocation.body {
+        Some((content_type, body)) => (
+            client
+                .post(&url)
+                .header(header::CONTENT_TYPE, *content_type)
+                .body(body.clone()),
+            *content_type,
+        ),
+        None => (client.get(&url), "application/json"),
     };
     let sent = request
         .header(header::HOST, &host)
         .header("event-id", &invocation.event_id)
-        .header("event-time", invocation.tick)
-        .header("event-type", "application/json")
-        .header("event-namespace", EVENT_NAMESPACE)
+        .header("event-time", invocation.time)
+        .header("event-type", event_type)
+        .header("event-namespace", invocation.source)
         .timeout(invocation.timeout)
         .send()
         .await;
-    let mut result = CronResult {
-        schedule_time: invocation.tick.to_string(),
-        ..CronResult::default()
-    };
+    let mut answer = Answer::default();
     match sent {
         Ok(mut response) => {
             let status = response.status();
-            result.status_code = Some(status.as_u16());
-            if !status.is_success() {
-                // The start of the answer says why; a large one is not read on.
-                let mut body = Vec::new();
-                while body.len() < MAX_ERROR * 4 {
-                    match response.chunk().await {
-                        Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                        _ => break,
-                    }
+            answer.status_code = Some(status.as_u16());
+            answer.content_type = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            // A larger answer is not read on.
+            while answer.body.len() < MAX_ANSWER {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => answer.body.extend_from_slice(&chunk),
+                    _ => break,
                 }
-                let body = String::from_utf8_lossy(&body);
-                result.error = trim(&format!("{status}: {}", body.trim()));
+            }
+            answer.body.truncate(MAX_ANSWER);
+            if !status.is_success() {
+                let start = &answer.body[..answer.body.len().min(MAX_ERROR * 4)];
+                let start = String::from_utf8_lossy(start);
+                answer.error = trim(&format!("{status}: {}", start.trim()));
             }
         }
-        Err(e) => result.error = trim(&format!("cannot reach {key} at {url}: {e}")),
+        Err(e) => answer.error = trim(&format!("cannot reach {key} at {url}: {e}")),
     }
-    result
+    answer
 }
 
 fn trim(text: &str) -> String {
@@ -103,7 +166,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn sends_kubeless_cron_headers_to_the_functions_host() {
+    async fn sends_kubeless_event_headers_to_the_functions_host() {
         let seen: Arc<Mutex<Vec<(String, http::HeaderMap, String)>>> = Arc::default();
         let sink = seen.clone();
         let app = axum::Router::new().fallback(move |request: Request| {
@@ -127,18 +190,19 @@ mod tests {
 
         let key = FunctionKey::new("test", "tick");
         let payload = serde_json::json!({"hello": "world"});
-        let invocation = Invocation {
-            function: &key,
-            tick: "2026-01-01T00:00:05Z",
-            event_id: event_id("uid", "2026-01-01T00:00:05Z"),
-            payload: Some(&payload),
-            timeout: Duration::from_secs(5),
-        };
+        let invocation = Invocation::cron(
+            &key,
+            "2026-01-01T00:00:05Z",
+            event_id("uid", "2026-01-01T00:00:05Z"),
+            Some(&payload),
+            Duration::from_secs(5),
+        );
         let base = format!("http://{addr}");
         let result = send(&reqwest::Client::new(), Some(&base), &invocation).await;
         assert_eq!(result.status_code, Some(500));
+        assert!(!result.succeeded());
         assert!(result.error.contains("boom"), "{}", result.error);
-        assert_eq!(result.schedule_time, "2026-01-01T00:00:05Z");
+        assert_eq!(result.body, b"boom");
 
         let (method, headers, body) = seen.lock().unwrap().remove(0);
         assert_eq!(method, "POST");

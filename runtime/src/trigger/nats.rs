@@ -81,8 +81,8 @@ pub struct NatsTriggerStatus {
     /// NATSUnavailable).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-    /// The Functions each message goes to, by name.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// The Functions each message goes to, by name (always written: a merge patch clears it).
+    #[serde(default)]
     pub functions: Vec<String>,
     /// Invocations answered 2xx, since the trigger was made (written every few seconds).
     #[serde(default)]
