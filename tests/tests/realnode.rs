@@ -133,6 +133,7 @@ spec:
     node.client_pod("client")?;
     node.kubectl(&["create", "namespace", "test"])?;
     hello_world_by_dns(node)?;
+    triggers_from_the_controller_pod(node)?;
     rolling_restart_loses_nothing(node)?;
     force_deleted_host(node)?;
     rbac_is_least_privilege(node)?;
@@ -251,6 +252,51 @@ fn hello_world_by_dns(node: &RealNode) -> anyhow::Result<()> {
         "wget -qO- http://hello-world.test.svc.cluster.local:8080/",
     )?;
     assert_eq!(body, "hello world");
+    Ok(())
+}
+
+/// The chart's controller, in its pod, invokes a CronJobTrigger's function by its Service's
+/// DNS name (the default without `controller.functionsUrl`) and writes the result, and says in
+/// a NATSTrigger's status that the chart names no NATS server (its RBAC lets it write there).
+fn triggers_from_the_controller_pod(node: &RealNode) -> anyhow::Result<()> {
+    node.apply(
+        "apiVersion: wasmless.dev/v1alpha1\nkind: CronJobTrigger\nmetadata: {name: every2, namespace: test}\nspec: {function-name: hello-world, schedule: '@every 2s'}\n---\napiVersion: wasmless.dev/v1alpha1\nkind: NATSTrigger\nmetadata: {name: orders, namespace: test}\nspec: {topic: orders, function-name: hello-world}\n",
+    )?;
+    let answered = node.poll(
+        "a cron tick answered through hello-world's Service",
+        Duration::from_secs(90),
+        || {
+            in_test(
+                node,
+                "cronjobtrigger",
+                "every2",
+                "jsonpath={.status.lastResult.statusCode} {.status.lastSuccessfulTime}",
+            )
+            .ok()
+            .filter(|s| s.starts_with("200 20"))
+        },
+    )?;
+    let nats = node.poll("the NATSTrigger's status", Duration::from_secs(60), || {
+        in_test(
+            node,
+            "natstrigger",
+            "orders",
+            r#"jsonpath={.status.conditions[?(@.type=="Ready")].reason}"#,
+        )
+        .ok()
+        .filter(|r| !r.is_empty())
+    })?;
+    assert_eq!(nats, "NATSUnavailable");
+    node.kubectl(&[
+        "delete",
+        "cronjobtrigger/every2",
+        "natstrigger/orders",
+        "-n",
+        "test",
+    ])?;
+    report(&format!(
+        "triggers: a cron tick invoked hello-world by its Service's DNS name from the controller pod ({answered}); a NATSTrigger without a NATS server says {nats}"
+    ));
     Ok(())
 }
 
@@ -435,6 +481,16 @@ fn rbac_is_least_privilege(node: &RealNode) -> anyhow::Result<()> {
             true,
         ),
         (controller, &["watch", "pods", "-n", NS], true),
+        (
+            controller,
+            &["patch", "natstriggers.wasmless.dev/status", "-n", "test"],
+            true,
+        ),
+        (
+            controller,
+            &["patch", "natstriggers.wasmless.dev", "-n", "test"],
+            false,
+        ),
         (controller, &["get", "secrets", "-A"][..], false),
         (controller, &["get", "secrets", "-n", NS], false),
         (controller, &["delete", "pods", "-n", NS], false),
@@ -487,7 +543,7 @@ fn rbac_is_least_privilege(node: &RealNode) -> anyhow::Result<()> {
         "the builder pod mounts no service-account token: {mounts}"
     );
     report(
-        "rbac: controller, host and builder ServiceAccounts checked with kubectl auth can-i (18 checks); no token in the builder pod",
+        "rbac: controller, host and builder ServiceAccounts checked with kubectl auth can-i (20 checks); no token in the builder pod",
     );
     Ok(())
 }
