@@ -180,9 +180,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     let (wake, mut woken) = mpsc::unbounded_channel();
     let nats = match &args.nats_url {
         Some(url) => Some(
-            async_nats::ConnectOptions::new()
-                .name("wasmless-up")
-                .connection_timeout(Duration::from_secs(5))
+            wasmless_controller::triggers::subscription::options("wasmless-up")
                 .connect(url.as_str())
                 .await
                 .with_context(|| format!("--nats-url: cannot connect to NATS at {url}"))?,

@@ -72,27 +72,31 @@ pub async fn run(
     );
 }
 
-/// The `Ready` condition, its transition time moved only when its status does.
-pub fn ready(
-    previous: &[Condition],
-    ok: bool,
-    reason: &str,
-    message: String,
-    generation: Option<i64>,
-    now: &str,
-) -> Condition {
-    let status = if ok { "True" } else { "False" };
-    let since = previous
-        .iter()
-        .find(|c| c.type_ == "Ready" && c.status == status)
-        .and_then(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| now.to_string());
-    Condition {
-        type_: "Ready".into(),
-        status: status.into(),
-        reason: reason.into(),
-        message: crate::status::trim(&message),
-        last_transition_time: Some(since),
-        observed_generation: generation,
+/// The `Ready` condition of one reconcile of a trigger: what it was, the generation and the
+/// time, fixed once.
+pub struct Ready<'a> {
+    pub previous: &'a [Condition],
+    pub generation: Option<i64>,
+    pub now: String,
+}
+
+impl Ready<'_> {
+    /// The condition, its transition time moved only when its status does.
+    pub fn condition(&self, ok: bool, reason: &str, message: String) -> Condition {
+        let status = if ok { "True" } else { "False" };
+        let since = self
+            .previous
+            .iter()
+            .find(|c| c.type_ == "Ready" && c.status == status)
+            .and_then(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| self.now.clone());
+        Condition {
+            type_: "Ready".into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: crate::status::trim(&message),
+            last_transition_time: Some(since),
+            observed_generation: self.generation,
+        }
     }
 }

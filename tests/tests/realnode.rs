@@ -483,7 +483,14 @@ fn rbac_is_least_privilege(node: &RealNode) -> anyhow::Result<()> {
         (controller, &["watch", "pods", "-n", NS], true),
         (
             controller,
-            &["patch", "natstriggers.wasmless.dev/status", "-n", "test"],
+            &[
+                "patch",
+                "natstriggers.wasmless.dev",
+                "--subresource",
+                "status",
+                "-n",
+                "test",
+            ],
             true,
         ),
         (

@@ -19,19 +19,17 @@ use k8s_openapi::jiff::Timestamp;
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 
-use kube::core::SelectorExt;
 use wasmless_controller::triggers::invoke::{self, Invocation};
 use wasmless_controller::triggers::schedule::Schedule;
 use wasmless_controller::triggers::subscription::{
     Counters, Destination, Route, Subscription, queue_group,
 };
+use wasmless_runtime::Host;
 use wasmless_runtime::function::{API_VERSION, DEFAULT_NAMESPACE, Function};
 use wasmless_runtime::routes::{Claim, holders};
-use wasmless_runtime::trigger::nats::Target;
 use wasmless_runtime::trigger::{
     CronJobTrigger, CronJobTriggerSpec, HttpTrigger, NatsTrigger, NatsTriggerSpec, TriggerKey,
 };
-use wasmless_runtime::{FunctionKey, Host};
 
 /// A document of a manifest file that triggers need: a trigger, or a Function (its labels, for
 /// NATSTriggers' selectors).
@@ -172,7 +170,7 @@ impl Triggers {
                         return None;
                     }
                 };
-                let route = route(&key, &target, functions);
+                let route = Route::select(key.to_string(), &key.namespace, &target, functions);
                 if route.functions.is_empty() {
                     tracing::error!(trigger = %key, "NATSTrigger not served: no Function of namespace {} matches", key.namespace);
                     return None;
@@ -215,36 +213,6 @@ impl Triggers {
                 }
             }
         }
-    }
-}
-
-/// The Functions of the trigger's namespace it names or selects, sorted (each with the
-/// longest timeout: `up` has no per-function lookup here, and its host enforces the real one).
-fn route(key: &TriggerKey, target: &Target, functions: &[Function]) -> Route {
-    let mut chosen: Vec<(FunctionKey, Duration)> = functions
-        .iter()
-        .filter(|f| f.metadata.namespace.as_deref() == Some(key.namespace.as_str()))
-        .filter(|f| match target {
-            Target::Named(name) => f.metadata.name.as_deref() == Some(name.as_str()),
-            Target::Selected(selector) => {
-                selector.matches(&f.metadata.labels.clone().unwrap_or_default())
-            }
-        })
-        .map(|f| {
-            (
-                FunctionKey::new(
-                    &key.namespace,
-                    f.metadata.name.as_deref().unwrap_or_default(),
-                ),
-                invoke::timeout(Some(f)),
-            )
-        })
-        .collect();
-    chosen.sort_by(|a, b| a.0.cmp(&b.0));
-    chosen.dedup_by(|a, b| a.0 == b.0);
-    Route {
-        uid: key.to_string(),
-        functions: chosen,
     }
 }
 

@@ -28,7 +28,7 @@ use wasmless_runtime::trigger::{CronJobTrigger, CronJobTriggerStatus, CronResult
 
 use super::invoke::{self, Invocation};
 use super::schedule::Schedule;
-use super::{Context, Error, ready};
+use super::{Context, Error, Ready};
 use crate::backoff::Exponential;
 
 struct Term {
@@ -71,15 +71,10 @@ async fn reconcile(trigger: Arc<CronJobTrigger>, term: Arc<Term>) -> Result<Acti
     let previous = trigger.status.clone().unwrap_or_default();
     let generation = trigger.metadata.generation;
     let now = Timestamp::now();
-    let condition = |ok: bool, reason: &str, message: String| {
-        ready(
-            &previous.conditions,
-            ok,
-            reason,
-            message,
-            generation,
-            &now.to_string(),
-        )
+    let ready = Ready {
+        previous: &previous.conditions,
+        generation,
+        now: now.to_string(),
     };
 
     let schedule = spec.check().map_err(|p| p.join("; ")).and_then(|()| {
@@ -91,7 +86,7 @@ async fn reconcile(trigger: Arc<CronJobTrigger>, term: Arc<Term>) -> Result<Acti
             let status = with_ready(
                 &previous,
                 generation,
-                condition(false, "InvalidSpec", message),
+                ready.condition(false, "InvalidSpec", message),
             );
             write(&api, &name, &previous, &status).await?;
             return Ok(Action::await_change());
@@ -101,7 +96,7 @@ async fn reconcile(trigger: Arc<CronJobTrigger>, term: Arc<Term>) -> Result<Acti
         let status = with_ready(
             &previous,
             generation,
-            condition(false, "Suspended", "spec.suspend: no invocations".into()),
+            ready.condition(false, "Suspended", "spec.suspend: no invocations".into()),
         );
         write(&api, &name, &previous, &status).await?;
         return Ok(Action::await_change());
@@ -111,7 +106,7 @@ async fn reconcile(trigger: Arc<CronJobTrigger>, term: Arc<Term>) -> Result<Acti
         .await?;
     let key = trigger.function();
     let ready_now = match &function {
-        Some(_) => condition(
+        Some(_) => ready.condition(
             true,
             "Scheduled",
             format!(
@@ -123,7 +118,7 @@ async fn reconcile(trigger: Arc<CronJobTrigger>, term: Arc<Term>) -> Result<Acti
                 }
             ),
         ),
-        None => condition(
+        None => ready.condition(
             false,
             "FunctionNotFound",
             format!(

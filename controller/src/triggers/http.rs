@@ -24,7 +24,7 @@ use wasmless_runtime::function::Function;
 use wasmless_runtime::routes::{Claim, holders};
 use wasmless_runtime::trigger::{HttpTrigger, HttpTriggerStatus, Route};
 
-use super::{Context, Error, ready};
+use super::{Context, Error, Ready};
 use crate::backoff::Exponential;
 use crate::children::{FUNCTION_PORT, MANAGED_BY};
 use crate::reconcile::MANAGER;
@@ -181,14 +181,14 @@ async fn reconcile(trigger: Arc<HttpTrigger>, term: Arc<Term>) -> Result<Action,
         .map(|r| url(&trigger, r));
     let status = HttpTriggerStatus {
         observed_generation: generation,
-        conditions: vec![ready(
-            &previous.conditions,
-            outcome.reason == "Routed",
-            outcome.reason,
-            outcome.message,
-            generation,
-            &status::now(),
-        )],
+        conditions: vec![
+            Ready {
+                previous: &previous.conditions,
+                generation,
+                now: status::now(),
+            }
+            .condition(outcome.reason == "Routed", outcome.reason, outcome.message),
+        ],
         url,
     };
     if status != previous {

@@ -14,8 +14,6 @@ use wasmless_runtime::validate;
 
 /// Longest error kept in status.
 const MAX_ERROR: usize = 500;
-/// Most of an answer read (a NATS reply carries it; NATS's default largest message is 1 MiB).
-pub const MAX_ANSWER: usize = 1 << 20;
 
 /// Added to the function's own timeout for the whole request.
 const CALL_MARGIN: Duration = Duration::from_secs(5);
@@ -42,6 +40,8 @@ pub struct Invocation<'a> {
     /// `event-type: application/json`, as Kubeless's cron jobs sent.
     pub body: Option<(&'static str, Vec<u8>)>,
     pub timeout: Duration,
+    /// How much of the answer to keep (a NATS reply carries it); 0: only a failure's start.
+    pub keep: usize,
 }
 
 impl<'a> Invocation<'a> {
@@ -60,6 +60,7 @@ impl<'a> Invocation<'a> {
             source: wasmless_runtime::trigger::cron::EVENT_NAMESPACE,
             body: payload.map(|p| ("application/json", p.to_string().into_bytes())),
             timeout,
+            keep: 0,
         }
     }
 }
@@ -71,8 +72,10 @@ pub struct Answer {
     pub status_code: Option<u16>,
     /// Its content type, if it said one.
     pub content_type: Option<String>,
-    /// The start of the answer (at most [`MAX_ANSWER`] bytes).
+    /// The start of the answer: up to [`Invocation::keep`] bytes, or a failure's start.
     pub body: Vec<u8>,
+    /// Whether the answer was longer than what was kept.
+    pub cut: bool,
     /// Why it failed: a non-2xx answer's start, or why the function could not be reached.
     pub error: String,
 }
@@ -131,14 +134,20 @@ pub async fn send(
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            // A larger answer is not read on.
-            while answer.body.len() < MAX_ANSWER {
+            let keep = if status.is_success() {
+                invocation.keep
+            } else {
+                invocation.keep.max(MAX_ERROR * 4)
+            };
+            // What is not kept is not read: a large answer costs nothing.
+            while answer.body.len() <= keep {
                 match response.chunk().await {
                     Ok(Some(chunk)) => answer.body.extend_from_slice(&chunk),
                     _ => break,
                 }
             }
-            answer.body.truncate(MAX_ANSWER);
+            answer.cut = answer.body.len() > keep;
+            answer.body.truncate(keep);
             if !status.is_success() {
                 let start = &answer.body[..answer.body.len().min(MAX_ERROR * 4)];
                 let start = String::from_utf8_lossy(start);
@@ -203,6 +212,7 @@ mod tests {
         assert!(!result.succeeded());
         assert!(result.error.contains("boom"), "{}", result.error);
         assert_eq!(result.body, b"boom");
+        assert!(!result.cut);
 
         let (method, headers, body) = seen.lock().unwrap().remove(0);
         assert_eq!(method, "POST");

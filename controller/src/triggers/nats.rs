@@ -9,7 +9,7 @@
 //!   their new functions, or stopped (a deleted trigger's at once). Status is written when its
 //!   condition or functions change, its counters at most every [`RESYNC`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -18,18 +18,15 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use kube::core::SelectorExt;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
 
-use wasmless_runtime::FunctionKey;
 use wasmless_runtime::function::Function;
-use wasmless_runtime::trigger::nats::Target;
 use wasmless_runtime::trigger::{NatsTrigger, NatsTriggerStatus, TriggerKey};
 
 use super::subscription::{Connection, Counters, Destination, Route, Subscription, queue_group};
-use super::{Context, invoke, ready};
+use super::{Context, Ready};
 
 /// How often subscriptions are checked without a change, and counters written at most.
 pub const RESYNC: Duration = Duration::from_secs(2);
@@ -65,6 +62,7 @@ pub async fn run(
     .map(|e| Seen::Functions(matches!(e, Ok(watcher::Event::InitDone))));
     let mut events = std::pin::pin!(futures::stream::select(trigger_events, function_events));
     let mut resync = tokio::time::interval(RESYNC);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut triggers_listed, mut functions_listed) = (false, false);
     let mut subscriptions: HashMap<TriggerKey, Subscription> = HashMap::new();
     let mut nats = Connection::new(ctx.nats_url.clone(), "wasmless-controller");
@@ -108,167 +106,145 @@ async fn sync(
     subscriptions: &mut HashMap<TriggerKey, Subscription>,
 ) {
     let all = triggers.state();
-    subscriptions.retain(|key, _| all.iter().any(|t| t.key() == *key));
+    let keys: HashSet<TriggerKey> = all.iter().map(|t| t.key()).collect();
+    subscriptions.retain(|key, s| keys.contains(key) && !s.ended());
+    // One connection attempt per sync, whatever the number of triggers.
+    let client = match all.is_empty() {
+        true => Err(String::new()),
+        false => nats.client().await,
+    };
     for trigger in all {
+        let ready = Ready {
+            previous: trigger
+                .status
+                .as_ref()
+                .map(|s| s.conditions.as_slice())
+                .unwrap_or_default(),
+            generation: trigger.metadata.generation,
+            now: Timestamp::now().to_string(),
+        };
+        let condition = subscribe(ctx, &client, &trigger, functions, subscriptions)
+            .await
+            .map_or_else(
+                |(reason, message)| ready.condition(false, reason, message),
+                |message| ready.condition(true, "Subscribed", message),
+            );
         let key = trigger.key();
-        if let Err(e) = sync_one(ctx, nats, &trigger, functions, subscriptions).await {
-            tracing::warn!(trigger = %key, "NATSTrigger: {e}");
+        if let Err(e) = write(ctx, &trigger, condition, subscriptions.get_mut(&key)).await {
+            tracing::warn!(trigger = %key, "NATSTrigger status: {e}");
         }
     }
 }
 
-async fn sync_one(
+/// Makes `trigger`'s subscription what it asks (or none); what the `Ready` condition says.
+async fn subscribe(
     ctx: &Arc<Context>,
-    nats: &mut Connection,
+    client: &Result<async_nats::Client, String>,
     trigger: &NatsTrigger,
     functions: &Store<Function>,
     subscriptions: &mut HashMap<TriggerKey, Subscription>,
-) -> Result<(), kube::Error> {
+) -> Result<String, (&'static str, String)> {
     let key = trigger.key();
-    let previous = trigger.status.clone().unwrap_or_default();
-    let now = Timestamp::now().to_string();
-    let condition = |ok: bool, reason: &str, message: String| {
-        ready(
-            &previous.conditions,
-            ok,
-            reason,
-            message,
-            trigger.metadata.generation,
-            &now,
-        )
-    };
-    let route = match trigger.spec.check() {
-        Ok(target) => Ok(route(trigger, &target, functions)),
-        Err(problems) => Err(condition(false, "InvalidSpec", problems.join("; "))),
-    };
-    let route = match route {
-        Ok(route) if route.functions.is_empty() => Err(condition(
-            false,
+    let uid = trigger.uid().unwrap_or_default();
+    let target = trigger.spec.check().map_err(|problems| {
+        subscriptions.remove(&key);
+        ("InvalidSpec", problems.join("; "))
+    })?;
+    let route = Route::select(
+        uid.clone(),
+        &key.namespace,
+        &target,
+        functions.state().iter().map(|f| f.as_ref()),
+    );
+    if route.functions.is_empty() {
+        subscriptions.remove(&key);
+        return Err((
             "FunctionNotFound",
             format!(
                 "no Function of namespace {} matches: messages on {:?} are not read",
                 key.namespace, trigger.spec.topic
             ),
-        )),
-        other => other,
-    };
-    let subject = trigger.spec.topic.clone();
+        ));
+    }
+    // A subscription already made is kept while NATS is away: the client subscribes again
+    // when it reconnects.
+    let client = client
+        .as_ref()
+        .map_err(|why| ("NATSUnavailable", why.clone()))?;
+    let subject = trigger.spec.topic.as_str();
     let queue = queue_group(&key, &trigger.spec);
-    let ready_now = match route {
-        Err(not_ready) => {
-            subscriptions.remove(&key);
-            not_ready
-        }
-        Ok(route) => match nats.client().await {
-            // A subscription already made is kept: the client subscribes again when it
-            // reconnects.
-            Err(why) => condition(false, "NATSUnavailable", why),
-            Ok(client) => {
-                let same = subscriptions
-                    .get(&key)
-                    .is_some_and(|s| s.subject == subject && s.queue == queue);
-                if same {
-                    if let Some(running) = subscriptions.get(&key) {
-                        running.set_route(route);
-                    }
-                } else {
-                    subscriptions.remove(&key);
-                    let to = Destination {
-                        http: ctx.http.clone(),
-                        base: ctx.functions_url.clone(),
-                    };
-                    let counters = Arc::new(Counters::new(
-                        previous.delivered,
-                        previous.failed,
-                        previous.last_result.clone(),
-                    ));
-                    let started =
-                        Subscription::start(&client, &key, &subject, &queue, route, to, counters)
-                            .await;
-                    match started {
-                        Ok(subscription) => {
-                            subscriptions.insert(key.clone(), subscription);
-                        }
-                        Err(e) => {
-                            return write(
-                                ctx,
-                                trigger,
-                                &previous,
-                                NatsTriggerStatus {
-                                    observed_generation: trigger.metadata.generation,
-                                    conditions: vec![condition(
-                                        false,
-                                        "NATSUnavailable",
-                                        format!("cannot subscribe to {subject:?}: {e}"),
-                                    )],
-                                    ..previous.clone()
-                                },
-                            )
-                            .await;
-                        }
-                    }
+    let running = subscriptions.get(&key).filter(|s| s.uid == uid);
+    match running {
+        Some(s) if s.subject == subject && s.queue == queue => s.set_route(route),
+        _ => {
+            // The same trigger moved to another subject keeps counting; another trigger of the
+            // same name starts from its own status.
+            let counters = match running {
+                Some(s) => s.counters.clone(),
+                None => {
+                    let status = trigger.status.clone().unwrap_or_default();
+                    Arc::new(Counters::new(
+                        status.delivered,
+                        status.failed,
+                        status.last_result,
+                    ))
                 }
-                condition(
-                    true,
-                    "Subscribed",
-                    format!("delivers each message on {subject:?} (queue group {queue:?})"),
+            };
+            subscriptions.remove(&key);
+            let to = Destination {
+                http: ctx.http.clone(),
+                base: ctx.functions_url.clone(),
+            };
+            let started =
+                Subscription::start(client, &key, subject, &queue, route, to, counters).await;
+            let subscription = started.map_err(|e| {
+                (
+                    "NATSUnavailable",
+                    format!("cannot subscribe to {subject:?}: {e}"),
                 )
-            }
-        },
-    };
-
-    let mut status = NatsTriggerStatus {
-        observed_generation: trigger.metadata.generation,
-        conditions: vec![ready_now],
-        ..previous.clone()
-    };
-    if let Some(running) = subscriptions.get_mut(&key) {
-        status.functions = running.functions();
-        // Counters only every RESYNC: a busy subject would otherwise write at every event.
-        if running.written.is_none_or(|t| t.elapsed() >= RESYNC) {
-            status.delivered = running.counters.delivered.load(Ordering::Relaxed);
-            status.failed = running.counters.failed.load(Ordering::Relaxed);
-            status.last_result = running.counters.last();
-            running.written = Some(Instant::now());
+            })?;
+            subscriptions.insert(key, subscription);
         }
-    } else {
-        status.functions.clear();
     }
-    write(ctx, trigger, &previous, status).await
+    Ok(format!(
+        "delivers each message on {subject:?} (queue group {queue:?})"
+    ))
 }
 
-/// The functions of the trigger's own namespace it names or selects, sorted.
-fn route(trigger: &NatsTrigger, target: &Target, functions: &Store<Function>) -> Route {
-    let namespace = trigger.metadata.namespace.as_deref().unwrap_or_default();
-    let mut chosen: Vec<(FunctionKey, Duration)> = functions
-        .state()
-        .iter()
-        .filter(|f| f.metadata.namespace.as_deref() == Some(namespace))
-        .filter(|f| match target {
-            Target::Named(name) => f.metadata.name.as_deref() == Some(name.as_str()),
-            Target::Selected(selector) => selector.matches(f.labels()),
-        })
-        .map(|f| {
-            (
-                FunctionKey::new(namespace, &f.name_any()),
-                invoke::timeout(Some(f)),
-            )
-        })
-        .collect();
-    chosen.sort_by(|a, b| a.0.cmp(&b.0));
-    Route {
-        uid: trigger.uid().unwrap_or_default(),
-        functions: chosen,
-    }
-}
-
+/// Writes `trigger`'s status when it changed: its condition, and its subscription's functions
+/// and counts. A change of the counts alone waits [`RESYNC`] since the last write (a busy
+/// subject would otherwise write at every message).
 async fn write(
     ctx: &Context,
     trigger: &NatsTrigger,
-    previous: &NatsTriggerStatus,
-    status: NatsTriggerStatus,
+    ready: wasmless_runtime::function::Condition,
+    running: Option<&mut Subscription>,
 ) -> Result<(), kube::Error> {
-    if status == *previous {
+    let previous = trigger.status.clone().unwrap_or_default();
+    let mut status = NatsTriggerStatus {
+        observed_generation: trigger.metadata.generation,
+        conditions: vec![ready],
+        functions: Vec::new(),
+        ..previous.clone()
+    };
+    if let Some(running) = running {
+        status.functions = running.functions();
+        let counted = NatsTriggerStatus {
+            delivered: running.counters.delivered.load(Ordering::Relaxed),
+            failed: running.counters.failed.load(Ordering::Relaxed),
+            last_result: running.counters.last(),
+            ..status.clone()
+        };
+        let only_counts = status == previous;
+        if only_counts && running.written.is_some_and(|t| t.elapsed() < RESYNC) {
+            return Ok(());
+        }
+        status = counted;
+        if status != previous {
+            running.written = Some(Instant::now());
+        }
+    }
+    if status == previous {
         return Ok(());
     }
     let key = trigger.key();
@@ -277,53 +253,4 @@ async fn write(
     api.patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn function(namespace: &str, name: &str, labels: &[(&str, &str)]) -> Function {
-        let labels: std::collections::BTreeMap<&str, &str> = labels.iter().copied().collect();
-        serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name, "namespace": namespace, "labels": labels},
-            "spec": {"runtime": "wat", "function": "(module)"},
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn a_route_takes_the_matching_functions_of_the_triggers_namespace_only() {
-        let (store, mut writer) = reflector::store::<Function>();
-        for f in [
-            function("test", "b", &[("topic", "orders")]),
-            function("test", "a", &[("topic", "orders"), ("x", "y")]),
-            function("test", "c", &[("topic", "other")]),
-            function("other", "a", &[("topic", "orders")]),
-            function("other", "named", &[]),
-        ] {
-            writer.apply_watcher_event(&watcher::Event::Apply(f));
-        }
-        let trigger: NatsTrigger = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "t", "namespace": "test", "uid": "u"},
-            "spec": {"topic": "orders", "functionSelector": {"matchLabels": {"topic": "orders"}}},
-        }))
-        .unwrap();
-        let target = trigger.spec.check().unwrap();
-        let names = |route: Route| -> Vec<String> {
-            route.functions.iter().map(|(k, _)| k.to_string()).collect()
-        };
-        assert_eq!(
-            names(route(&trigger, &target, &store)),
-            ["test/a", "test/b"]
-        );
-        // By name: another namespace's function of that name is never taken.
-        let named = route(&trigger, &Target::Named("named".into()), &store);
-        assert!(named.functions.is_empty());
-        assert_eq!(named.uid, "u");
-        assert_eq!(
-            names(route(&trigger, &Target::Named("c".into()), &store)),
-            ["test/c"]
-        );
-    }
 }

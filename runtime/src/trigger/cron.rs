@@ -108,11 +108,13 @@ pub struct CronJobTriggerStatus {
 pub struct CronResult {
     /// The tick it was for (RFC 3339).
     pub schedule_time: String,
-    /// The HTTP status the function answered with, when it answered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The HTTP status the function answered with, when it answered (null: not reached).
+    // Written even when empty (as null and ""): status is merge-patched, and an omitted field
+    // would keep the previous result's value.
+    #[serde(default)]
     pub status_code: Option<u16>,
     /// Why it failed: the answer's error (trimmed), or why the function could not be reached.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub error: String,
 }
 

@@ -36,6 +36,13 @@ pub const SUBJECT_PATTERN: &str = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$";
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.topic != '_INBOX' && !self.topic.startsWith('_INBOX.') && (!has(self.queueGroup) || (self.queueGroup != '_INBOX' && !self.queueGroup.startsWith('_INBOX.')))",
+    "message": "an _INBOX subject is some client's reply inbox, never a trigger's topic or queue group"
+}, {
+    "rule": "!(has(self.functionSelector) && has(self.function__dash__name))",
+    "message": "set functionSelector or function-name, not both"
+}]))]
 pub struct NatsTriggerSpec {
     /// The NATS subject whose messages invoke the functions (Kubeless's topic): plain tokens
     /// separated by dots, no wildcards, not a $ system subject or an _INBOX one.
@@ -84,7 +91,8 @@ pub struct NatsTriggerStatus {
     /// The Functions each message goes to, by name (always written: a merge patch clears it).
     #[serde(default)]
     pub functions: Vec<String>,
-    /// Invocations answered 2xx, since the trigger was made (written every few seconds).
+    /// Invocations answered 2xx, since the trigger was made (written every few seconds; a
+    /// leader that stops loses its last seconds' counts).
     #[serde(default)]
     pub delivered: u64,
     /// Invocations that failed: a non-2xx answer, or the function not reached. Not retried.
@@ -103,11 +111,13 @@ pub struct NatsResult {
     pub time: String,
     /// The Function invoked.
     pub function: String,
-    /// The HTTP status the function answered with, when it answered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The HTTP status the function answered with, when it answered (null: not reached).
+    // Written even when empty (as null and ""): status is merge-patched, and an omitted field
+    // would keep the previous result's value.
+    #[serde(default)]
     pub status_code: Option<u16>,
     /// Why it failed: the answer's error (trimmed), or why the function could not be reached.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub error: String,
 }
 
