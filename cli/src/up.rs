@@ -468,7 +468,10 @@ impl DirLoader {
             .context("local mode needs a directory artifact store")?;
         let compiled = engine::load_precompiled(self.host.engine(), path)?;
         def.revision = artifact.digest.clone();
-        self.host.load(def, &compiled)?;
+        // The store keeps the artifact: the code may be dropped and loaded from it again.
+        let (engine, path) = (self.host.engine().clone(), path.to_path_buf());
+        let again: engine::LoadAgain = Arc::new(move || engine::load_precompiled(&engine, &path));
+        self.host.load_with(def, &compiled, Some(again))?;
         Ok(Step::Loaded(artifact.digest))
     }
 }

@@ -6,13 +6,14 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
 use wasmtime::Engine;
 
 use crate::digest::{BadDigest, Sha256Digest};
-use crate::engine::{self, Compiled, EngineError};
+use crate::engine::{self, Compiled, EngineError, LoadAgain};
 use crate::function::ArtifactRef;
 use crate::host::HostError;
 use crate::limits::LimitError;
@@ -136,8 +137,13 @@ impl Artifacts {
     }
 
     /// The artifact ready to load: precompiled when the status names a precompiled form and the
-    /// controller has it for this engine, else the wasm, compiled here.
-    pub async fn compiled(&self, artifact: &ArtifactRef) -> Result<Compiled, LoadError> {
+    /// controller has it for this engine, else the wasm, compiled here. A precompiled one comes
+    /// with how to load it again from the cache, checked against its digest each time (the
+    /// cache keeps what assigned functions need); one compiled here stays loaded.
+    pub async fn compiled(
+        &self,
+        artifact: &ArtifactRef,
+    ) -> Result<(Compiled, Option<LoadAgain>), LoadError> {
         let wasm = Sha256Digest::parse(&artifact.digest)?;
         let precompiled = match artifact.precompiled.as_str() {
             "" => None,
@@ -148,7 +154,24 @@ impl Artifacts {
             let path = self.cache.join(&engine_key).join(wasm.file_name());
             let url = format!("{}/artifacts/{wasm}/precompiled/{engine_key}", self.url);
             match self.verified(&path, &url, expected).await {
-                Ok(bytes) => return Ok(engine::load_precompiled_bytes(&self.engine, &bytes)?),
+                Ok(bytes) => {
+                    let compiled = engine::load_precompiled_bytes(&self.engine, &bytes)?;
+                    let (engine, expected) = (self.engine.clone(), expected.clone());
+                    let again: LoadAgain = Arc::new(move || {
+                        let failed = |source| EngineError::Load {
+                            path: path.display().to_string(),
+                            source,
+                        };
+                        let bytes = std::fs::read(&path).map_err(|e| failed(e.into()))?;
+                        if !expected.matches(&bytes) {
+                            let message = "no longer matches its digest";
+                            return Err(failed(wasmtime::format_err!(message)));
+                        }
+                        crate::files::touch(&path);
+                        engine::load_precompiled_bytes(&engine, &bytes)
+                    });
+                    return Ok((compiled, Some(again)));
+                }
                 // The status's precompiled form is for the controller's engine; ours may differ.
                 Err(e) => {
                     tracing::info!(digest = %wasm, "no precompiled artifact for this engine ({e}); compiling the wasm here")
@@ -159,13 +182,13 @@ impl Artifacts {
         let url = format!("{}/artifacts/{wasm}", self.url);
         let bytes = self.verified(&path, &url, &wasm).await?;
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || engine::compile(&engine, &bytes))
+        let compiled = tokio::task::spawn_blocking(move || engine::compile(&engine, &bytes))
             .await
             .map_err(|e| LoadError::Fetch {
                 url,
                 message: e.to_string(),
-            })?
-            .map_err(LoadError::from)
+            })??;
+        Ok((compiled, None))
     }
 
     /// The bytes `expected` names: the cached file when it still matches, else fetched from

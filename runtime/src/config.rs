@@ -58,6 +58,11 @@ pub struct HostArgs {
     /// Milliseconds between the engine's epoch ticks: how precisely timeouts fire.
     #[arg(long, env = "WASMLESS_EPOCH_TICK_MS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub epoch_tick_ms: u64,
+    /// Functions whose compiled code stays loaded (0: every one). Past it, the least recently
+    /// used are dropped and loaded again from their artifact at their next request: each
+    /// loaded module holds ~2 of the kernel's vm.max_map_count mappings and ~33 KiB.
+    #[arg(long, env = "WASMLESS_MAX_RESIDENT_FUNCTIONS", default_value_t = crate::host::DEFAULT_MAX_RESIDENT)]
+    pub max_resident_functions: usize,
     /// Instances running at once across all functions; more wait in the queue, then get 503.
     /// At most --total-stacks.
     #[arg(long, env = "WASMLESS_MAX_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
@@ -170,6 +175,7 @@ impl HostArgs {
                 max_instances: self.max_warm_instances,
                 max_bytes: self.warm_memory,
             },
+            max_resident: self.max_resident_functions,
             path_routing: false,
         }
     }

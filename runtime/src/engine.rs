@@ -151,6 +151,9 @@ pub fn compatibility_key(engine: &Engine) -> String {
     format!("{:016x}", h.finish())
 }
 
+/// Loads a function's code again from its artifact (see [`crate::resident`]).
+pub type LoadAgain = std::sync::Arc<dyn Fn() -> Result<Compiled, EngineError> + Send + Sync>;
+
 /// Compiles a module or component (binary or text) for `engine`.
 pub fn compile(engine: &Engine, wasm: &[u8]) -> Result<Compiled, EngineError> {
     if wasmparser::Parser::is_component(wasm) {

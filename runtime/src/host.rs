@@ -14,12 +14,13 @@ use wasmtime::Engine;
 
 use crate::abi::{Call, CallError, Linkers, PrepareError, Prepared};
 use crate::admission::{Admission, AdmissionLimits, RETRY_AFTER_SECONDS, Reason, Rejected};
-use crate::engine::{Compiled, EngineConfig, EngineError};
+use crate::engine::{Compiled, EngineConfig, EngineError, LoadAgain};
 use crate::function::{FunctionKey, SourceStatus};
 use crate::logs::Logs;
 use crate::metrics::Metrics;
 use crate::outbound::OutboundPolicy;
 use crate::registry::{FunctionDef, LoadedFunction, Registry};
+use crate::resident::{Code, Reload, Resident};
 use crate::routes::Routes;
 use crate::server::ConnectionLimits;
 use crate::values::MountDirs;
@@ -51,6 +52,9 @@ pub struct HostConfig {
     /// Idle instances kept across all functions (each function's own number is its
     /// `warmInstances`).
     pub warm: WarmLimits,
+    /// Functions whose compiled code stays loaded at most (0: no bound); past it, the least
+    /// recently used are dropped and loaded again at their next request ([`crate::resident`]).
+    pub max_resident: usize,
     /// Whether `/fn/<namespace>/<name>/` routes when the Host names no function: on in `wasmless
     /// up`; off in a cluster unless asked for, since an ingress that forwards any path for one
     /// function's Host would otherwise reach every function.
@@ -71,10 +75,14 @@ impl Default for HostConfig {
             body_timeout: Duration::from_secs(30),
             connections: ConnectionLimits::default(),
             warm: WarmLimits::default(),
+            max_resident: DEFAULT_MAX_RESIDENT,
             path_routing: false,
         }
     }
 }
+
+/// Well under what `vm.max_map_count`'s default (65,530, ~2.1 mappings per module) allows.
+pub const DEFAULT_MAX_RESIDENT: usize = 20_000;
 
 #[derive(Debug, Error)]
 pub enum HostError {
@@ -101,6 +109,7 @@ pub struct Host {
     logs: Logs,
     admission: Arc<Admission>,
     warm: Arc<WarmBudget>,
+    resident: Arc<Resident>,
     outbound_refused: prometheus_client::metrics::counter::Counter,
     config: HostConfig,
     ready: AtomicBool,
@@ -122,6 +131,7 @@ impl Host {
             logs: Logs::new(config.log_lines, config.max_log_bytes),
             admission: Admission::new(config.admission.clone()),
             warm: WarmBudget::new(config.warm),
+            resident: Resident::new(config.max_resident),
             outbound_refused,
             config,
             ready: AtomicBool::new(false),
@@ -227,11 +237,22 @@ impl Host {
     }
 
     /// Prepares `compiled` and swaps it in atomically. On error nothing changes: the revision
-    /// already serving keeps serving.
+    /// already serving keeps serving. Its code is never dropped (see [`Host::load_with`]).
     pub fn load(
         &self,
         def: FunctionDef,
         compiled: &Compiled,
+    ) -> Result<Arc<LoadedFunction>, HostError> {
+        self.load_with(def, compiled, None)
+    }
+
+    /// [`Host::load`], with how to compile it again (`reload`, from its artifact): its code may
+    /// then be dropped while other functions are used, and loaded again at its next request.
+    pub fn load_with(
+        &self,
+        def: FunctionDef,
+        compiled: &Compiled,
+        reload: Option<LoadAgain>,
     ) -> Result<Arc<LoadedFunction>, HostError> {
         self.check_limits(&def)?;
         let outbound =
@@ -253,28 +274,61 @@ impl Host {
             key: def.key.clone(),
             message: format!("cannot write its mounted files: {e}"),
         })?;
+        let reload = reload.map(|compile| -> Reload {
+            let (linkers, warm) = (self.linkers.clone(), self.warm.clone());
+            let keep_warm = def.limits.warm_instances;
+            Arc::new(move || {
+                let compiled = compile().map_err(|e| e.to_string())?;
+                Prepared::new(&linkers, &compiled, keep_warm, warm.clone())
+                    .map_err(|e| e.to_string())
+            })
+        });
         let function = Arc::new(LoadedFunction {
+            code: Code::new(prepared, reload, &self.resident),
             env: def.environment(self.config.port).into(),
             mounts: Arc::new(mounts),
             metrics: self.metrics.for_function(&def.key),
             logs: self.logs.buffer(&def.key),
             outbound: Arc::new(outbound),
-            prepared,
             def,
         });
         let previous = self.registry.insert(function.clone());
         self.metrics
             .functions_loaded
             .set(self.registry.len() as i64);
+        self.drop_oldest();
         match previous {
             Some(p) => {
                 tracing::info!(function = %function.def.key, from = %p.def.revision, to = %function.def.revision, "replaced")
             }
             None => {
-                tracing::info!(function = %function.def.key, revision = %function.def.revision, abi = function.prepared.abi().as_str(), "loaded")
+                tracing::info!(function = %function.def.key, revision = %function.def.revision, abi = function.code.abi().as_str(), "loaded")
             }
         }
         Ok(function)
+    }
+
+    /// Functions whose code is loaded now (see [`HostConfig::max_resident`]).
+    pub fn resident(&self) -> usize {
+        self.resident.loaded()
+    }
+
+    /// Past the resident bound: drops the least recently used functions' code.
+    fn drop_oldest(&self) {
+        if self.resident.over() {
+            let all = self.registry.snapshot();
+            let dropped = self.resident.drop_oldest(all.values().map(|f| &f.code));
+            if dropped > 0 {
+                tracing::debug!(
+                    dropped,
+                    resident = self.resident.loaded(),
+                    "dropped the code of the least recently used functions"
+                );
+            }
+        }
+        self.metrics
+            .functions_resident
+            .set(self.resident.loaded() as i64);
     }
 
     pub fn unload(&self, key: &FunctionKey) -> bool {
@@ -320,7 +374,16 @@ impl Host {
             outbound: function.outbound.clone(),
             outbound_refused: self.outbound_refused.clone(),
         };
-        let response = match function.prepared.call(call).await {
+        let prepared = match function.code.get() {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                let error = format!("cannot load its code again: {e}");
+                tracing::warn!(function = %key, "{error}");
+                return json_error(StatusCode::INTERNAL_SERVER_ERROR, &error, Some(key));
+            }
+        };
+        self.drop_oldest();
+        let response = match prepared.call(call).await {
             Ok(response) => response,
             // Refused like an admission: not a call of the function.
             Err(error @ CallError::PoolFull(_)) => {

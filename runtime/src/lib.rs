@@ -33,6 +33,7 @@ pub mod logs;
 pub mod metrics;
 pub mod outbound;
 pub mod registry;
+pub mod resident;
 pub mod router;
 pub mod routes;
 pub mod server;

@@ -272,7 +272,7 @@ impl Inner {
         artifact: &ArtifactRef,
         generation: u64,
     ) -> Result<(), LoadError> {
-        let compiled = {
+        let (compiled, again) = {
             let _permit = self.fetches.acquire().await;
             self.artifacts.compiled(artifact).await?
         };
@@ -282,7 +282,7 @@ impl Inner {
             .get(&def.key)
             .is_some_and(|t| t.generation == generation)
         {
-            self.host.load(def.clone(), &compiled)?;
+            self.host.load_with(def.clone(), &compiled, again)?;
         }
         Ok(())
     }

@@ -35,6 +35,8 @@ pub struct Metrics {
     failures: Family<CallLabels, Counter>,
     duration: HistogramFamily,
     pub functions_loaded: Gauge,
+    /// Of those that may be dropped, the ones whose code is loaded now.
+    pub functions_resident: Gauge,
     pub instances_live: Gauge,
     pub unrouted: Counter,
     rejected: Family<RejectedLabels, Counter>,
@@ -48,6 +50,7 @@ impl Default for Metrics {
         let duration: HistogramFamily =
             Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS));
         let functions_loaded = Gauge::default();
+        let functions_resident = Gauge::default();
         let instances_live = Gauge::default();
         let unrouted = Counter::default();
         let rejected = Family::<RejectedLabels, Counter>::default();
@@ -72,6 +75,11 @@ impl Default for Metrics {
             functions_loaded.clone(),
         );
         registry.register(
+            "wasmless_functions_resident",
+            "Functions whose compiled code is loaded now, of those that may be dropped past --max-resident-functions",
+            functions_resident.clone(),
+        );
+        registry.register(
             "wasmless_instances_live",
             "WebAssembly instances running a request now",
             instances_live.clone(),
@@ -93,6 +101,7 @@ impl Default for Metrics {
             failures,
             duration,
             functions_loaded,
+            functions_resident,
             instances_live,
             unrouted,
         }

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
-use crate::abi::{Abi, Prepared};
+use crate::abi::Abi;
 use crate::function::{FunctionKey, FunctionManifest, FunctionSpec, Settings};
 use crate::limits::{LimitError, Limits};
 use crate::logs::LogBuffer;
 use crate::metrics::FunctionMetrics;
 use crate::outbound::OutboundPolicy;
+use crate::resident::Code;
 use crate::values::{self, Known, MountDirs, Resolved};
 
 /// What the host needs to know about a function besides its code.
@@ -91,11 +92,12 @@ impl FunctionDef {
     }
 }
 
-/// A function ready to serve: its definition, its pre-instantiated code, and the handles a
-/// request needs, all resolved at load time.
+/// A function ready to serve: its definition, its pre-instantiated code (loaded, or dropped
+/// until its next request: [`crate::resident`]), and the handles a request needs, all
+/// resolved at load time.
 pub struct LoadedFunction {
     pub def: FunctionDef,
-    pub prepared: Prepared,
+    pub code: Code,
     pub env: Arc<[(String, String)]>,
     /// Its mounts written out, kept while any instance may read them.
     pub mounts: Arc<MountDirs>,
@@ -127,14 +129,15 @@ impl LoadedFunction {
             revision: self.def.revision.clone(),
             runtime: self.def.runtime.clone(),
             handler: self.def.handler.clone(),
-            abi: self.prepared.abi(),
+            abi: self.code.abi(),
             timeout_seconds: self.def.limits.timeout.as_secs(),
             memory_bytes: self.def.limits.memory_bytes,
         }
     }
 }
 
-type Map = imbl::HashMap<FunctionKey, Arc<LoadedFunction>>;
+/// The functions by key, as a snapshot holds them.
+pub type Map = imbl::HashMap<FunctionKey, Arc<LoadedFunction>>;
 
 #[derive(Default)]
 pub struct Registry {
@@ -166,6 +169,11 @@ impl Registry {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Every loaded function, in no order (a snapshot: cheap, whatever the count).
+    pub fn snapshot(&self) -> Arc<Map> {
+        self.functions.load_full()
     }
 
     /// Every loaded function, sorted by namespace and name.

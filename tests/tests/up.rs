@@ -255,6 +255,31 @@ async fn fresh_instances_start_from_their_modules_data_mapped_or_copied() -> any
     Ok(())
 }
 
+/// Past `--max-resident-functions`, the least recently used functions' code is dropped and
+/// loaded again from the store at their next request: every function still answers, from a
+/// fresh instance of its own module, and no more than the bound stay loaded.
+#[tokio::test]
+async fn functions_past_the_resident_bound_are_loaded_again_when_called() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let names = ["r0", "r1", "r2", "r3", "r4"];
+    let docs: Vec<String> = names.iter().map(|n| counter_manifest(n)).collect();
+    std::fs::write(dir.path().join("f.yaml"), docs.join("---\n"))?;
+    let up = Up::start(dir.path(), &["--max-resident-functions", "2"]).await?;
+    for round in 0..3 {
+        for name in names {
+            assert_eq!(
+                up.get(&format!("{name}.test"), "/").await?,
+                (200, format!("{name} count=1")),
+                "round {round}"
+            );
+        }
+    }
+    let metrics = up.admin_get("/metrics").await?;
+    assert_eq!(metric(&metrics, "wasmless_functions_loaded"), Some(5.0));
+    assert_eq!(metric(&metrics, "wasmless_functions_resident"), Some(2.0));
+    Ok(())
+}
+
 #[tokio::test]
 async fn bodies_over_the_cap_get_413() -> anyhow::Result<()> {
     let dir = copy_functions(&["echo.yaml"])?;

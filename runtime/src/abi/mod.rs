@@ -75,7 +75,8 @@ fn exports(wasm: &[u8], name: &str) -> bool {
     false
 }
 
-/// Linkers for both ABIs, built once per engine.
+/// Linkers for both ABIs, built once per engine (cloned into reloads: they share it).
+#[derive(Clone)]
 pub struct Linkers {
     wagi: wasmtime::Linker<wagi::WagiState>,
     http: wasmtime::component::Linker<http::HttpState>,
