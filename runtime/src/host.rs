@@ -101,7 +101,8 @@ pub enum HostError {
 
 pub struct Host {
     engine: Engine,
-    linkers: Linkers,
+    /// Shared with every reload: a linker holds every import's definition (~100 KiB each).
+    linkers: Arc<Linkers>,
     registry: Registry,
     /// The hostnames and paths HTTPTriggers route ([`crate::routes`]).
     routes: Routes,
@@ -119,7 +120,7 @@ pub struct Host {
 impl Host {
     pub fn new(config: HostConfig) -> Result<Arc<Self>, HostError> {
         let engine = config.engine.build()?;
-        let linkers = Linkers::new(&engine).map_err(HostError::Linker)?;
+        let linkers = Arc::new(Linkers::new(&engine).map_err(HostError::Linker)?);
         let metrics = Metrics::default();
         let outbound_refused = metrics.rejected_counter(Reason::outbound);
         Ok(Arc::new(Self {

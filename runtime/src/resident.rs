@@ -172,7 +172,7 @@ mod tests {
     #[test]
     fn the_least_recently_used_are_dropped_and_loaded_again_when_called() {
         let engine = EngineConfig::default().build().unwrap();
-        let linkers = Linkers::new(&engine).unwrap();
+        let linkers = Arc::new(Linkers::new(&engine).unwrap());
         let budget = WarmBudget::new(WarmLimits::default());
         let prepare = {
             let (engine, linkers, budget) = (engine.clone(), linkers.clone(), budget.clone());

@@ -75,8 +75,7 @@ fn exports(wasm: &[u8], name: &str) -> bool {
     false
 }
 
-/// Linkers for both ABIs, built once per engine (cloned into reloads: they share it).
-#[derive(Clone)]
+/// Linkers for both ABIs, built once per engine.
 pub struct Linkers {
     wagi: wasmtime::Linker<wagi::WagiState>,
     http: wasmtime::component::Linker<http::HttpState>,
