@@ -60,7 +60,8 @@ pub struct HostArgs {
     pub epoch_tick_ms: u64,
     /// Functions whose compiled code stays loaded (0: every one). Past it, the least recently
     /// used are dropped and loaded again from their artifact at their next request: each
-    /// loaded module holds ~2 of the kernel's vm.max_map_count mappings and ~33 KiB.
+    /// loaded module holds ~2 of the kernel's vm.max_map_count mappings, ~33 KiB and, with
+    /// --memory-init-cow, a file descriptor (keep it under half the open-files limit).
     #[arg(long, env = "WASMLESS_MAX_RESIDENT_FUNCTIONS", default_value_t = crate::host::DEFAULT_MAX_RESIDENT)]
     pub max_resident_functions: usize,
     /// Instances running at once across all functions; more wait in the queue, then get 503.

@@ -107,7 +107,12 @@ impl EngineConfig {
             .epoch_interruption(true)
             // p2 WASI HTTP does not need the component-model-async machinery; without it each
             // Store is cheaper to create and drop.
-            .concurrency_support(false);
+            .concurrency_support(false)
+            // No .eh_frame for the system unwinder: wasmtime takes its own backtraces and
+            // catches host panics before they reach wasm frames. Registered frames made each
+            // module's drop a walk of every module's (libgcc's __deregister_frame_info_bases:
+            // 87 % of the CPU while a host of 100,000 functions dropped and loaded code).
+            .native_unwind_info(false);
         if let Some(dir) = &self.compile_cache {
             config
                 .enable_incremental_compilation(Arc::new(DirCacheStore::new(dir)))

@@ -81,8 +81,10 @@ impl Default for HostConfig {
     }
 }
 
-/// Well under what `vm.max_map_count`'s default (65,530, ~2.1 mappings per module) allows.
-pub const DEFAULT_MAX_RESIDENT: usize = 20_000;
+/// Well under what `vm.max_map_count`'s default (65,530, ~2.1 mappings per module) allows,
+/// and under half of a common open-files limit (20,000 here): with `--memory-init-cow` each
+/// loaded module with initial data holds a memfd of its image.
+pub const DEFAULT_MAX_RESIDENT: usize = 10_000;
 
 #[derive(Debug, Error)]
 pub enum HostError {
