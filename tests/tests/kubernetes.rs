@@ -11,7 +11,8 @@ use sha2::Digest;
 use wasmless_e2e::cli::Wasmless;
 use wasmless_e2e::cluster::{self, Cluster};
 use wasmless_e2e::{
-    Process, Served, client, files_under, functions_dir, local_ip, report, wait_until, wat_manifest,
+    Process, Served, client, files_under, functions_dir, local_ip, metric, report, wait_until,
+    wat_manifest,
 };
 
 /// Polls the host until `host` answers 200 with `body`.
@@ -1336,6 +1337,57 @@ async fn a_cluster_host_guards_its_admin_data_and_routes_paths_only_when_told() 
     Ok(())
 }
 
+/// `--max-resident-functions` on a cluster host: a function whose code was dropped is loaded
+/// again from the host's cache at its next request, checked against its digest each time: a
+/// cached file changed behind the host's back is refused (500, never run) while the others
+/// keep serving.
+#[tokio::test]
+async fn dropped_code_is_loaded_again_from_the_checked_cache() -> anyhow::Result<()> {
+    let cluster = Cluster::with_functions().await?;
+    let (store, cache) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let (_controller, artifacts) = cluster.controller(store.path(), &["--ready-when", "built"])?;
+    for name in ["a", "b"] {
+        cluster.apply(&wat_manifest("test", name, &format!("{name} ok")))?;
+    }
+    let host = cluster
+        .host_with(
+            &artifacts,
+            cache.path(),
+            "127.0.0.1",
+            &["--max-resident-functions", "1"],
+        )
+        .await?;
+    wait_until(Duration::from_secs(120), || async {
+        matches!(host.get("a.test", "/").await, Ok((200, _)))
+            && matches!(host.get("b.test", "/").await, Ok((200, _)))
+    })
+    .await?;
+    // Each request drops the other's code: every one is a load from the cache.
+    for _ in 0..3 {
+        assert_eq!(host.get("a.test", "/").await?, (200, "a ok".to_string()));
+        assert_eq!(host.get("b.test", "/").await?, (200, "b ok".to_string()));
+    }
+    let metrics = host.admin_get("/metrics").await?;
+    assert_eq!(metric(&metrics, "wasmless_functions_loaded"), Some(2.0));
+    assert_eq!(metric(&metrics, "wasmless_functions_resident"), Some(1.0));
+
+    // `a`'s precompiled file changes in the cache while its code is dropped (b was used last).
+    let digest = cluster.function_field("a", "{.status.artifact.digest}")?;
+    let name = digest.replace(':', "-");
+    let precompiled: Vec<_> = files_under(cache.path())
+        .into_iter()
+        .map(|(path, _)| path)
+        .filter(|p| p.ends_with(&name) && !p.parent().is_some_and(|d| d.ends_with("wasm")))
+        .collect();
+    assert_eq!(precompiled.len(), 1, "{precompiled:?}");
+    std::fs::write(&precompiled[0], b"not what the controller precompiled")?;
+    let (status, body) = host.get("a.test", "/").await?;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("no longer matches its digest"), "{body}");
+    assert_eq!(host.get("b.test", "/").await?, (200, "b ok".to_string()));
+    Ok(())
+}
+
 /// `--store-max-bytes`: past it the artifacts no Function references go, least recently used
 /// first, and those a Function references stay and serve. Files used in the last 10 minutes are
 /// kept too, so the test ages every file first, as if last used an hour ago.
@@ -1385,7 +1437,12 @@ async fn the_store_evicts_only_what_no_function_references() -> anyhow::Result<(
         2,
         "a referenced artifact stays over the bound"
     );
-    assert!(controller.log_contains("evicted unused artifacts from the store"));
+    // (Logged once the walk ends, which can be just after the files went.)
+    wait_until(Duration::from_secs(30), || {
+        let logged = controller.log_contains("evicted unused artifacts from the store");
+        async move { logged }
+    })
+    .await?;
     // What stays serves: a new host fetches it.
     let host = cluster.host(&artifacts, cache.path()).await?;
     until_body(&host, "kept.test", "kept ok").await?;
