@@ -158,16 +158,10 @@ impl Artifacts {
                     let compiled = engine::load_precompiled_bytes(&self.engine, &bytes)?;
                     let (engine, expected) = (self.engine.clone(), expected.clone());
                     let again: LoadAgain = Arc::new(move || {
-                        let failed = |source| EngineError::Load {
+                        let bytes = cached(&path, &expected).map_err(|e| EngineError::Load {
                             path: path.display().to_string(),
-                            source,
-                        };
-                        let bytes = std::fs::read(&path).map_err(|e| failed(e.into()))?;
-                        if !expected.matches(&bytes) {
-                            let message = "no longer matches its digest";
-                            return Err(failed(wasmtime::format_err!(message)));
-                        }
-                        crate::files::touch(&path);
+                            source: wasmtime::format_err!(e),
+                        })?;
                         engine::load_precompiled_bytes(&engine, &bytes)
                     });
                     return Ok((compiled, Some(again)));
@@ -199,20 +193,16 @@ impl Artifacts {
         url: &str,
         expected: &Sha256Digest,
     ) -> Result<Vec<u8>, LoadError> {
-        match std::fs::read(path) {
-            Ok(bytes) if expected.matches(&bytes) => {
-                crate::files::touch(path);
-                return Ok(bytes);
-            }
-            Ok(bytes) => {
-                let actual = Sha256Digest::of(&bytes);
+        match cached(path, expected) {
+            Ok(bytes) => return Ok(bytes),
+            Err(Cached::Changed(actual)) => {
                 tracing::warn!(path = %path.display(), %expected, %actual, "cached artifact does not match its digest: removed, fetching it again");
                 if let Err(e) = std::fs::remove_file(path) {
                     tracing::warn!(path = %path.display(), "cannot remove the tampered artifact: {e}");
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
+            Err(Cached::Unreadable(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(Cached::Unreadable(e)) => {
                 tracing::warn!(path = %path.display(), "cannot read the cached artifact, fetching it again: {e}")
             }
         }
@@ -247,6 +237,25 @@ impl Artifacts {
         }
         Ok(bytes.to_vec())
     }
+}
+
+/// Why a cached file is not the artifact asked for.
+#[derive(Debug, Error)]
+enum Cached {
+    #[error("no longer matches its digest (it is {0})")]
+    Changed(Sha256Digest),
+    #[error("{0}")]
+    Unreadable(std::io::Error),
+}
+
+/// The cached file at `path` when it is what `expected` names (marked used, for eviction).
+fn cached(path: &Path, expected: &Sha256Digest) -> Result<Vec<u8>, Cached> {
+    let bytes = std::fs::read(path).map_err(Cached::Unreadable)?;
+    if !expected.matches(&bytes) {
+        return Err(Cached::Changed(Sha256Digest::of(&bytes)));
+    }
+    crate::files::touch(path);
+    Ok(bytes)
 }
 
 #[cfg(test)]

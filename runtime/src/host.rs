@@ -311,12 +311,8 @@ impl Host {
         Ok(function)
     }
 
-    /// Functions whose code is loaded now (see [`HostConfig::max_resident`]).
-    pub fn resident(&self) -> usize {
-        self.resident.loaded()
-    }
-
-    /// Past the resident bound: drops the least recently used functions' code.
+    /// Called whenever the resident count may have changed (a load, a reload, an unload):
+    /// past the bound, drops the least recently used functions' code; keeps the gauge.
     fn drop_oldest(&self) {
         if self.resident.over() {
             let all = self.registry.snapshot();
@@ -339,6 +335,7 @@ impl Host {
         self.metrics
             .functions_loaded
             .set(self.registry.len() as i64);
+        self.drop_oldest();
         if removed {
             tracing::info!(function = %key, "unloaded");
         }
@@ -378,14 +375,18 @@ impl Host {
             outbound_refused: self.outbound_refused.clone(),
         };
         let prepared = match function.code.get() {
-            Ok(prepared) => prepared,
+            Ok((prepared, reloaded)) => {
+                if reloaded {
+                    self.drop_oldest();
+                }
+                prepared
+            }
             Err(e) => {
                 let error = format!("cannot load its code again: {e}");
                 tracing::warn!(function = %key, "{error}");
                 return json_error(StatusCode::INTERNAL_SERVER_ERROR, &error, Some(key));
             }
         };
-        self.drop_oldest();
         let response = match prepared.call(call).await {
             Ok(response) => response,
             // Refused like an admission: not a call of the function.

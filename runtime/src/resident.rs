@@ -38,10 +38,6 @@ impl Resident {
         })
     }
 
-    pub fn max(&self) -> usize {
-        self.max
-    }
-
     /// Functions whose code is loaded now and could be dropped.
     pub fn loaded(&self) -> usize {
         self.loaded.load(Ordering::Relaxed)
@@ -115,14 +111,18 @@ impl Code {
         self.prepared.load().is_some()
     }
 
-    /// The code for a call, loaded again if it was dropped; marks it used.
-    pub fn get(&self) -> Result<Arc<Prepared>, String> {
-        self.used.store(
-            self.resident.clock.fetch_add(1, Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
+    /// The code for a call, and whether it had to be loaded again (the count went up: the
+    /// caller then makes room). Marks it used, when it is code that may be dropped: a shared
+    /// clock bumped at every request of every function would be contention for nothing.
+    pub fn get(&self) -> Result<(Arc<Prepared>, bool), String> {
+        if self.reload.is_some() && self.resident.max > 0 {
+            self.used.store(
+                self.resident.clock.fetch_add(1, Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
+        }
         if let Some(prepared) = self.prepared.load_full() {
-            return Ok(prepared);
+            return Ok((prepared, false));
         }
         let reload = self
             .reload
@@ -136,9 +136,9 @@ impl Code {
         match &*before {
             None => {
                 self.resident.loaded.fetch_add(1, Ordering::Relaxed);
-                Ok(prepared)
+                Ok((prepared, true))
             }
-            Some(other) => Ok(other.clone()),
+            Some(other) => Ok((other.clone(), false)),
         }
     }
 
@@ -216,11 +216,11 @@ mod tests {
         assert!(!resident.over());
 
         // Called again: loaded from its artifact, counted again.
-        codes[3].get().unwrap();
+        assert!(codes[3].get().unwrap().1, "loaded again");
         assert!(codes[3].is_loaded());
         assert_eq!(loads.load(Ordering::Relaxed), 1);
         assert_eq!(resident.loaded(), 10);
-        codes[3].get().unwrap();
+        assert!(!codes[3].get().unwrap().1);
         assert_eq!(loads.load(Ordering::Relaxed), 1, "loaded once");
 
         drop(codes);
