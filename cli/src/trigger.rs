@@ -149,12 +149,18 @@ where
         }
     }
 
+    /// `{Kind} {namespace}/{name} {done}`, what every verb prints once it is done.
+    fn done(&self, name: &str, done: &str) {
+        println!("{} {}/{name} {done}", Self::kind(), self.namespace);
+    }
+
     async fn create(&self, object: &K) -> anyhow::Result<()> {
         let name = object.name_any();
         self.api
             .create(&PostParams::default(), object)
             .await
             .map_err(|e| self.error(e, Some(&name)))?;
+        self.done(&name, "created");
         Ok(())
     }
 
@@ -172,6 +178,7 @@ where
             .replace(&name, &PostParams::default(), object)
             .await
             .map_err(|e| self.error(e, Some(&name)))?;
+        self.done(&name, "updated");
         Ok(())
     }
 
@@ -180,6 +187,7 @@ where
             .delete(name, &DeleteParams::default())
             .await
             .map_err(|e| self.error(e, Some(name)))?;
+        self.done(name, "deleted");
         Ok(())
     }
 

@@ -123,7 +123,6 @@ pub async fn run(cluster: &Cluster, verb: Verb) -> anyhow::Result<()> {
             check(&spec)?;
             let trigger = CronJobTrigger::new(cluster.namespace(), &args.name, spec);
             objects.create(&trigger).await?;
-            println!("CronJobTrigger {} created", trigger.key());
         }
         Verb::Update(args) => {
             let mut trigger = objects.get(&args.name).await?;
@@ -136,11 +135,9 @@ pub async fn run(cluster: &Cluster, verb: Verb) -> anyhow::Result<()> {
             args.fields.apply(&mut trigger.spec)?;
             check(&trigger.spec)?;
             objects.replace(&trigger).await?;
-            println!("CronJobTrigger {} updated", trigger.key());
         }
         Verb::Delete(n) => {
             objects.delete(&n.name).await?;
-            println!("CronJobTrigger {}/{} deleted", cluster.namespace(), n.name);
         }
         Verb::List(args) => {
             let triggers = objects.list(args.all_namespaces).await?;

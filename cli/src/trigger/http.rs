@@ -93,7 +93,6 @@ pub async fn run(cluster: &Cluster, verb: Verb) -> anyhow::Result<()> {
             spec.check().map_err(|p| invalid("HTTPTrigger", &p))?;
             let trigger = HttpTrigger::new(cluster.namespace(), &args.name, spec);
             objects.create(&trigger).await?;
-            println!("HTTPTrigger {} created", trigger.key());
         }
         Verb::Update(args) => {
             let mut trigger = objects.get(&args.name).await?;
@@ -109,11 +108,9 @@ pub async fn run(cluster: &Cluster, verb: Verb) -> anyhow::Result<()> {
                 .check()
                 .map_err(|p| invalid("HTTPTrigger", &p))?;
             objects.replace(&trigger).await?;
-            println!("HTTPTrigger {} updated", trigger.key());
         }
         Verb::Delete(n) => {
             objects.delete(&n.name).await?;
-            println!("HTTPTrigger {}/{} deleted", cluster.namespace(), n.name);
         }
         Verb::List(args) => {
             let triggers = objects.list(args.all_namespaces).await?;

@@ -170,7 +170,6 @@ pub async fn run(cluster: &Cluster, verb: Verb) -> anyhow::Result<()> {
             check(&spec)?;
             let trigger = NatsTrigger::new(cluster.namespace(), &args.name, spec);
             objects.create(&trigger).await?;
-            println!("NATSTrigger {} created", trigger.key());
         }
         Verb::Update(args) => {
             let mut trigger = objects.get(&args.name).await?;
@@ -180,11 +179,9 @@ pub async fn run(cluster: &Cluster, verb: Verb) -> anyhow::Result<()> {
             args.fields.apply(&mut trigger.spec)?;
             check(&trigger.spec)?;
             objects.replace(&trigger).await?;
-            println!("NATSTrigger {} updated", trigger.key());
         }
         Verb::Delete(n) => {
             objects.delete(&n.name).await?;
-            println!("NATSTrigger {}/{} deleted", cluster.namespace(), n.name);
         }
         Verb::List(args) => {
             let triggers = objects.list(args.all_namespaces).await?;
