@@ -322,7 +322,10 @@ impl Sandbox {
     /// Installs a runtime's pinned toolchain once per builder process (a no-op when installed,
     /// as in the builder image, where it is read-only).
     async fn prepare(&self, runtime: Runtime) -> Result<(), BuildError> {
-        if !matches!(runtime, Runtime::Nodejs | Runtime::Python | Runtime::Go) {
+        if !matches!(
+            runtime,
+            Runtime::Nodejs | Runtime::Python | Runtime::Go | Runtime::Ruby
+        ) {
             return Ok(());
         }
         let mut prepared = self.prepared.lock().await;

@@ -72,7 +72,9 @@ impl Limits {
         let warm_instances = match warm {
             Some(n) => n as usize,
             None => match Runtime::parse(&spec.runtime) {
-                Some(Runtime::Python | Runtime::Nodejs | Runtime::Go) => DEFAULT_WARM_INSTANCES,
+                Some(Runtime::Python | Runtime::Nodejs | Runtime::Go | Runtime::Ruby) => {
+                    DEFAULT_WARM_INSTANCES
+                }
                 _ => 0,
             },
         };

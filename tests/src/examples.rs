@@ -63,7 +63,7 @@ async fn routed(served: &Served, function: &str) -> anyhow::Result<()> {
 /// What every runtime's examples share: `<prefix>-hello`, `-echo` (text), `-headers`, `-env`,
 /// `-error`, `-timeout`, `-created`: 201 with a `Location` and `created` as its JSON body
 /// (each runtime sets a status and headers its own way: a returned `{statusCode, headers, body}`
-/// in Node.js and Python, a `wasmless::Response` in Rust, Kubeless's response writer in Go,
+/// in Node.js, Python and Ruby, a `wasmless::Response` in Rust, Kubeless's response writer in Go,
 /// `wasmless_status`/`wasmless_set_header` in C); and `-cgi` where the runtime builds programs.
 async fn common(up: &Served, prefix: &str, created: &str) -> anyhow::Result<()> {
     let f = |name: &str| format!("{prefix}-{name}");

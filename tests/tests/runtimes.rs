@@ -77,6 +77,11 @@ async fn c_examples() -> anyhow::Result<()> {
     kubeless_examples("c", "c", "c", spaced).await
 }
 
+#[tokio::test]
+async fn ruby_examples() -> anyhow::Result<()> {
+    kubeless_examples("ruby", "rb", "ruby3.4", str::to_string).await
+}
+
 /// The seed example: a Python function as the logic of a Metacontroller CompositeController
 /// (`examples/metacontroller-hello-world`; `wasmless up` skips the other kinds there).
 #[tokio::test]
@@ -100,7 +105,7 @@ async fn every_example_on_the_api_server() -> anyhow::Result<()> {
         cluster.controller(examples_store()?, cluster::HOSTS_NOT_PODS)?;
     let host = cluster.host(&artifacts, cache.path()).await?;
 
-    let runtimes = ["c", "rust", "go", "nodejs", "python"];
+    let runtimes = ["c", "rust", "go", "nodejs", "python", "ruby"];
     for runtime in runtimes {
         let started = Instant::now();
         let yaml = std::fs::read_to_string(functions_dir().join(runtime).join("functions.yaml"))?;
@@ -136,6 +141,7 @@ async fn every_example_on_the_api_server() -> anyhow::Result<()> {
     examples::kubeless(&host, "js", "nodejs20", str::to_string).await?;
     examples::express_response(&host).await?;
     examples::kubeless(&host, "py", "python3.12", spaced).await?;
+    examples::kubeless(&host, "rb", "ruby3.4", str::to_string).await?;
 
     // A syntax error: Failed with the compiler's message; the Ready revision keeps answering.
     let hello = std::fs::read_to_string(functions_dir().join("c/functions.yaml"))?;
@@ -248,6 +254,19 @@ async fn a_c_syntax_error_fails_with_the_compilers_message() -> anyhow::Result<(
         r#"return wasmless_text(r, "v1");"#,
         r#"return wasmless_text(r, "v2")"#,
         &["error: expected ';'", "handler.c:"],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_ruby_syntax_error_fails_with_the_interpreters_message() -> anyhow::Result<()> {
+    syntax_error(
+        "ruby",
+        "handler.f",
+        |body| format!("def f(event, context)\n  {body}\nend"),
+        r#""v1""#,
+        r#""v2"#,
+        &["SyntaxError", "handler.rb:"],
     )
     .await
 }

@@ -4,6 +4,7 @@
 
 mod c;
 mod go;
+mod ruby;
 mod rust;
 mod script;
 pub mod toolchain;
@@ -73,6 +74,7 @@ pub fn builder(runtime: Runtime) -> &'static dyn Builder {
         Runtime::Python => &script::PYTHON,
         Runtime::Rust => &rust::Rust,
         Runtime::C => &c::C,
+        Runtime::Ruby => &ruby::Ruby,
     }
 }
 

@@ -13,6 +13,7 @@ pub enum Runtime {
     Python,
     Rust,
     C,
+    Ruby,
 }
 
 /// What a runtime's `deps` are.
@@ -42,7 +43,7 @@ pub enum ArchiveFiles {
 }
 
 impl Runtime {
-    pub const ALL: [Runtime; 7] = [
+    pub const ALL: [Runtime; 8] = [
         Runtime::Wat,
         Runtime::Wasm,
         Runtime::Go,
@@ -50,6 +51,7 @@ impl Runtime {
         Runtime::Python,
         Runtime::Rust,
         Runtime::C,
+        Runtime::Ruby,
     ];
 
     /// Ours for a manifest's `runtime`. Kubeless names carry a version (`python3.8`, `nodejs14`,
@@ -72,6 +74,7 @@ impl Runtime {
             Runtime::Python => "python",
             Runtime::Rust => "rust",
             Runtime::C => "c",
+            Runtime::Ruby => "ruby",
         }
     }
 
@@ -103,20 +106,22 @@ impl Runtime {
             Runtime::Python => "py",
             Runtime::Rust => "rs",
             Runtime::C => "c",
+            Runtime::Ruby => "rb",
         }
     }
 
     pub fn archive_files(self) -> ArchiveFiles {
         match self {
             Runtime::Wat | Runtime::Wasm => ArchiveFiles::Refused,
-            Runtime::Rust => ArchiveFiles::HandlerOnly,
+            // Ruby's source is evaluated from memory: there is no file system to require from.
+            Runtime::Rust | Runtime::Ruby => ArchiveFiles::HandlerOnly,
             Runtime::Go | Runtime::Nodejs | Runtime::Python | Runtime::C => ArchiveFiles::Beside,
         }
     }
 
     pub fn deps(self) -> Deps {
         match self {
-            Runtime::Wat | Runtime::Wasm | Runtime::C => Deps::Refused,
+            Runtime::Wat | Runtime::Wasm | Runtime::C | Runtime::Ruby => Deps::Refused,
             Runtime::Go => Deps::GoMod,
             Runtime::Python => Deps::Requirements,
             Runtime::Nodejs => Deps::PackageJson,
@@ -153,15 +158,17 @@ mod tests {
             ("wasm", Runtime::Wasm),
             ("rust", Runtime::Rust),
             ("c", Runtime::C),
+            ("ruby2.4", Runtime::Ruby),
+            ("ruby3.4", Runtime::Ruby),
         ] {
             assert_eq!(Runtime::parse(kubeless), Some(ours), "{kubeless}");
         }
-        for unknown in ["cobol", "ruby2.4", "", "3.8", "python/3"] {
+        for unknown in ["cobol", "rubyx", "", "3.8", "python/3"] {
             assert_eq!(Runtime::parse(unknown), None, "{unknown}");
         }
         assert_eq!(
             Runtime::supported(),
-            "wat, wasm, go, nodejs, python, rust, c"
+            "wat, wasm, go, nodejs, python, rust, c, ruby"
         );
     }
 }

@@ -12,6 +12,11 @@ pub(super) fn check(runtime: Runtime, deps: &str) -> Result<(), String> {
         return Ok(());
     }
     match runtime.deps() {
+        Deps::Refused if runtime == Runtime::Ruby => Err(
+            "ruby functions take no deps: gems come from RubyGems, which the builder cannot \
+             reach; put pure-Ruby code in the function's source"
+                .into(),
+        ),
         Deps::Refused => Err(format!("{runtime} functions take no deps")),
         Deps::Requirements => lines(deps, requirement),
         Deps::PackageJson => package_json(deps),
