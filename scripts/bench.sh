@@ -141,12 +141,12 @@ section_hellos() {
   local hellos="$scratch/hellos" store="$scratch/hellos-store"
   mkdir -p "$hellos"
   # Each source runtime's hello (the first example of functions/<runtime>/functions.yaml), and
-  # for python and nodejs, kept warm by default, the same hello with `warmInstances: 0`: a fresh
+  # for python, nodejs and ruby, kept warm by default, the same hello with `warmInstances: 0`: a fresh
   # instance per request, as every request paid before warm instances.
   scripts/toolchains.sh >/dev/null
   first() { awk 'BEGIN { d = 1 } /^---/ { d++; next } d == 1' "functions/$1/functions.yaml"; }
-  for rt in c go nodejs python rust; do first "$rt" >"$hellos/$rt.yaml"; done
-  for rt in nodejs python; do
+  for rt in c go nodejs python rust ruby; do first "$rt" >"$hellos/$rt.yaml"; done
+  for rt in nodejs python ruby; do
     first "$rt" | sed -e 's/^\(  name: .*-hello\)$/\1-fresh/' -e 's/^spec:$/spec:\n  warmInstances: 0/' >"$hellos/$rt-fresh.yaml"
   done
   # 64 connections hold up to 64 instances of 256Mi (the default cap): a budget for all of them,
@@ -159,11 +159,11 @@ section_hellos() {
   echo "source runtimes' hellos, wrk -t2 -c64 -d${secs}s" | tee -a "$results"
   printf '%-44s %12s %10s %10s\n' "function" "req/s" "p50" "p99" | tee -a "$results"
   local -A got=() p99s=()
-  for f in c-hello:c go-hello:go rs-hello:rust js-hello:nodejs js-hello-fresh:nodejs py-hello:python py-hello-fresh:python; do
+  for f in c-hello:c go-hello:go rs-hello:rust js-hello:nodejs js-hello-fresh:nodejs py-hello:python py-hello-fresh:python rb-hello:ruby rb-hello-fresh:ruby; do
     local name=${f%%:*} how
     case $name in
       *-fresh) how="fresh instance per request" ;;
-      js-hello | py-hello | go-hello) how="warm" ;;
+      js-hello | py-hello | go-hello | rb-hello) how="warm" ;;
       *) how="fresh" ;;
     esac
     run "${f#*:} hello ($how)" http://127.0.0.1:18082/ "$name.test"

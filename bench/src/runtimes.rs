@@ -21,13 +21,14 @@ use wasmless_runtime::validate::Origin;
 use wasmless_runtime::{EngineConfig, FunctionDef, FunctionManifest, Host, HostConfig};
 
 /// Runtime, example file, and how its source writes a comment line.
-const RUNTIMES: [(&str, &str, &str); 6] = [
+const RUNTIMES: [(&str, &str, &str); 7] = [
     ("wat", "hello-world.yaml", ";;"),
     ("c", "c/functions.yaml", "//"),
     ("rust", "rust/functions.yaml", "//"),
     ("go", "go/functions.yaml", "//"),
     ("nodejs", "nodejs/functions.yaml", "//"),
     ("python", "python/functions.yaml", "#"),
+    ("ruby", "ruby/functions.yaml", "#"),
 ];
 
 pub async fn run(functions: &Path, requests: usize, only: &[String]) -> anyhow::Result<()> {
