@@ -5,6 +5,9 @@
 #   go      Go 1.21+ (must be on PATH: Debian's golang-go, or go.dev)
 #   nodejs  Node.js 18+ and npm (componentize-js installs itself on the first build, cached)
 #   python  Python 3 with venv (componentize-py installs itself on the first build, cached)
+#   ruby    npm (the first build fetches @ruby/3.4-wasm-wasi's interpreter, cached)
+#   java    Debian's openjdk-17-jdk-headless and maven (apt; TeaVM installs itself on the first
+#           build, cached)
 # Prints one line per runtime; exits non-zero with how to fix it when one is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,5 +47,17 @@ if python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   ok python "$(python3 --version)"
 else
   fail python "Python 3 with venv: apt-get install python3 python3-venv"
+fi
+if command -v npm >/dev/null; then
+  ok ruby "npm $(npm --version) (fetches @ruby/3.4-wasm-wasi)"
+else
+  fail ruby "npm: apt-get install npm"
+fi
+
+apt_install --no-install-recommends openjdk-17-jdk-headless maven
+if command -v javac >/dev/null && command -v mvn >/dev/null; then
+  ok java "$(javac -version 2>&1), $(mvn -v 2>/dev/null | head -n 1)"
+else
+  fail java "a JDK and Maven: apt-get install openjdk-17-jdk-headless maven"
 fi
 exit "$missing"
