@@ -198,10 +198,13 @@ const SYSTEM_READ_ONLY: &[&str] = &[
     "/etc/group",
     "/etc/host.conf",
     "/etc/hosts",
+    // The JDK's and Maven's configuration (Debian links them from /usr).
+    "/etc/java-17-openjdk",
     "/etc/ld.so.cache",
     "/etc/ld.so.conf",
     "/etc/ld.so.conf.d",
     "/etc/localtime",
+    "/etc/maven",
     "/etc/mime.types",
     "/etc/nsswitch.conf",
     "/etc/os-release",
@@ -324,7 +327,7 @@ impl Sandbox {
     async fn prepare(&self, runtime: Runtime) -> Result<(), BuildError> {
         if !matches!(
             runtime,
-            Runtime::Nodejs | Runtime::Python | Runtime::Go | Runtime::Ruby
+            Runtime::Nodejs | Runtime::Python | Runtime::Go | Runtime::Ruby | Runtime::Java
         ) {
             return Ok(());
         }

@@ -63,7 +63,7 @@ async fn routed(served: &Served, function: &str) -> anyhow::Result<()> {
 /// What every runtime's examples share: `<prefix>-hello`, `-echo` (text), `-headers`, `-env`,
 /// `-error`, `-timeout`, `-created`: 201 with a `Location` and `created` as its JSON body
 /// (each runtime sets a status and headers its own way: a returned `{statusCode, headers, body}`
-/// in Node.js, Python and Ruby, a `wasmless::Response` in Rust, Kubeless's response writer in Go,
+/// in Node.js, Python and Ruby, a `wasmless::Response` in Rust and an `io.kubeless.Response` in Java, Kubeless's response writer in Go,
 /// `wasmless_status`/`wasmless_set_header` in C); and `-cgi` where the runtime builds programs.
 async fn common(up: &Served, prefix: &str, created: &str) -> anyhow::Result<()> {
     let f = |name: &str| format!("{prefix}-{name}");
@@ -159,6 +159,21 @@ pub async fn go(up: &Served) -> anyhow::Result<()> {
             200,
             "text/plain; charset=utf-8".into(),
             r#"{"function":"go-json","ok":true,"runtime":"go1.21"}"#.into()
+        )
+    );
+    Ok(())
+}
+
+/// The Java examples (`java-hello` …): `event.getData()` is the body as text, as in Kubeless's
+/// Java runtime, so a JSON body echoes as text; a returned Map is JSON.
+pub async fn java(up: &Served) -> anyhow::Result<()> {
+    common(up, "java", r#"{"id":1}"#).await?;
+    assert_eq!(
+        call(up, "java-json", Method::GET, "/", "", &[]).await?,
+        (
+            200,
+            "application/json".into(),
+            r#"{"function":"java-json","runtime":"java11","ok":true}"#.into()
         )
     );
     Ok(())

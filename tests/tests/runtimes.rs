@@ -82,6 +82,13 @@ async fn ruby_examples() -> anyhow::Result<()> {
     kubeless_examples("ruby", "rb", "ruby3.4", str::to_string).await
 }
 
+#[tokio::test]
+async fn java_examples() -> anyhow::Result<()> {
+    let _one_at_a_time = BUILDING.lock().await;
+    let up = Up::start_with_store(&functions_dir().join("java"), examples_store()?, &[]).await?;
+    examples::java(&up).await
+}
+
 /// The seed example: a Python function as the logic of a Metacontroller CompositeController
 /// (`examples/metacontroller-hello-world`; `wasmless up` skips the other kinds there).
 #[tokio::test]
@@ -105,7 +112,7 @@ async fn every_example_on_the_api_server() -> anyhow::Result<()> {
         cluster.controller(examples_store()?, cluster::HOSTS_NOT_PODS)?;
     let host = cluster.host(&artifacts, cache.path()).await?;
 
-    let runtimes = ["c", "rust", "go", "nodejs", "python", "ruby"];
+    let runtimes = ["c", "rust", "go", "nodejs", "python", "ruby", "java"];
     for runtime in runtimes {
         let started = Instant::now();
         let yaml = std::fs::read_to_string(functions_dir().join(runtime).join("functions.yaml"))?;
@@ -142,6 +149,7 @@ async fn every_example_on_the_api_server() -> anyhow::Result<()> {
     examples::express_response(&host).await?;
     examples::kubeless(&host, "py", "python3.12", spaced).await?;
     examples::kubeless(&host, "rb", "ruby3.4", str::to_string).await?;
+    examples::java(&host).await?;
 
     // A syntax error: Failed with the compiler's message; the Ready revision keeps answering.
     let hello = std::fs::read_to_string(functions_dir().join("c/functions.yaml"))?;
@@ -267,6 +275,19 @@ async fn a_ruby_syntax_error_fails_with_the_interpreters_message() -> anyhow::Re
         r#""v1""#,
         r#""v2"#,
         &["SyntaxError", "handler.rb:"],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_java_syntax_error_fails_with_the_compilers_message() -> anyhow::Result<()> {
+    syntax_error(
+        "java",
+        "Handler.f",
+        |body| format!("package io.kubeless;\npublic class Handler {{\n  public String f(Event event, Context context) {{\n    {body}\n  }}\n}}"),
+        r#"return "v1";"#,
+        r#"return "v2""#,
+        &["error: ';' expected", "Handler.java:"],
     )
     .await
 }

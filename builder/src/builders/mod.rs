@@ -4,6 +4,7 @@
 
 mod c;
 mod go;
+mod java;
 mod ruby;
 mod rust;
 mod script;
@@ -75,6 +76,7 @@ pub fn builder(runtime: Runtime) -> &'static dyn Builder {
         Runtime::Rust => &rust::Rust,
         Runtime::C => &c::C,
         Runtime::Ruby => &ruby::Ruby,
+        Runtime::Java => &java::Java,
     }
 }
 

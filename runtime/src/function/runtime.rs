@@ -14,6 +14,7 @@ pub enum Runtime {
     Rust,
     C,
     Ruby,
+    Java,
 }
 
 /// What a runtime's `deps` are.
@@ -43,7 +44,7 @@ pub enum ArchiveFiles {
 }
 
 impl Runtime {
-    pub const ALL: [Runtime; 8] = [
+    pub const ALL: [Runtime; 9] = [
         Runtime::Wat,
         Runtime::Wasm,
         Runtime::Go,
@@ -52,6 +53,7 @@ impl Runtime {
         Runtime::Rust,
         Runtime::C,
         Runtime::Ruby,
+        Runtime::Java,
     ];
 
     /// Ours for a manifest's `runtime`. Kubeless names carry a version (`python3.8`, `nodejs14`,
@@ -75,6 +77,7 @@ impl Runtime {
             Runtime::Rust => "rust",
             Runtime::C => "c",
             Runtime::Ruby => "ruby",
+            Runtime::Java => "java",
         }
     }
 
@@ -107,6 +110,7 @@ impl Runtime {
             Runtime::Rust => "rs",
             Runtime::C => "c",
             Runtime::Ruby => "rb",
+            Runtime::Java => "java",
         }
     }
 
@@ -114,14 +118,16 @@ impl Runtime {
         match self {
             Runtime::Wat | Runtime::Wasm => ArchiveFiles::Refused,
             // Ruby's source is evaluated from memory: there is no file system to require from.
-            Runtime::Rust | Runtime::Ruby => ArchiveFiles::HandlerOnly,
+            Runtime::Rust | Runtime::Ruby | Runtime::Java => ArchiveFiles::HandlerOnly,
             Runtime::Go | Runtime::Nodejs | Runtime::Python | Runtime::C => ArchiveFiles::Beside,
         }
     }
 
     pub fn deps(self) -> Deps {
         match self {
-            Runtime::Wat | Runtime::Wasm | Runtime::C | Runtime::Ruby => Deps::Refused,
+            Runtime::Wat | Runtime::Wasm | Runtime::C | Runtime::Ruby | Runtime::Java => {
+                Deps::Refused
+            }
             Runtime::Go => Deps::GoMod,
             Runtime::Python => Deps::Requirements,
             Runtime::Nodejs => Deps::PackageJson,
@@ -160,6 +166,8 @@ mod tests {
             ("c", Runtime::C),
             ("ruby2.4", Runtime::Ruby),
             ("ruby3.4", Runtime::Ruby),
+            ("java11", Runtime::Java),
+            ("java1.8", Runtime::Java),
         ] {
             assert_eq!(Runtime::parse(kubeless), Some(ours), "{kubeless}");
         }
@@ -168,7 +176,7 @@ mod tests {
         }
         assert_eq!(
             Runtime::supported(),
-            "wat, wasm, go, nodejs, python, rust, c, ruby"
+            "wat, wasm, go, nodejs, python, rust, c, ruby, java"
         );
     }
 }
