@@ -145,7 +145,7 @@ section_hellos() {
   # instance per request, as every request paid before warm instances.
   scripts/toolchains.sh >/dev/null
   first() { awk 'BEGIN { d = 1 } /^---/ { d++; next } d == 1' "functions/$1/functions.yaml"; }
-  for rt in c go nodejs python rust ruby; do first "$rt" >"$hellos/$rt.yaml"; done
+  for rt in c go nodejs python rust ruby java; do first "$rt" >"$hellos/$rt.yaml"; done
   for rt in nodejs python ruby; do
     first "$rt" | sed -e 's/^\(  name: .*-hello\)$/\1-fresh/' -e 's/^spec:$/spec:\n  warmInstances: 0/' >"$hellos/$rt-fresh.yaml"
   done
@@ -159,7 +159,7 @@ section_hellos() {
   echo "source runtimes' hellos, wrk -t2 -c64 -d${secs}s" | tee -a "$results"
   printf '%-44s %12s %10s %10s\n' "function" "req/s" "p50" "p99" | tee -a "$results"
   local -A got=() p99s=()
-  for f in c-hello:c go-hello:go rs-hello:rust js-hello:nodejs js-hello-fresh:nodejs py-hello:python py-hello-fresh:python rb-hello:ruby rb-hello-fresh:ruby; do
+  for f in c-hello:c go-hello:go rs-hello:rust java-hello:java js-hello:nodejs js-hello-fresh:nodejs py-hello:python py-hello-fresh:python rb-hello:ruby rb-hello-fresh:ruby; do
     local name=${f%%:*} how
     case $name in
       *-fresh) how="fresh instance per request" ;;

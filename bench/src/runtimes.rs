@@ -21,7 +21,7 @@ use wasmless_runtime::validate::Origin;
 use wasmless_runtime::{EngineConfig, FunctionDef, FunctionManifest, Host, HostConfig};
 
 /// Runtime, example file, and how its source writes a comment line.
-const RUNTIMES: [(&str, &str, &str); 7] = [
+const RUNTIMES: [(&str, &str, &str); 8] = [
     ("wat", "hello-world.yaml", ";;"),
     ("c", "c/functions.yaml", "//"),
     ("rust", "rust/functions.yaml", "//"),
@@ -29,6 +29,7 @@ const RUNTIMES: [(&str, &str, &str); 7] = [
     ("nodejs", "nodejs/functions.yaml", "//"),
     ("python", "python/functions.yaml", "#"),
     ("ruby", "ruby/functions.yaml", "#"),
+    ("java", "java/functions.yaml", "//"),
 ];
 
 pub async fn run(functions: &Path, requests: usize, only: &[String]) -> anyhow::Result<()> {
