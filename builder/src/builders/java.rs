@@ -3,7 +3,7 @@
 //! to a WASI module by TeaVM 0.10.2 (Maven Central; the last release with a WASI target and a
 //! command-line compiler). The glue (`java/`) reads the request as a CGI program does and writes
 //! a WAGI response; it also gives `io.kubeless` a `System` whose `getenv` reads WASI's
-//! environment (TeaVM's returns null).
+//! environment (TeaVM's returns null) and whose `out` is stderr (stdout is the response).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,6 +15,8 @@ use super::{BuildError, Builder, Source};
 
 const TEAVM: &str = "0.10.2";
 const INSTALL: &str = "install a JDK 11+ (javac) and Maven (the build fetches TeaVM itself)";
+const DEPENDENCY_PLUGIN: &str =
+    "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies";
 
 /// The glue's sources, by their path under the build's `glue/`.
 const GLUE: [(&str, &str); 8] = [
@@ -60,7 +62,8 @@ impl Builder for Java {
         let partial = lib.with_extension("partial");
         let _ = std::fs::remove_dir_all(&partial);
         let mut mvn = Command::new("mvn");
-        mvn.args(["-q", "-B", "dependency:copy-dependencies"])
+        // The plugin pinned too, and checksums enforced (Maven only warns by default).
+        mvn.args(["-q", "-B", "--strict-checksums", DEPENDENCY_PLUGIN])
             .arg(format!("-Dmaven.repo.local={}", d.join("m2").display()))
             .arg(format!("-DoutputDirectory={}", partial.display()));
         run(mvn, d, INSTALL)?;
@@ -100,7 +103,8 @@ impl Builder for Java {
         let mut javac = Command::new("javac");
         javac
             .args(["-J-Xmx512m", "-J-XX:-UsePerfData", "--release", "11"])
-            .args(["-encoding", "UTF-8", "-nowarn"])
+            // No annotation processors: nothing on the class path runs while javac does.
+            .args(["-encoding", "UTF-8", "-nowarn", "-proc:none"])
             .arg("-cp")
             .arg(&classpath)
             .args(["-d", "classes"])

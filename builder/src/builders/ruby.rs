@@ -24,13 +24,26 @@ const INSTALL: &str = "install npm (the build fetches @ruby/3.4-wasm-wasi itself
 
 pub struct Ruby;
 
-/// The patched interpreter in the toolchain directory, and (`cwasm`) its instrumented form
-/// compiled for the builder's engine: every build runs that same code, so none compiles it.
-fn interpreter_path(extension: &str) -> PathBuf {
+/// Part of the build key, and of the patched interpreter's name: a change to the patch or the
+/// glue changes it.
+const BUILDER_VERSION: &str = "ruby-1";
+
+/// The patched interpreter in the toolchain directory.
+fn patched_path() -> PathBuf {
     toolchain::cache_dir("ruby").join(format!(
-        "ruby-{VERSION}-patched-{}.{extension}",
+        "ruby-{VERSION}-{}-{BUILDER_VERSION}.wasm",
         &WASM_DIGEST[7..19]
     ))
+}
+
+/// Its instrumented form compiled for `engine` (named by the engine's compatibility hash: a
+/// new wasmtime writes its own): every build runs that same code, so none compiles it.
+fn compiled_path(engine: &wasmtime::Engine) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same name in every process.
+    let mut hasher = std::hash::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    patched_path().with_extension(format!("{:016x}.cwasm", hasher.finish()))
 }
 
 fn internal(what: &'static str) -> impl Fn(anyhow::Error) -> BuildError {
@@ -47,11 +60,12 @@ fn compile(engine: &wasmtime::Engine, interpreter: &[u8]) -> Result<wasmtime::Mo
 
 impl Builder for Ruby {
     fn version(&self) -> &'static str {
-        "ruby-1"
+        BUILDER_VERSION
     }
 
     fn prepare(&self) -> Result<(), BuildError> {
-        let (path, compiled) = (interpreter_path("wasm"), interpreter_path("cwasm"));
+        let engine = wasmtime::Engine::default();
+        let (path, compiled) = (patched_path(), compiled_path(&engine));
         if compiled.exists() {
             return Ok(());
         }
@@ -65,7 +79,7 @@ impl Builder for Ruby {
                 patched
             }
         };
-        let module = compile(&wasmtime::Engine::default(), &patched)?;
+        let module = compile(&engine, &patched)?;
         let bytes = module
             .serialize()
             .map_err(|e| BuildError::Internal(format!("serializing ruby.wasm: {e:?}")))?;
@@ -77,8 +91,8 @@ impl Builder for Ruby {
             source,
             "gems come from RubyGems, which the builder cannot reach",
         )?;
-        let (_, function) = toolchain::split_handler(source.handler)?;
-        toolchain::identifiers(source.handler, "Ruby", &[function])?;
+        let (file, function) = toolchain::split_handler(source.handler)?;
+        toolchain::identifiers(source.handler, "Ruby", &[file, function])?;
         let code = match source.packaging {
             Packaging::File => source.code.to_vec(),
             Packaging::Zip => {
@@ -87,7 +101,7 @@ impl Builder for Ruby {
                 toolchain::read(&path)?
             }
         };
-        let path = interpreter_path("wasm");
+        let path = patched_path();
         let interpreter = std::fs::read(&path).map_err(|e| BuildError::Toolchain {
             tool: format!("{PACKAGE} {VERSION} ({})", path.display()),
             hint: format!("{e}; {INSTALL}"),
@@ -96,16 +110,19 @@ impl Builder for Ruby {
         // SAFETY: `prepare` wrote this file with this builder's wasmtime, in the toolchain
         // directory no tenant's build can write; wasmtime refuses one of another version or
         // configuration (then the build compiles its own).
-        let cached =
-            unsafe { wasmtime::Module::deserialize_file(&engine, interpreter_path("cwasm")) };
+        let cached = unsafe { wasmtime::Module::deserialize_file(&engine, compiled_path(&engine)) };
         let compiled = match cached {
             Ok(module) => module,
             Err(_) => compile(&engine, &interpreter)?,
         };
-        snapshot::function(&engine, &interpreter, &compiled, &code, function).map_err(|e| match e {
-            snapshot::SnapshotError::Source(m) => BuildError::Compile(m),
-            snapshot::SnapshotError::Internal(e) => {
-                BuildError::Internal(format!("snapshotting the function: {e:#}"))
+        snapshot::function(&engine, &interpreter, &compiled, &code, (file, function)).map_err(|e| {
+            match e {
+                snapshot::SnapshotError::Source(m) => {
+                    BuildError::Compile(m.chars().take(toolchain::MAX_MESSAGE).collect())
+                }
+                snapshot::SnapshotError::Internal(e) => {
+                    BuildError::Internal(format!("snapshotting the function: {e:#}"))
+                }
             }
         })
     }
@@ -113,7 +130,9 @@ impl Builder for Ruby {
 
 /// Writes `bytes` to `path` whole or not at all (a build never reads half a file).
 fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
-    let partial = path.with_extension("partial");
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
     toolchain::write(&partial, bytes)?;
     std::fs::rename(&partial, path)
         .map_err(|e| BuildError::Internal(format!("cannot write {}: {e}", path.display())))

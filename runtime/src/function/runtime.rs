@@ -117,7 +117,8 @@ impl Runtime {
     pub fn archive_files(self) -> ArchiveFiles {
         match self {
             Runtime::Wat | Runtime::Wasm => ArchiveFiles::Refused,
-            // Ruby's source is evaluated from memory: there is no file system to require from.
+            // Ruby's source is evaluated from memory (no file system to require from), and
+            // Java's glue calls one class.
             Runtime::Rust | Runtime::Ruby | Runtime::Java => ArchiveFiles::HandlerOnly,
             Runtime::Go | Runtime::Nodejs | Runtime::Python | Runtime::C => ArchiveFiles::Beside,
         }

@@ -41,11 +41,19 @@ final class Json {
                 encode(item, out);
             }
             out.append(']');
+        } else if (value instanceof Number && !finite((Number) value)) {
+            // JSON has no NaN or infinities.
+            out.append("null");
         } else if (value instanceof Boolean || value instanceof Number) {
             out.append(value);
         } else {
             string(value.toString(), out);
         }
+    }
+
+    private static boolean finite(Number n) {
+        double d = n.doubleValue();
+        return !Double.isNaN(d) && !Double.isInfinite(d);
     }
 
     private static void string(String s, StringBuilder out) {

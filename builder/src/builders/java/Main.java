@@ -27,15 +27,16 @@ public final class Main {
     }
 
     public static void main(String[] args) {
-        Map<String, String> env = environment();
-        Object[] response;
+        byte[][] response;
         try {
-            response = respond(env, stdin());
+            Object[] r = respond(environment(), stdin());
+            response = head((int) r[0], cast(r[1]), (byte[]) r[2]);
         } catch (Throwable e) {
             String message = e.getMessage();
-            response = new Object[] {500, text(), bytes(message == null ? e.getClass().getName() : message)};
+            response = head(500, text(), bytes(message == null ? e.getClass().getName() : message));
         }
-        write((int) response[0], cast(response[1]), (byte[]) response[2]);
+        writeAll(response[0]);
+        writeAll(response[1]);
     }
 
     @SuppressWarnings("unchecked")
@@ -64,7 +65,7 @@ public final class Main {
         if (!contentType.isEmpty()) {
             headers.put("content-type", contentType);
         }
-        String media = contentType.split(";")[0].trim().toLowerCase();
+        String media = contentType.split(";", 2)[0].trim().toLowerCase();
         String queryString = env.getOrDefault("QUERY_STRING", "");
         Event.Extensions request = new Event.Extensions(env.getOrDefault("REQUEST_METHOD", ""),
                 env.getOrDefault("PATH_INFO", ""), queryString, headers, query(queryString));
@@ -81,7 +82,9 @@ public final class Main {
         if (value instanceof Response) {
             Response response = (Response) value;
             status = response.status;
-            out.putAll(response.headers);
+            for (Map.Entry<String, String> h : response.headers.entrySet()) {
+                out.put(String.valueOf(h.getKey()).toLowerCase(), String.valueOf(h.getValue()));
+            }
             value = response.body;
         }
         if (status < 100 || status > 599) {
@@ -122,8 +125,11 @@ public final class Main {
                 out.write(Character.digit(s.charAt(i + 1), 16) * 16 + Character.digit(s.charAt(i + 2), 16));
                 i += 2;
             } else {
-                byte[] b = String.valueOf(c).getBytes(StandardCharsets.UTF_8);
+                // A whole code point: a surrogate pair is one character in UTF-8.
+                int end = Character.isHighSurrogate(c) && i + 1 < s.length() ? i + 2 : i + 1;
+                byte[] b = s.substring(i, end).getBytes(StandardCharsets.UTF_8);
                 out.write(b, 0, b.length);
+                i = end - 1;
             }
         }
         return new String(out.toByteArray(), StandardCharsets.UTF_8);
@@ -208,19 +214,18 @@ public final class Main {
         }
     }
 
-    private static void write(int status, Map<String, String> headers, byte[] body) {
+    /** The WAGI head and the body; a header that cannot be sent makes it a 500. */
+    private static byte[][] head(int status, Map<String, String> headers, byte[] body) {
         StringBuilder head = new StringBuilder("Status: ").append(status).append('\n');
         for (Map.Entry<String, String> h : headers.entrySet()) {
-            String line = h.getKey() + h.getValue();
+            String line = h.getKey() + ": " + h.getValue();
             if (line.indexOf('\r') >= 0 || line.indexOf('\n') >= 0 || h.getKey().equalsIgnoreCase("status")) {
-                write(500, text(), bytes("invalid response header \"" + h.getKey() + "\""));
-                return;
+                return head(500, text(), bytes("invalid response header \"" + h.getKey() + "\""));
             }
-            head.append(h.getKey()).append(": ").append(h.getValue()).append('\n');
+            head.append(line).append('\n');
         }
         head.append('\n');
-        writeAll(bytes(head.toString()));
-        writeAll(body);
+        return new byte[][] {bytes(head.toString()), body};
     }
 
     private static void writeAll(byte[] bytes) {

@@ -6,12 +6,13 @@ import java.util.Map;
 
 /**
  * {@code System} as functions in {@code io.kubeless} see it: java.lang.System's, except the
- * environment, which TeaVM's class library does not read on WASI (its getenv returns null).
- * A class of the function's own package comes before java.lang's, so the handler's
- * {@code System.getenv("NAME")} lands here.
+ * environment, which TeaVM's class library does not read on WASI (its getenv returns null),
+ * and {@code out}, which is stderr: stdout carries the response, and what a function prints
+ * is a log line, as in Kubeless. A class of the function's own package comes before
+ * java.lang's, so the handler's {@code System.getenv("NAME")} lands here.
  */
 public final class System {
-    public static final PrintStream out = java.lang.System.out;
+    public static final PrintStream out = java.lang.System.err;
     public static final PrintStream err = java.lang.System.err;
     public static final InputStream in = java.lang.System.in;
 

@@ -29,19 +29,20 @@ module Wasmless
   class << self
     # Build time: evaluates the function's source (on stdin) at the top level and checks that
     # it defines `function`. The error's message, or '' when it loaded.
-    def setup(function)
+    def setup(file, function)
       source = $stdin.binmode.read.force_encoding(Encoding::UTF_8)
       begin
-        TOPLEVEL_BINDING.eval(source, 'handler.rb', 1)
-      rescue ScriptError, StandardError => e
+        # What the source prints while it loads is logged, never part of a response.
+        $stdout = $stderr
+        TOPLEVEL_BINDING.eval(source, "#{file}.rb", 1)
+      rescue Exception => e # rubocop:disable Lint/RescueException
         return "the function's source failed to load: #{e.class}: #{e.message}"
       ensure
-        # Output buffered now would be written by the first request.
-        $stdout.flush
-        $stderr.flush
+        $stdout = STDOUT
       end
-      unless Object.private_method_defined?(function) || Object.method_defined?(function)
-        return "the function's source defines no method #{function} (handler ...#{function})"
+      unless Object.private_instance_methods(false).include?(function) ||
+             Object.public_instance_methods(false).include?(function)
+        return "the function's source defines no method #{function} (handler #{file}.#{function})"
       end
       @function = function
       @seeded = false
@@ -56,14 +57,20 @@ module Wasmless
         @seeded = true
       end
       cgi, body = parse($stdin.binmode.read)
-      status, headers, out = begin
-        respond(cgi, body)
+      response = begin
+        # A handler's `puts` is a log line (stderr), as in Kubeless; stdout is the response's.
+        $stdout = $stderr
+        head(*respond(cgi, body))
       rescue BadRequest => e
-        [400, { 'content-type' => TEXT }, e.message.b]
+        head(400, { 'content-type' => TEXT }, e.message.b)
       rescue Exception => e # rubocop:disable Lint/RescueException
-        [500, { 'content-type' => TEXT }, e.message.to_s.b]
+        head(500, { 'content-type' => TEXT }, e.message.to_s.b)
+      ensure
+        $stdout = STDOUT
       end
-      write(status, headers, out)
+      STDOUT.binmode
+      STDOUT.write(*response)
+      STDOUT.flush
       nil
     end
 
@@ -103,7 +110,7 @@ module Wasmless
           'request' => {
             'method' => cgi['REQUEST_METHOD'].to_s,
             'path' => cgi['PATH_INFO'].to_s,
-            'query' => URI.decode_www_form(query_string).to_h,
+            'query' => query(query_string),
             'query_string' => query_string,
             'headers' => headers
           }
@@ -115,7 +122,20 @@ module Wasmless
         'runtime' => ENV.fetch('FUNC_RUNTIME', 'ruby'),
         'memory-limit' => ENV.fetch('FUNC_MEMORY_LIMIT', '')
       }
-      result(TOPLEVEL_BINDING.receiver.send(@function, event, context))
+      result(TOPLEVEL_BINDING.receiver.__send__(@function, event, context))
+    end
+
+    # Last value wins for a repeated name; bytes that are not UTF-8 become U+FFFD.
+    def query(query_string)
+      query_string.split('&').each_with_object({}) do |pair, query|
+        next if pair.empty?
+
+        name, value = pair.split('=', 2).map do |part|
+          URI.decode_www_form_component(part.b.gsub(/%(?![0-9A-Fa-f]{2})/, '%25'))
+             .force_encoding(Encoding::UTF_8).scrub
+        end
+        query[name] = value.to_s
+      end
     end
 
     def present(value)
@@ -174,19 +194,16 @@ module Wasmless
       end
     end
 
-    def write(status, headers, body)
-      out = +"Status: #{status}\n"
+    # -> [the WAGI head, body]; raises on a header that cannot be sent.
+    def head(status, headers, body)
+      out = "Status: #{status}\n".b
       headers.each do |name, value|
-        if "#{name}#{value}".match?(/[\r\n]/) || name.casecmp?('status')
-          return write(500, { 'content-type' => TEXT }, "invalid response header #{name.inspect}".b)
-        end
+        line = "#{name}: #{value}".b
+        raise "invalid response header #{name.inspect}" if line.match?(/[\r\n]/n) || name.casecmp?('status')
 
-        out << "#{name}: #{value}\n"
+        out << line << "\n"
       end
-      out << "\n"
-      $stdout.binmode
-      $stdout.write(out.b, body)
-      $stdout.flush
+      [out << "\n", body]
     end
   end
 end

@@ -5,7 +5,7 @@
 use wasmtime::{Engine, Instance, Linker, Module, Store, Val};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wizer::{InstanceState, SnapshotVal, ValType, Wizer};
 
 use super::interpreter::{ENVIRON_EXPORT, METHOD_GLOBAL, RECEIVER_GLOBAL};
@@ -47,15 +47,14 @@ pub fn function(
     interpreter: &[u8],
     compiled: &Module,
     source: &[u8],
-    function: &str,
+    (file, function): (&str, &str),
 ) -> Result<Vec<u8>, SnapshotError> {
     let wizer = wizer();
     let (cx, _) = wizer.instrument(interpreter).map_err(internal)?;
-    let stdout = MemoryOutputPipe::new(64 * 1024);
+    // What the source prints while it loads goes nowhere: WASI's default stdout and stderr.
     let wasi = WasiCtxBuilder::new()
         .args(&ARGS)
         .stdin(MemoryInputPipe::new(source.to_vec()))
-        .stdout(stdout)
         .build_p1();
     let mut linker: Linker<WasiP1Ctx> = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s| s).map_err(internal)?;
@@ -71,8 +70,16 @@ pub fn function(
     vm.call::<(), ()>("ruby-init-loadpath", ())?;
     let glue = vm.eval(GLUE)?;
     vm.drop_value(glue)?;
-    // The handler is an identifier (checked by the builder): it is safe to paste.
-    let failed = vm.eval(&format!("Wasmless.setup(:{function})"))?;
+    // The file and method are identifiers (checked by the builder): they are safe to paste.
+    // The source runs here: whatever stops the interpreter (exit!, a trap) is the source's.
+    let failed = vm
+        .eval(&format!("Wasmless.setup('{file}', :{function})"))
+        .map_err(|e| {
+            SnapshotError::Source(format!(
+                "the function's source stopped the interpreter while loading: {}",
+                reason(&e)
+            ))
+        })?;
     let message = vm.text(failed)?;
     if !message.is_empty() {
         return Err(SnapshotError::Source(message));
@@ -87,6 +94,13 @@ pub fn function(
         .block_on(wizer.snapshot(&cx, &mut vm))
         .map_err(internal)?;
     Ok(snapshot)
+}
+
+/// The last line of an error from wasmtime: the trap or exit itself, after its backtrace.
+fn reason(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    let last = text.lines().rev().map(str::trim).find(|l| !l.is_empty());
+    last.unwrap_or_default().to_string()
 }
 
 fn internal(e: wasmtime::Error) -> SnapshotError {
