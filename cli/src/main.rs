@@ -5,10 +5,8 @@
 
 mod archive;
 mod call;
-mod cluster;
 mod deploy;
 mod describe;
-mod local;
 mod logs;
 mod ls;
 mod output;

@@ -1,5 +1,9 @@
-//! Where the verbs act: a cluster through kubeconfig, or a local `wasmless up` through its admin
-//! listener. Both answer the same questions in the same shapes, so each verb is written once.
+//! Where the verbs act: a cluster through kubeconfig ([`cluster`]), or a local `wasmless up`
+//! through its admin listener ([`local`]). Both answer the same questions in the same shapes,
+//! so each verb is written once.
+
+pub mod cluster;
+pub mod local;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -7,8 +11,8 @@ use std::path::PathBuf;
 use wasmless_controller::children::DEFAULT_HOST_SELECTOR;
 use wasmless_runtime::{FunctionKey, FunctionSpec};
 
-use crate::cluster::Cluster;
-use crate::local::Local;
+use cluster::Cluster;
+use local::Local;
 
 /// The admin address of `wasmless up` by default.
 pub const LOCAL_ADMIN: &str = "http://127.0.0.1:9090";

@@ -17,9 +17,9 @@ use serde::de::DeserializeOwned;
 
 use wasmless_runtime::function::Condition;
 
-use crate::cluster::Cluster;
 use crate::output::{Format, print_value, table};
 use crate::target::TargetArgs;
+use crate::target::cluster::Cluster;
 
 #[derive(clap::Args)]
 pub struct TriggerArgs {

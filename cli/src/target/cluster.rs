@@ -17,9 +17,7 @@ use wasmless_runtime::function::{Function, Phase};
 use wasmless_runtime::registry::FunctionInfo;
 use wasmless_runtime::{FunctionKey, router, token};
 
-use crate::target::{
-    Answer, Call, Cursors, Desired, LogLine, Progress, TargetArgs, View, already_exists,
-};
+use super::{Answer, Call, Cursors, Desired, LogLine, Progress, TargetArgs, View, already_exists};
 
 /// The annotation of a host pod naming the Secret (in its namespace) whose `token` its admin
 /// data requires; the chart sets it.
@@ -107,7 +105,7 @@ impl Cluster {
             }
             kube::Error::Api(s) => anyhow!("{} (HTTP {})", s.message, s.code),
             other => {
-                let cause = crate::target::root_cause(&other);
+                let cause = super::root_cause(&other);
                 anyhow!(
                     "no cluster reachable at {} ({cause}): check KUBECONFIG and --context, or start `wasmless up` and pass --local",
                     self.url
@@ -128,7 +126,7 @@ impl Cluster {
                 .get_opt(&key.name)
                 .await
                 .map_err(|e| self.error(e))?
-                .ok_or_else(|| crate::target::not_found(key))?;
+                .ok_or_else(|| super::not_found(key))?;
             f.spec = desired.spec.clone();
             f
         };
@@ -157,7 +155,7 @@ impl Cluster {
             .get_opt(&key.name)
             .await
             .map_err(|e| self.error(e))?
-            .ok_or_else(|| crate::target::not_found(key))?;
+            .ok_or_else(|| super::not_found(key))?;
         let status = f.status.unwrap_or_default();
         let current = status.observed_generation >= generation;
         Ok(match (current, status.phase) {
@@ -200,7 +198,7 @@ impl Cluster {
             .await
         {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.is_not_found() => Err(crate::target::not_found(key)),
+            Err(kube::Error::Api(s)) if s.is_not_found() => Err(super::not_found(key)),
             Err(e) => Err(self.error(e)),
         }
     }

@@ -12,9 +12,7 @@ use wasmless_runtime::function::{
 };
 use wasmless_runtime::{FunctionKey, FunctionManifest, router};
 
-use crate::target::{
-    Answer, Call, Cursors, Desired, LogLine, Progress, View, already_exists, not_found,
-};
+use super::{Answer, Call, Cursors, Desired, LogLine, Progress, View, already_exists, not_found};
 
 pub struct Local {
     admin: String,
@@ -54,7 +52,7 @@ impl Local {
     }
 
     fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
-        let cause = crate::target::root_cause(&e);
+        let cause = super::root_cause(&e);
         anyhow!(
             "no wasmless up answering at {} ({cause}): start `wasmless up`, or pass --local=ADMIN_URL",
             self.admin

@@ -8,7 +8,7 @@ use wasmless_runtime::function::Preserved;
 use wasmless_runtime::trigger::{CronJobTrigger, CronJobTriggerSpec};
 
 use super::{ListArgs, NameArg, Objects, invalid, print_list, ready_column};
-use crate::cluster::Cluster;
+use crate::target::cluster::Cluster;
 
 #[derive(clap::Subcommand)]
 pub enum Verb {

@@ -4,7 +4,7 @@
 use wasmless_runtime::trigger::{HttpTrigger, HttpTriggerSpec};
 
 use super::{ListArgs, NameArg, Objects, invalid, print_list, ready_column};
-use crate::cluster::Cluster;
+use crate::target::cluster::Cluster;
 
 #[derive(clap::Subcommand)]
 pub enum Verb {

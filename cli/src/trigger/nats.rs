@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use wasmless_runtime::trigger::{NatsTrigger, NatsTriggerSpec};
 
 use super::{ListArgs, NameArg, Objects, invalid, print_list, ready_column};
-use crate::cluster::Cluster;
+use crate::target::cluster::Cluster;
 
 #[derive(clap::Subcommand)]
 pub enum Verb {
