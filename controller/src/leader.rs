@@ -1,9 +1,35 @@
-//! Leader election on a Lease: two controller replicas never reconcile at once.
+//! Leader election on a Lease: two controller replicas never reconcile at once. The leader
+//! runs the Functions' reconciler and the triggers; a standby waits.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use kube::Client;
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use crate::{reconcile, triggers};
+
+/// How long reconciles in flight get to finish at a graceful stop (they never wait for builds).
+const RECONCILES_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaderError {
+    #[error("electing a leader: {0}")]
+    Elect(#[from] LeaseManagerError),
+    #[error("the lease manager stopped")]
+    Stopped,
+}
+
+/// What a leader runs, and who it is.
+pub struct Term<'a> {
+    pub ctx: Arc<reconcile::Context>,
+    pub triggers: Arc<triggers::Context>,
+    pub lease_namespace: &'a str,
+    /// This replica's name in the Lease.
+    pub identity: String,
+}
 
 /// Our hold on the Lease, kept fresh in the background.
 pub struct Leadership {
@@ -39,4 +65,63 @@ impl Leadership {
             Err(_) => tracing::warn!("the lease was not released within 5 s; it will expire"),
         }
     }
+}
+
+/// Reconciles while this replica holds the Lease; waits while another does. Returns soon after
+/// `stopped` in every state; stops writing as soon as the Lease is lost.
+pub async fn reconcile_while_leading<S, F>(
+    client: Client,
+    term: Term<'_>,
+    stopped: &S,
+) -> Result<(), LeaderError>
+where
+    S: Fn() -> F,
+    F: Future<Output = ()> + Send + Sync + 'static,
+{
+    let Term {
+        ctx,
+        triggers,
+        lease_namespace,
+        identity,
+    } = term;
+    let shutdown = stopped();
+    tokio::pin!(shutdown);
+    let mut leadership = tokio::select! {
+        _ = &mut shutdown => return Ok(()),
+        l = Leadership::elect(client, lease_namespace, identity.clone()) => l?,
+    };
+    loop {
+        tracing::info!(%identity, "waiting to lead");
+        tokio::select! {
+            _ = &mut shutdown => break,
+            r = leadership.leading.wait_for(|l| *l) => { r.map_err(|_| LeaderError::Stopped)?; }
+        }
+        tracing::info!(%identity, "leading: reconciling Functions and triggers");
+        let mut lost = leadership.leading.clone();
+        let term = futures::future::join(
+            reconcile::run(ctx.clone(), leadership.leading.clone(), stopped()),
+            triggers::run(triggers.clone(), leadership.leading.clone(), stopped()),
+        );
+        tokio::pin!(term);
+        tokio::select! {
+            _ = &mut term => {}
+            // Dropping the term ends every reconcile in flight: nothing more is written.
+            _ = lost.wait_for(|l| !*l) => {
+                tracing::warn!(%identity, "lost the lease: stopped reconciling");
+                continue;
+            }
+            _ = &mut shutdown => {
+                if tokio::time::timeout(RECONCILES_GRACE, &mut term).await.is_err() {
+                    tracing::warn!("reconciles still running {} s after the stop signal: stopped", RECONCILES_GRACE.as_secs());
+                }
+                break;
+            }
+        }
+        // The term ended by itself: stopped, or its watches ended.
+        if futures::FutureExt::now_or_never(shutdown.as_mut()).is_some() {
+            break;
+        }
+    }
+    leadership.release().await;
+    Ok(())
 }

@@ -437,7 +437,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             args.functions_url.clone().filter(|u| !u.is_empty()),
             args.nats_url.clone().filter(|u| !u.is_empty()),
         ));
-        reconcile_while_leading(client, ctx, triggers, &args.lease_namespace, &stopped).await?;
+        let identity = format!(
+            "{}-{}",
+            std::env::var("POD_NAME").unwrap_or_else(|_| "wasmless-controller".into()),
+            std::process::id()
+        );
+        let term = leader::Term {
+            ctx,
+            triggers,
+            lease_namespace: &args.lease_namespace,
+            identity,
+        };
+        leader::reconcile_while_leading(client, term, &stopped).await?;
     } else {
         stopped().await;
     }
@@ -450,8 +461,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 /// How long a SIGTERM may take before the process exits anyway: within Kubernetes' default
 /// grace period (30 s), whatever it was doing.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
-/// How long reconciles in flight get to finish at a graceful stop (they never wait for builds).
-const RECONCILES_GRACE: Duration = Duration::from_secs(5);
 
 /// Exits the process `after` from now unless it has exited by then: on a thread of its own, so
 /// that a busy or stuck async runtime cannot hold it up.
@@ -464,64 +473,4 @@ fn exit_after(after: Duration) {
         );
         std::process::exit(1);
     });
-}
-
-/// Reconciles while this replica holds the Lease; waits while another does. Returns soon after
-/// `stopped` in every state; stops writing as soon as the Lease is lost.
-async fn reconcile_while_leading<S, F>(
-    client: kube::Client,
-    ctx: Arc<reconcile::Context>,
-    triggers: Arc<triggers::Context>,
-    lease_namespace: &str,
-    stopped: &S,
-) -> anyhow::Result<()>
-where
-    S: Fn() -> F,
-    F: Future<Output = ()> + Send + Sync + 'static,
-{
-    let identity = format!(
-        "{}-{}",
-        std::env::var("POD_NAME").unwrap_or_else(|_| "wasmless-controller".into()),
-        std::process::id()
-    );
-    let shutdown = stopped();
-    tokio::pin!(shutdown);
-    let mut leadership = tokio::select! {
-        _ = &mut shutdown => return Ok(()),
-        l = leader::Leadership::elect(client, lease_namespace, identity.clone()) => l?,
-    };
-    loop {
-        tracing::info!(%identity, "waiting to lead");
-        tokio::select! {
-            _ = &mut shutdown => break,
-            r = leadership.leading.wait_for(|l| *l) => { r.context("lease manager stopped")?; }
-        }
-        tracing::info!(%identity, "leading: reconciling Functions and triggers");
-        let mut lost = leadership.leading.clone();
-        let term = futures::future::join(
-            reconcile::run(ctx.clone(), leadership.leading.clone(), stopped()),
-            triggers::run(triggers.clone(), leadership.leading.clone(), stopped()),
-        );
-        tokio::pin!(term);
-        tokio::select! {
-            _ = &mut term => {}
-            // Dropping the term ends every reconcile in flight: nothing more is written.
-            _ = lost.wait_for(|l| !*l) => {
-                tracing::warn!(%identity, "lost the lease: stopped reconciling");
-                continue;
-            }
-            _ = &mut shutdown => {
-                if tokio::time::timeout(RECONCILES_GRACE, &mut term).await.is_err() {
-                    tracing::warn!("reconciles still running {} s after the stop signal: stopped", RECONCILES_GRACE.as_secs());
-                }
-                break;
-            }
-        }
-        // The term ended by itself: stopped, or its watches ended.
-        if futures::FutureExt::now_or_never(shutdown.as_mut()).is_some() {
-            break;
-        }
-    }
-    leadership.release().await;
-    Ok(())
 }
