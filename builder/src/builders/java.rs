@@ -19,7 +19,7 @@ const DEPENDENCY_PLUGIN: &str =
     "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies";
 
 /// The glue's sources, by their path under the build's `glue/`.
-const GLUE: [(&str, &str); 8] = [
+const GLUE: [(&str, &str); 7] = [
     ("io/kubeless/Event.java", include_str!("java/Event.java")),
     (
         "io/kubeless/Context.java",
@@ -36,7 +36,6 @@ const GLUE: [(&str, &str); 8] = [
         include_str!("java/Environ.java"),
     ),
     ("dev/wasmless/Json.java", include_str!("java/Json.java")),
-    ("pom.xml", include_str!("java/pom.xml")),
 ];
 
 pub struct Java;
@@ -83,7 +82,7 @@ impl Builder for Java {
         let d = dir.path();
         let handler = toolchain::write_source(source, Runtime::Java, &d.join("src"))?;
         let mut sources = vec![handler];
-        for (path, contents) in GLUE.iter().filter(|(p, _)| p.ends_with(".java")) {
+        for (path, contents) in GLUE {
             let path = d.join("glue").join(path);
             toolchain::write(&path, contents.as_bytes())?;
             sources.push(path);

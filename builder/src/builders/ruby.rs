@@ -130,11 +130,7 @@ impl Builder for Ruby {
 
 /// Writes `bytes` to `path` whole or not at all (a build never reads half a file).
 fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = PathBuf::from(partial);
-    toolchain::write(&partial, bytes)?;
-    std::fs::rename(&partial, path)
+    wasmless_runtime::files::write_atomic(path, bytes)
         .map_err(|e| BuildError::Internal(format!("cannot write {}: {e}", path.display())))
 }
 

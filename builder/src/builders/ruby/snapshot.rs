@@ -128,14 +128,17 @@ impl Vm<'_> {
             .map_err(|e| anyhow::anyhow!("the interpreter's {name} failed: {e:?}"))
     }
 
+    fn memory(&mut self) -> anyhow::Result<wasmtime::Memory> {
+        self.instance
+            .get_memory(&mut *self.store, "memory")
+            .ok_or_else(|| anyhow::anyhow!("the interpreter exports no memory"))
+    }
+
     /// Copies `bytes` into the guest's memory.
     fn bytes(&mut self, bytes: &[u8], align: u32) -> anyhow::Result<u32> {
         let len = u32::try_from(bytes.len())?;
         let ptr: u32 = self.call("cabi_realloc", (0u32, 0u32, align, len.max(1)))?;
-        let memory = self
-            .instance
-            .get_memory(&mut *self.store, "memory")
-            .ok_or_else(|| anyhow::anyhow!("the interpreter exports no memory"))?;
+        let memory = self.memory()?;
         memory.write(&mut *self.store, ptr as usize, bytes)?;
         Ok(ptr)
     }
@@ -161,10 +164,7 @@ impl Vm<'_> {
     }
 
     fn read_u32(&mut self, at: u32) -> anyhow::Result<u32> {
-        let memory = self
-            .instance
-            .get_memory(&mut *self.store, "memory")
-            .ok_or_else(|| anyhow::anyhow!("the interpreter exports no memory"))?;
+        let memory = self.memory()?;
         let mut word = [0; 4];
         memory.read(&*self.store, at as usize, &mut word)?;
         Ok(u32::from_le_bytes(word))
@@ -196,10 +196,7 @@ impl Vm<'_> {
     fn text(&mut self, value: u32) -> anyhow::Result<String> {
         let ret: u32 = self.call("rstring-ptr", value)?;
         let (ptr, len) = (self.read_u32(ret)?, self.read_u32(ret + 4)?);
-        let memory = self
-            .instance
-            .get_memory(&mut *self.store, "memory")
-            .ok_or_else(|| anyhow::anyhow!("the interpreter exports no memory"))?;
+        let memory = self.memory()?;
         let mut bytes = vec![0; len as usize];
         memory.read(&*self.store, ptr as usize, &mut bytes)?;
         self.call::<u32, ()>("cabi_post_rstring-ptr", ret)?;
