@@ -18,6 +18,10 @@ mod up;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+/// `wasmless up` serves functions: the same allocator as `wasmless-host` (its comment says why).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "wasmless",

@@ -14,6 +14,11 @@ use wasmless_runtime::token::Token;
 use wasmless_runtime::watch::{self, KubeSource};
 use wasmless_runtime::{Host, HostArgs, server};
 
+/// glibc's malloc took ~17 % of a hello's CPU, its arena lock contended between the worker
+/// threads; mimalloc's per-thread heaps do not contend (BENCHMARKS.md, "Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "wasmless-host",
