@@ -429,3 +429,162 @@ pub fn json_error(status: StatusCode, message: &str, key: Option<&FunctionKey>) 
         .body(Body::from(body.to_string()))
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }
+
+/// Loading, replacing and unloading at the host's seam, with WAT functions.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
+
+    fn key() -> FunctionKey {
+        FunctionKey::new("ns", "f")
+    }
+
+    #[tokio::test]
+    async fn a_replacement_serves_its_revision_and_a_bad_one_leaves_the_old_serving() {
+        let host = testing::host(HostConfig::default());
+        let first = testing::load(&host, &key(), "r1", &testing::wagi("one")).expect("loads");
+        assert_eq!(testing::get(&host, first).await, (200, "one".into()));
+
+        testing::load(&host, &key(), "r2", &testing::wagi("two")).expect("replaces");
+        let serving = host.registry().get(&key()).expect("loaded");
+        assert_eq!(serving.def.revision, "r2");
+        assert_eq!(testing::get(&host, serving).await, (200, "two".into()));
+
+        // Links, but is no WASI command: refused at load, not at the first request.
+        let Err(error) = testing::load(&host, &key(), "r3", "(module)") else {
+            panic!("a module with no _start loaded");
+        };
+        assert!(error.to_string().contains("_start"), "{error}");
+        let serving = host.registry().get(&key()).expect("still loaded");
+        assert_eq!(serving.def.revision, "r2");
+        assert_eq!(testing::get(&host, serving).await, (200, "two".into()));
+    }
+
+    #[tokio::test]
+    async fn an_unloaded_function_is_gone_once() {
+        let host = testing::host(HostConfig::default());
+        testing::load(&host, &key(), "r1", &testing::wagi("one")).expect("loads");
+        assert_eq!(host.registry().len(), 1);
+        assert!(host.unload(&key()));
+        assert!(host.registry().get(&key()).is_none());
+        assert!(!host.unload(&key()), "nothing left to unload");
+        assert_eq!(host.registry().len(), 0);
+    }
+
+    #[tokio::test]
+    async fn each_request_gets_a_fresh_command_instance() {
+        let host = testing::host(HostConfig::default());
+        let f = testing::load(&host, &key(), "r1", &testing::wagi("call {n}")).expect("loads");
+        for _ in 0..3 {
+            // The instance's own call count: 1 every time, as no instance serves twice.
+            assert_eq!(testing::get(&host, f.clone()).await, (200, "call 1".into()));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_trap_answers_500_naming_the_function_and_the_next_request_is_served() {
+        let host = testing::host(HostConfig::default());
+        let trap = FunctionKey::new("ns", "trap");
+        let trapping = testing::load(&host, &trap, "r1", testing::TRAP).expect("loads");
+        let (status, body) = testing::get(&host, trapping.clone()).await;
+        assert_eq!(status, 500);
+        assert!(body.contains(r#""function":"trap""#), "{body}");
+        assert!(body.contains("unreachable"), "{body}");
+        let (status, _) = testing::get(&host, trapping).await;
+        assert_eq!(status, 500, "a trap again, not a poisoned host");
+
+        let other = testing::load(&host, &key(), "r1", &testing::wagi("fine")).expect("loads");
+        assert_eq!(testing::get(&host, other).await, (200, "fine".into()));
+    }
+
+    /// `wat` loaded as `ns/<name>` keeping `warm` idle instances.
+    fn load_warm(host: &Host, name: &str, wat: &str, warm: usize) -> Arc<LoadedFunction> {
+        let compiled = crate::engine::compile(host.engine(), wat.as_bytes()).expect("compiles");
+        let mut def = testing::def(&FunctionKey::new("ns", name), "r1");
+        def.limits.warm_instances = warm;
+        def.limits.timeout = Duration::from_millis(300);
+        host.load(def, &compiled).expect("loads")
+    }
+
+    #[tokio::test]
+    async fn a_warm_instance_serves_its_own_function_only() {
+        let host = testing::host(HostConfig::default());
+        let wat = testing::reactor("call {n}", None);
+        // The same code: were instances pooled by module, g would get f's.
+        let (f, g) = (
+            load_warm(&host, "f", &wat, 1),
+            load_warm(&host, "g", &wat, 1),
+        );
+        assert_eq!(testing::get(&host, f.clone()).await, (200, "call 1".into()));
+        assert_eq!(testing::get(&host, f.clone()).await, (200, "call 2".into()));
+        assert_eq!(testing::get(&host, g.clone()).await, (200, "call 1".into()));
+        assert_eq!(testing::get(&host, f).await, (200, "call 3".into()));
+        assert_eq!(testing::get(&host, g).await, (200, "call 2".into()));
+    }
+
+    #[tokio::test]
+    async fn a_trapped_instance_is_never_reused() {
+        let host = testing::host(HostConfig::default());
+        let f = load_warm(
+            &host,
+            "f",
+            &testing::reactor("call {n}", Some(testing::Fail::Trap(2))),
+            1,
+        );
+        assert_eq!(testing::get(&host, f.clone()).await, (200, "call 1".into()));
+        assert_eq!(
+            testing::get(&host, f.clone()).await.0,
+            500,
+            "its second call traps"
+        );
+        // A new instance: the trapped one would have answered "call 3".
+        assert_eq!(testing::get(&host, f.clone()).await, (200, "call 1".into()));
+        assert_eq!(testing::get(&host, f).await.0, 500);
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_instance_is_never_reused() {
+        let host = testing::host(HostConfig::default());
+        let spin = testing::reactor("call {n}", Some(testing::Fail::Spin(2)));
+        let f = load_warm(&host, "f", &spin, 1);
+        assert_eq!(testing::get(&host, f.clone()).await, (200, "call 1".into()));
+        assert_eq!(
+            testing::get(&host, f.clone()).await.0,
+            408,
+            "its second call spins"
+        );
+        assert_eq!(testing::get(&host, f).await, (200, "call 1".into()));
+    }
+
+    #[tokio::test]
+    async fn without_warm_instances_a_reactor_starts_anew_each_request() {
+        let host = testing::host(HostConfig::default());
+        let f = load_warm(&host, "f", &testing::reactor("call {n}", None), 0);
+        for _ in 0..3 {
+            assert_eq!(testing::get(&host, f.clone()).await, (200, "call 1".into()));
+        }
+    }
+
+    #[test]
+    fn limits_above_the_hosts_are_refused_at_load() {
+        let host = testing::host(HostConfig {
+            max_timeout: Duration::from_secs(1),
+            ..HostConfig::default()
+        });
+        let compiled =
+            crate::engine::compile(host.engine(), testing::wagi("x").as_bytes()).expect("compiles");
+        let mut def = testing::def(&key(), "r1");
+        def.limits.timeout = Duration::from_secs(2);
+        let Err(error) = host.load(def, &compiled) else {
+            panic!("loaded above the maximum timeout");
+        };
+        assert!(
+            error
+                .to_string()
+                .contains("above this host's maximum of 1 s"),
+            "{error}"
+        );
+        assert!(host.registry().get(&key()).is_none());
+    }
+}

@@ -37,6 +37,8 @@ pub mod resident;
 pub mod router;
 pub mod routes;
 pub mod server;
+#[cfg(test)]
+mod testing;
 pub mod token;
 pub mod trigger;
 pub mod validate;

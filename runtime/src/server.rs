@@ -577,3 +577,106 @@ mod tests {
         assert!(get(addr).await.is_err(), "no longer listening");
     }
 }
+
+/// The function listener's app at its seam: routing, 404 and 413, through `oneshot`.
+#[cfg(test)]
+mod function_app_tests {
+    use super::*;
+    use crate::host::HostConfig;
+    use crate::testing;
+    use bytes::Bytes;
+
+    fn request(host: &str, path: &str, body: &'static [u8]) -> Request {
+        let mut request = Request::builder()
+            .uri(path)
+            .header(header::HOST, host)
+            .body(axum::body::Body::from(body))
+            .expect("a request");
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 4000))));
+        request
+    }
+
+    async fn send(host: &Arc<Host>, request: Request) -> (u16, String) {
+        let response = function_app(host.clone()).oneshot(request).await;
+        testing::text(response.expect("infallible")).await
+    }
+
+    fn two_functions(config: HostConfig) -> Arc<Host> {
+        let host = testing::host(config);
+        for name in ["a", "b"] {
+            let key = FunctionKey::new("ns", name);
+            testing::load(&host, &key, "r1", &testing::wagi(&format!("from {name}")))
+                .expect("loads");
+        }
+        host
+    }
+
+    #[tokio::test]
+    async fn the_host_header_picks_the_function_in_each_service_form() {
+        let host = two_functions(HostConfig::default());
+        for (host_header, body) in [
+            ("a.ns", "from a"),
+            ("b.ns:8080", "from b"),
+            ("a.ns.svc", "from a"),
+            ("b.ns.svc.cluster.local:8080", "from b"),
+        ] {
+            let got = send(&host, request(host_header, "/", b"")).await;
+            assert_eq!(got, (200, body.to_string()), "Host: {host_header}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_function_gets_404_naming_it_and_is_counted() {
+        let host = two_functions(HostConfig::default());
+        let (status, body) = send(&host, request("c.ns", "/", b"")).await;
+        assert_eq!(status, 404);
+        assert!(body.contains("no function ns/c is loaded"), "{body}");
+        let (status, body) = send(&host, request("localhost:8080", "/", b"")).await;
+        assert_eq!(status, 404);
+        assert!(body.contains("path routing"), "{body}");
+        assert_eq!(host.metrics().unrouted.get(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_path_routes_only_where_path_routing_is_on() {
+        let off = two_functions(HostConfig::default());
+        let (status, _) = send(&off, request("localhost", "/fn/ns/b/x", b"")).await;
+        assert_eq!(
+            status, 404,
+            "off by default: a cluster's ingress could reach any function"
+        );
+
+        let on = two_functions(HostConfig {
+            path_routing: true,
+            ..HostConfig::default()
+        });
+        let got = send(&on, request("localhost", "/fn/ns/b/x?y=1", b"")).await;
+        assert_eq!(got, (200, "from b".to_string()));
+        let (status, _) = send(&on, request("localhost", "/fn/ns/none/", b"")).await;
+        assert_eq!(status, 404);
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_gets_413_whether_declared_or_streamed() {
+        let host = two_functions(HostConfig {
+            max_body_bytes: 8,
+            ..HostConfig::default()
+        });
+        let got = send(&host, request("a.ns", "/", b"12345678")).await;
+        assert_eq!(got, (200, "from a".to_string()), "at the limit");
+
+        let (status, body) = send(&host, request("a.ns", "/", b"123456789")).await;
+        assert_eq!(status, 413);
+        assert!(body.contains("limit of 8 bytes"), "{body}");
+
+        // No Content-Length: the body is cut as it streams in.
+        let chunks =
+            futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"123456789"))]);
+        let mut streamed = request("a.ns", "/", b"");
+        *streamed.body_mut() = axum::body::Body::from_stream(chunks);
+        let (status, _) = send(&host, streamed).await;
+        assert_eq!(status, 413);
+    }
+}
