@@ -107,7 +107,7 @@ async fn measure(hello: &FunctionManifest, comment: &str, requests: usize) -> an
     })?;
     let store = Arc::new(DirStore::new(dir.path().join("store")));
     // Builds go to a wasmless-builder child process, as in `wasmless up`.
-    let builder = wasmless_builder::local::LocalBuilder::spawn(&[])?;
+    let builder = wasmless_builder::local::LocalBuilder::spawn(None, &[])?;
     let client = wasmless_builder::Client::new(&builder.url, &builder.token, BUILD_WAIT)?;
     let pipeline = Pipeline::new(host.engine().clone(), store.clone(), Arc::new(client));
     let key = hello.key();

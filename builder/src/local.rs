@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ pub const ANNOUNCE: &str = "wasmless-builder: builds on ";
 #[derive(Debug, Error)]
 pub enum LocalError {
     #[error(
-        "cannot start {binary}: {source} (build it with `cargo build -p wasmless-builder`, or set WASMLESS_BUILDER_BIN)"
+        "cannot start {binary}: {source} (build it with `cargo build -p wasmless-builder`, or name it with --builder-bin / WASMLESS_BUILDER_BIN)"
     )]
     Start {
         binary: String,
@@ -36,9 +36,10 @@ pub struct LocalBuilder {
 }
 
 impl LocalBuilder {
-    /// Starts it with `args` (`--build-timeout` …) on a free loopback port.
-    pub fn spawn(args: &[String]) -> Result<Self, LocalError> {
-        let binary = binary();
+    /// Starts `binary` (else `wasmless-builder` beside this executable, else on `PATH`) with
+    /// `args` (`--build-timeout` …) on a free loopback port.
+    pub fn spawn(binary: Option<&Path>, args: &[String]) -> Result<Self, LocalError> {
+        let binary = binary.map_or_else(beside_this_executable, Path::to_path_buf);
         let token = random_token().map_err(LocalError::Token)?;
         let mut command = Command::new(&binary);
         command
@@ -105,11 +106,8 @@ impl Drop for LocalBuilder {
     }
 }
 
-/// `$WASMLESS_BUILDER_BIN`, else `wasmless-builder` beside this executable, else on `PATH`.
-fn binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("WASMLESS_BUILDER_BIN") {
-        return p.into();
-    }
+/// `wasmless-builder` beside this executable, else on `PATH`.
+fn beside_this_executable() -> PathBuf {
     std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(|d| d.join("wasmless-builder")))

@@ -54,6 +54,9 @@ pub struct UpArgs {
     /// cache, whatever the store: the machine's, like its toolchains].
     #[arg(long, env = "WASMLESS_COMPILE_CACHE")]
     compile_cache: Option<PathBuf>,
+    /// The wasmless-builder to run [default: the one beside this binary, else on PATH].
+    #[arg(long, env = "WASMLESS_BUILDER_BIN")]
+    builder_bin: Option<PathBuf>,
     /// Builder flags passed to the wasmless-builder child, e.g. `--build-timeout 120`,
     /// `--build-memory 2Gi`, `--build-cpu 300` (see `wasmless-builder --help`); repeatable.
     #[arg(long = "builder-arg", allow_hyphen_values = true)]
@@ -119,7 +122,8 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     );
     let host = Host::new(config).context("cannot start the WebAssembly host")?;
     // Lives as long as this function: dropping it stops the builder.
-    let builder = LocalBuilder::spawn(&args.builder_args).context("cannot start the builder")?;
+    let builder = LocalBuilder::spawn(args.builder_bin.as_deref(), &args.builder_args)
+        .context("cannot start the builder")?;
     let client = Client::new(&builder.url, &builder.token, BUILD_WAIT)?;
     let pipeline = Arc::new(Pipeline::new(
         host.engine().clone(),

@@ -66,15 +66,17 @@ pub struct Context {
 }
 
 impl Context {
+    /// `instance` names this replica in the Events it records (its pod's name).
     pub fn new(
         client: Client,
         driver: Arc<Driver>,
         children: ChildConfig,
         ready_when: ReadyWhen,
+        instance: Option<String>,
     ) -> Self {
         let reporter = Reporter {
             controller: MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
+            instance,
         };
         Self {
             recorder: Recorder::new(client.clone(), reporter),

@@ -32,7 +32,7 @@ use wasmless_runtime::{EngineConfig, server};
     name = "wasmless-controller",
     version,
     about = "Builds and reconciles wasmless Functions",
-    after_help = after_help()
+    after_help = wasmless_runtime::LOGGING_HELP
 )]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -57,6 +57,9 @@ enum Command {
         /// Artifact store directory.
         #[arg(long, env = "WASMLESS_STORE", default_value = "artifacts")]
         store: PathBuf,
+        /// The wasmless-builder to run [default: the one beside this binary, else on PATH].
+        #[arg(long, env = "WASMLESS_BUILDER_BIN")]
+        builder_bin: Option<PathBuf>,
     },
 }
 
@@ -105,6 +108,9 @@ struct RunArgs {
     /// `webhook.authorization.secretRef` names the same Secret).
     #[arg(long, env = "WASMLESS_HOOK_TOKEN_FILE")]
     hook_token_file: Option<PathBuf>,
+    /// This replica's name: in the Lease (with the process id) and in the Events it records.
+    #[arg(long, env = "POD_NAME", default_value = "wasmless-controller")]
+    pod_name: String,
     /// Namespace of the leader-election Lease (native mode).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
@@ -194,19 +200,6 @@ impl BuilderArgs {
     }
 }
 
-/// Logging, and what the process needs of its environment.
-fn after_help() -> String {
-    format!(
-        "{}\n\n\
-Environment:
-  POD_NAME         this replica's name in the Lease (with the process id) [default:
-                   wasmless-controller]
-  WASMLESS_BUILDER_BIN  `build` runs this wasmless-builder [default: the one beside this
-                   binary, else on PATH]",
-        wasmless_runtime::LOGGING_HELP
-    )
-}
-
 fn main() -> anyhow::Result<()> {
     wasmless_runtime::init_tracing();
     let cli = Cli::parse();
@@ -226,9 +219,11 @@ fn main() -> anyhow::Result<()> {
             print!("{text}");
             Ok(())
         }
-        Some(Command::Build { file, store }) => {
-            tokio::runtime::Runtime::new()?.block_on(build(&file, store))
-        }
+        Some(Command::Build {
+            file,
+            store,
+            builder_bin,
+        }) => tokio::runtime::Runtime::new()?.block_on(build(&file, store, builder_bin.as_deref())),
         None => {
             let runtime = tokio::runtime::Runtime::new()?;
             let result = runtime.block_on(run(cli.run));
@@ -240,11 +235,15 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn build(file: &std::path::Path, store: PathBuf) -> anyhow::Result<()> {
+async fn build(
+    file: &std::path::Path,
+    store: PathBuf,
+    builder_bin: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let manifests = manifest::parse(&text).with_context(|| file.display().to_string())?;
-    let local = wasmless_builder::local::LocalBuilder::spawn(&[])?;
+    let local = wasmless_builder::local::LocalBuilder::spawn(builder_bin, &[])?;
     let client = wasmless_builder::Client::new(
         &local.url,
         &local.token,
@@ -430,6 +429,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             driver,
             children,
             args.ready_when,
+            Some(args.pod_name.clone()),
         ));
         let triggers = Arc::new(triggers::Context::new(
             client.clone(),
@@ -437,11 +437,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             args.functions_url.clone().filter(|u| !u.is_empty()),
             args.nats_url.clone().filter(|u| !u.is_empty()),
         ));
-        let identity = format!(
-            "{}-{}",
-            std::env::var("POD_NAME").unwrap_or_else(|_| "wasmless-controller".into()),
-            std::process::id()
-        );
+        let identity = format!("{}-{}", args.pod_name, std::process::id());
         let term = leader::Term {
             ctx,
             triggers,
