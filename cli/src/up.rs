@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use notify::{RecursiveMode, Watcher};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use wasmless_builder::Client;
 use wasmless_builder::local::LocalBuilder;
@@ -144,25 +144,11 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     // File changes and API deploys both wake the loader.
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let deployed = api::Deployed::new(host.clone(), events_tx.clone(), functions_addr);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
+    let stop = server::stop_on_signal();
     let admin_app = server::admin_app(host.clone(), None)
         .merge(api::router(deployed.clone()))
         .layer(axum::middleware::from_fn(local_only::guard));
-    let serving = [
-        tokio::spawn(server::serve_functions(
-            listeners.functions,
-            host.clone(),
-            stopped(stop_rx.clone()),
-        )),
-        tokio::spawn(server::serve(
-            listeners.admin,
-            admin_app,
-            stopped(stop_rx.clone()),
-        )),
-    ];
+    let serving = tokio::spawn(listeners.serve(host.clone(), admin_app, stop.child_token()));
 
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         // Reads are not changes: the loader's own reads of the directory (inotify's open and
@@ -177,8 +163,8 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         .watch(&args.dir, RecursiveMode::Recursive)
         .with_context(|| format!("cannot watch {}", args.dir.display()))?;
 
-    // One signal listener for the whole run; it also interrupts a sync (builds can be long).
-    let shutdown = server::shutdown_signal();
+    // The stop signal also interrupts a sync (builds can be long).
+    let shutdown = stop.cancelled();
     tokio::pin!(shutdown);
     // Finished builds wake the loader for their function.
     let (wake, mut woken) = mpsc::unbounded_channel();
@@ -240,11 +226,8 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         };
     }
     tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
-    drop(stop_rx);
-    for task in serving {
-        task.await.context("server task")?.context("server")?;
-    }
+    stop.cancel();
+    serving.await.context("server task")?.context("server")?;
     Ok(())
 }
 

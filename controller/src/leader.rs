@@ -8,6 +8,7 @@ use kube::Client;
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::{reconcile, triggers};
 
@@ -68,16 +69,13 @@ impl Leadership {
 }
 
 /// Reconciles while this replica holds the Lease; waits while another does. Returns soon after
-/// `stopped` in every state; stops writing as soon as the Lease is lost.
-pub async fn reconcile_while_leading<S, F>(
+/// `stop` is cancelled, in every state; stops writing as soon as the Lease is lost.
+pub async fn reconcile_while_leading(
     client: Client,
     term: Term<'_>,
-    stopped: &S,
-) -> Result<(), LeaderError>
-where
-    S: Fn() -> F,
-    F: Future<Output = ()> + Send + Sync + 'static,
-{
+    stop: &CancellationToken,
+) -> Result<(), LeaderError> {
+    let stopped = || stop.clone().cancelled_owned();
     let Term {
         ctx,
         triggers,

@@ -20,6 +20,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::admission::{Reason, Rejected};
@@ -299,27 +300,30 @@ impl Listeners {
         Ok(())
     }
 
-    /// Serves both until `shutdown` resolves; in-flight requests finish first. `token` guards
-    /// the admin listener's data ([`admin_app`]).
+    /// Serves `host`'s functions and `admin` (an [`admin_app`], with whatever routes the
+    /// program adds) until `stop` is cancelled; in-flight requests finish first.
     pub async fn serve(
         self,
         host: Arc<Host>,
-        token: Option<Token>,
-        shutdown: impl Future<Output = ()> + Send + 'static,
+        admin: Router,
+        stop: CancellationToken,
     ) -> std::io::Result<()> {
-        let (stop_functions, functions_stopped) = tokio::sync::oneshot::channel::<()>();
-        let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-        let functions = tokio::spawn(serve_functions(self.functions, host.clone(), async {
-            let _ = functions_stopped.await;
-        }));
-        let admin = tokio::spawn(serve(self.admin, admin_app(host, token), async {
-            let _ = admin_stopped.await;
-        }));
-        shutdown.await;
+        let (stop_functions, stop_admin) = (CancellationToken::new(), CancellationToken::new());
+        let functions = tokio::spawn(serve_functions(
+            self.functions,
+            host,
+            stop_functions.clone().cancelled_owned(),
+        ));
+        let admin = tokio::spawn(serve(
+            self.admin,
+            admin,
+            stop_admin.clone().cancelled_owned(),
+        ));
+        stop.cancelled().await;
         // The admin port (readiness, metrics) outlives the function port's drain.
-        let _ = stop_functions.send(());
+        stop_functions.cancel();
         let served = functions.await.map_err(std::io::Error::other)?;
-        let _ = stop_admin.send(());
+        stop_admin.cancel();
         admin.await.map_err(std::io::Error::other)??;
         served
     }
@@ -482,8 +486,19 @@ async fn refuse_connection(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
 }
 
+/// A token cancelled on Ctrl-C or SIGTERM: what every part of a process that must stop waits on.
+pub fn stop_on_signal() -> CancellationToken {
+    let stop = CancellationToken::new();
+    let cancel = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        cancel.cancel();
+    });
+    stop
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
+async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -129,7 +129,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(%addr, concurrency, "serving builds");
     tokio::select! {
         r = axum::serve(listener, server::router(server)) => r?,
-        _ = wasmless_runtime::server::shutdown_signal() => tracing::info!("shutting down"),
+        () = wasmless_runtime::server::stop_on_signal().cancelled_owned() => tracing::info!("shutting down"),
     }
     // Builds in flight end with the builder, whatever they started.
     sandbox.kill_all();

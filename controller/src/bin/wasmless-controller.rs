@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use futures::FutureExt;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use wasmless_controller::children::{self, ChildConfig};
 use wasmless_controller::driver::{self, Driver};
@@ -355,18 +356,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     ));
     let driver = args.builder.driver(pipeline);
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    tokio::spawn(async move {
-        server::shutdown_signal().await;
-        let _ = stop_tx.send(true);
-        exit_after(SHUTDOWN_GRACE);
-    });
+    let stop = server::stop_on_signal();
+    let stopped = || stop.clone().cancelled_owned();
+    tokio::spawn(stopped().map(|()| exit_after(SHUTDOWN_GRACE)));
 
     let app = artifacts::router(store, artifacts_token);
     let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -444,7 +436,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             lease_namespace: &args.lease_namespace,
             identity,
         };
-        leader::reconcile_while_leading(client, term, &stopped).await?;
+        leader::reconcile_while_leading(client, term, &stop).await?;
     } else {
         stopped().await;
     }

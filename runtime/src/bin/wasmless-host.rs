@@ -106,8 +106,9 @@ async fn main() -> anyhow::Result<()> {
             host.set_ready();
         }
     }
+    let admin = server::admin_app(host.clone(), token);
     listeners
-        .serve(host, token, server::shutdown_signal())
+        .serve(host, admin, server::stop_on_signal())
         .await?;
     Ok(())
 }
