@@ -3,15 +3,24 @@
 //! - [`builders`]: one builder per runtime (what runs inside the sandbox);
 //! - [`sandbox`]: each build in a fresh scratch directory, in a child process confined by
 //!   Landlock, rlimits and a wall-clock timeout, with a cleared environment;
+//! - [`api`]: the build request and answer on the wire; [`archive`]: a Function's zip
+//!   archive (Kubeless's `base64+zip`);
 //! - [`server`]: the builder's authenticated HTTP API; [`client`]: how the controller, the
 //!   Metacontroller hook and `wasmless up` call it; [`local`]: `wasmless-builder` as a child
 //!   process of `wasmless up`.
+//!
+//! `unsafe` is allowed only where the builder confines processes (`sandbox`, `local`: prctl,
+//! rlimits, capabilities, signals) and where it reads a limit or maps compiled code.
+
+#![deny(unsafe_code)]
 
 pub mod api;
 pub mod archive;
 pub mod builders;
 pub mod client;
+#[allow(unsafe_code)]
 pub mod local;
+#[allow(unsafe_code)]
 pub mod sandbox;
 pub mod server;
 

@@ -1,21 +1,28 @@
 //! wasmless's data plane: one shared wasmtime host that serves every function.
 //!
-//! - [`function`]: the manifest types every part of wasmless shares.
-//! - [`admission`]: how many instances run at once, and what a refused request is told.
-//! - [`artifacts`] and [`loader`]: how a host fetches, caches and loads what it is assigned.
-//! - [`engine`]: the one wasmtime configuration (pooling, copy-on-write, epochs).
+//! - [`function`]: the manifest types every part of wasmless shares; [`digest`]: sha256
+//!   digests; [`limits`]: a function's timeout, memory and warm instances.
+//! - [`validate`]: the one check of a Function every entry point runs.
+//! - [`engine`]: the one wasmtime configuration (pooling, copy-on-write, epochs), and the only
+//!   module with `unsafe` (loading precompiled code); [`compile_cache`]: Cranelift's
+//!   incremental compilation cache, on disk.
 //! - [`config`]: the host's and engine's settings as command-line flags.
-//! - [`compile_cache`]: Cranelift's incremental compilation cache, on disk.
-//! - [`host`]: the engine, the registry and how a request becomes a call.
-//! - [`abi`]: one request through one fresh instance (WAGI and WASI HTTP).
-//! - [`outbound`]: what a wasi:http function may call.
+//! - [`host`]: the engine, the [`registry`] of loaded functions, and how a request becomes a
+//!   call; [`resident`]: how many functions' code stays loaded.
+//! - [`abi`]: one request through one instance (WAGI commands and reactors, WASI HTTP);
+//!   [`warm`]: idle instances kept for the next request; [`outbound`]: what a wasi:http
+//!   function may call.
+//! - [`admission`]: how many instances run at once, and what a refused request is told.
 //! - [`router`]: which function a request names; [`routes`]: the hostnames HTTPTriggers route.
-//! - [`server`]: the function and admin listeners.
+//! - [`server`]: the function and admin listeners, and how a process stops.
+//! - [`metrics`] and [`logs`]: Kubeless's metrics, and each function's recent stderr.
+//! - [`artifacts`], [`loader`] and [`watch`]: how a host in a cluster fetches, caches and loads
+//!   what it is assigned; [`files`]: atomic writes, eviction and the user's cache.
+//! - [`values`]: Secret and ConfigMap values, resolved when a function loads.
 //! - [`trigger`]: HTTPTrigger and CronJobTrigger, the kinds that invoke functions.
 //! - [`token`]: the bearer tokens between wasmless's own parts.
-//! - [`validate`]: the one check of a Function every entry point runs.
-//! - [`values`]: Secret and ConfigMap values, resolved when a function loads.
-//! - [`warm`]: idle instances kept for the next request.
+
+#![deny(unsafe_code)]
 
 pub mod abi;
 pub mod admission;
@@ -23,6 +30,7 @@ pub mod artifacts;
 pub mod compile_cache;
 pub mod config;
 pub mod digest;
+#[allow(unsafe_code)]
 pub mod engine;
 pub mod files;
 pub mod function;

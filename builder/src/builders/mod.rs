@@ -5,9 +5,13 @@
 mod c;
 mod go;
 mod java;
+// Maps the cached compiled interpreter (as the host loads precompiled code).
+#[allow(unsafe_code)]
 mod ruby;
 mod rust;
 mod script;
+// Reads the process's memory limit (getrlimit).
+#[allow(unsafe_code)]
 pub mod toolchain;
 mod wasm;
 mod wat;

@@ -3,6 +3,8 @@
 //! Kubernetes API (kubeconfig or in-cluster config) and serves every one whose status names an
 //! artifact; without it, it serves no functions (use `wasmless up` locally).
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::time::Duration;
 
