@@ -56,6 +56,8 @@ async fn both_abis_answer() -> anyhow::Result<()> {
     let env = r.text().await?;
     for line in [
         "REQUEST_METHOD=PUT",
+        "SERVER_PROTOCOL=HTTP/1.1",
+        "REQUEST_URI=/a/b?x=1&y=2",
         "PATH_INFO=/a/b",
         "QUERY_STRING=x=1&y=2",
         "CONTENT_TYPE=application/json",

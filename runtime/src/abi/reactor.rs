@@ -126,16 +126,16 @@ impl Reactor {
 /// A request as a reactor reads it on stdin.
 fn frame(call: &Call) -> Bytes {
     let mut frame = BytesMut::new();
-    for (name, value) in wagi::cgi_variables(call) {
+    wagi::cgi_variables(call, |name, value| {
         // A NUL ends an entry: none can be inside one (hyper refuses them in headers).
         if name.contains('\0') || value.contains('\0') {
-            continue;
+            return;
         }
         frame.put_slice(name.as_bytes());
         frame.put_u8(b'=');
         frame.put_slice(value.as_bytes());
         frame.put_u8(0);
-    }
+    });
     frame.put_u8(0);
     frame.put_slice(&call.body);
     frame.freeze()

@@ -65,11 +65,14 @@ impl Wagi {
         let max_stdout = call.max_stdout_bytes;
         let stdout = MemoryOutputPipe::new(max_stdout.saturating_add(1));
         let stderr = MemoryOutputPipe::new(call.max_log_bytes);
-        let wasi = super::wasi_builder(&call)
+        let mut wasi = super::wasi_builder(&call);
+        cgi_variables(&call, |name, value| {
+            wasi.env(name, value);
+        });
+        let wasi = wasi
             .stdin(MemoryInputPipe::new(call.body.clone()))
             .stdout(stdout.clone())
             .stderr(stderr.clone())
-            .envs(&cgi_variables(&call))
             .arg(call.parts.uri.path())
             .build_p1();
         let mut store = WagiState::store(self.pre.module().engine(), &call, wasi);
@@ -108,8 +111,10 @@ pub(super) fn response(out: Bytes, max_stdout: usize) -> Result<Response<Body>, 
     parse_cgi_response(out).map_err(CallError::BadResponse)
 }
 
-/// The CGI/1.1 meta-variables (RFC 3875) plus an `HTTP_*` variable per request header.
-pub(super) fn cgi_variables(call: &Call) -> Vec<(String, String)> {
+/// The CGI/1.1 meta-variables (RFC 3875) plus an `HTTP_*` variable per request header, each
+/// handed to `each` as it is found: most are borrowed from the request, not copied, since this
+/// runs for every request.
+pub(super) fn cgi_variables(call: &Call, mut each: impl FnMut(&str, &str)) {
     let parts = &call.parts;
     let header = |name: &HeaderName| {
         parts
@@ -117,49 +122,52 @@ pub(super) fn cgi_variables(call: &Call) -> Vec<(String, String)> {
             .get(name)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
-            .to_string()
     };
     let host = header(&header::HOST);
-    let (server_name, server_port) = match host.rsplit_once(':') {
-        Some((name, port)) => (name.to_string(), port.to_string()),
-        None => (host.clone(), "80".to_string()),
+    let (server_name, server_port) = host.rsplit_once(':').unwrap_or((host, "80"));
+    let protocol = match parts.version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
     };
-    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut vars = vec![
-        ("GATEWAY_INTERFACE".into(), "CGI/1.1".into()),
-        ("SERVER_SOFTWARE".into(), "wasmless".into()),
-        ("SERVER_PROTOCOL".into(), format!("{:?}", parts.version)),
-        ("REQUEST_METHOD".into(), parts.method.to_string()),
-        ("SCRIPT_NAME".into(), String::new()),
-        ("PATH_INFO".into(), parts.uri.path().to_string()),
-        (
-            "QUERY_STRING".into(),
-            parts.uri.query().unwrap_or_default().to_string(),
-        ),
-        ("REQUEST_URI".into(), path_and_query.to_string()),
-        ("CONTENT_TYPE".into(), header(&header::CONTENT_TYPE)),
-        ("CONTENT_LENGTH".into(), call.body.len().to_string()),
-        ("SERVER_NAME".into(), server_name),
-        ("SERVER_PORT".into(), server_port),
-    ];
+    each("GATEWAY_INTERFACE", "CGI/1.1");
+    each("SERVER_SOFTWARE", "wasmless");
+    each("SERVER_PROTOCOL", protocol);
+    each("REQUEST_METHOD", parts.method.as_str());
+    each("SCRIPT_NAME", "");
+    each("PATH_INFO", parts.uri.path());
+    each("QUERY_STRING", parts.uri.query().unwrap_or_default());
+    each(
+        "REQUEST_URI",
+        parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+    );
+    each("CONTENT_TYPE", header(&header::CONTENT_TYPE));
+    each("CONTENT_LENGTH", &call.body.len().to_string());
+    each("SERVER_NAME", server_name);
+    each("SERVER_PORT", server_port);
     if let Some(addr) = call.remote_addr {
-        vars.push(("REMOTE_ADDR".into(), addr.ip().to_string()));
-        vars.push(("REMOTE_PORT".into(), addr.port().to_string()));
+        each("REMOTE_ADDR", &addr.ip().to_string());
+        each("REMOTE_PORT", &addr.port().to_string());
     }
+    let mut var = String::new();
     for (name, value) in &parts.headers {
         // Like CGI servers, leave out what is already a meta-variable.
         if name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH {
             continue;
         }
         if let Ok(value) = value.to_str() {
-            let var = format!(
-                "HTTP_{}",
-                name.as_str().to_ascii_uppercase().replace('-', "_")
-            );
-            vars.push((var, value.to_string()));
+            var.clear();
+            var.push_str("HTTP_");
+            // Header names are lower case already (`http` normalises them).
+            var.extend(name.as_str().chars().map(|c| match c {
+                '-' => '_',
+                c => c.to_ascii_uppercase(),
+            }));
+            each(&var, value);
         }
     }
-    vars
 }
 
 /// Splits CGI output into a response: header lines, a blank line, the body. `Status:` sets the
