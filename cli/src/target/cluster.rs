@@ -258,50 +258,17 @@ impl Cluster {
     /// namespace (or when its EndpointSlices cannot be read: the proxy then decides), else the
     /// pods proxy of a ready host elsewhere; `None` when no host is ready.
     async fn route(&self, key: &FunctionKey) -> anyhow::Result<Option<String>> {
-        let (ns, name, route) = (&key.namespace, &key.name, router::path(key));
-        let service = format!("/api/v1/namespaces/{ns}/services/{name}:{PORT_NAME}/proxy{route}");
+        let (ns, name) = (&key.namespace, &key.name);
         let slices: Api<EndpointSlice> = Api::namespaced(self.client.clone(), ns);
         let list = match slices
             .list(&ListParams::default().labels(&format!("{SERVICE_NAME_LABEL}={name}")))
             .await
         {
             Ok(list) => list,
-            Err(kube::Error::Api(s)) if s.code == 403 => return Ok(Some(service)),
+            Err(kube::Error::Api(s)) if s.code == 403 => return Ok(Some(service_proxy(key))),
             Err(e) => return Err(self.error(e)),
         };
-        let mut elsewhere = None;
-        for slice in &list.items {
-            let Some(port) = slice
-                .ports
-                .iter()
-                .flatten()
-                .find(|p| p.name.as_deref() == Some(PORT_NAME))
-                .and_then(|p| p.port)
-            else {
-                continue;
-            };
-            for endpoint in &slice.endpoints {
-                let ready = endpoint.conditions.as_ref().and_then(|c| c.ready) != Some(false);
-                let pod = endpoint.target_ref.as_ref();
-                match (
-                    ready,
-                    pod.and_then(|p| p.kind.as_deref()),
-                    pod.and_then(|p| p.namespace.as_deref()),
-                    pod.and_then(|p| p.name.as_deref()),
-                ) {
-                    (true, Some("Pod"), Some(pod_ns), _) if pod_ns == ns => {
-                        return Ok(Some(service));
-                    }
-                    (true, Some("Pod"), Some(pod_ns), Some(pod)) => {
-                        elsewhere.get_or_insert_with(|| {
-                            format!("/api/v1/namespaces/{pod_ns}/pods/{pod}:{port}/proxy{route}")
-                        });
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Ok(elsewhere)
+        Ok(route_through(key, &list.items))
     }
 
     async fn send(&self, request: http::Request<Vec<u8>>) -> anyhow::Result<Answer> {
@@ -431,6 +398,52 @@ impl Cluster {
     }
 }
 
+/// Where a call to `key` goes, from its EndpointSlices: the Service's proxy when a ready host
+/// pod is in `key`'s namespace (the service proxy reaches only those), else the pods proxy of
+/// the first ready host elsewhere; `None` when no host is ready.
+fn route_through(key: &FunctionKey, slices: &[EndpointSlice]) -> Option<String> {
+    let (ns, route) = (&key.namespace, router::path(key));
+    let mut elsewhere = None;
+    for slice in slices {
+        let Some(port) = slice
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(PORT_NAME))
+            .and_then(|p| p.port)
+        else {
+            continue;
+        };
+        for endpoint in &slice.endpoints {
+            let ready = endpoint.conditions.as_ref().and_then(|c| c.ready) != Some(false);
+            let pod = endpoint.target_ref.as_ref();
+            match (
+                ready,
+                pod.and_then(|p| p.kind.as_deref()),
+                pod.and_then(|p| p.namespace.as_deref()),
+                pod.and_then(|p| p.name.as_deref()),
+            ) {
+                (true, Some("Pod"), Some(pod_ns), _) if pod_ns == ns => {
+                    return Some(service_proxy(key));
+                }
+                (true, Some("Pod"), Some(pod_ns), Some(pod)) => {
+                    elsewhere.get_or_insert_with(|| {
+                        format!("/api/v1/namespaces/{pod_ns}/pods/{pod}:{port}/proxy{route}")
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+    elsewhere
+}
+
+/// `key`'s Service proxy, with the path route the host reads.
+fn service_proxy(key: &FunctionKey) -> String {
+    let (ns, name, route) = (&key.namespace, &key.name, router::path(key));
+    format!("/api/v1/namespaces/{ns}/services/{name}:{PORT_NAME}/proxy{route}")
+}
+
 fn built_message(conditions: &[wasmless_runtime::function::Condition]) -> String {
     conditions
         .iter()
@@ -469,4 +482,99 @@ fn request(path: &str, call: &Call) -> anyhow::Result<http::Request<Vec<u8>>> {
     request
         .body(call.body.clone())
         .context("cannot build the request")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort};
+
+    /// A host pod `namespace/name` behind the function's port.
+    fn endpoint(namespace: &str, name: &str, ready: Option<bool>) -> Endpoint {
+        Endpoint {
+            addresses: vec!["198.18.0.5".into()],
+            conditions: Some(EndpointConditions {
+                ready,
+                ..EndpointConditions::default()
+            }),
+            target_ref: Some(ObjectReference {
+                kind: Some("Pod".into()),
+                namespace: Some(namespace.into()),
+                name: Some(name.into()),
+                ..ObjectReference::default()
+            }),
+            ..Endpoint::default()
+        }
+    }
+
+    fn slice(port: &str, endpoints: Vec<Endpoint>) -> EndpointSlice {
+        EndpointSlice {
+            address_type: "IPv4".into(),
+            endpoints,
+            ports: Some(vec![EndpointPort {
+                name: Some(port.into()),
+                port: Some(8080),
+                ..EndpointPort::default()
+            }]),
+            ..EndpointSlice::default()
+        }
+    }
+
+    fn key() -> FunctionKey {
+        FunctionKey::new("team", "hello")
+    }
+
+    const SERVICE: &str =
+        "/api/v1/namespaces/team/services/hello:http-function-port/proxy/fn/team/hello/";
+
+    #[test]
+    fn a_ready_host_in_the_functions_namespace_goes_through_the_service() {
+        let slices = [slice(
+            PORT_NAME,
+            vec![
+                endpoint("wasmless", "host-a", Some(true)),
+                endpoint("team", "host-b", None),
+            ],
+        )];
+        assert_eq!(route_through(&key(), &slices).as_deref(), Some(SERVICE));
+    }
+
+    #[test]
+    fn hosts_only_elsewhere_go_through_the_first_ready_pods_proxy() {
+        let slices = [slice(
+            PORT_NAME,
+            vec![
+                endpoint("wasmless", "host-a", Some(false)),
+                endpoint("wasmless", "host-b", Some(true)),
+                endpoint("wasmless", "host-c", Some(true)),
+            ],
+        )];
+        assert_eq!(
+            route_through(&key(), &slices).as_deref(),
+            Some("/api/v1/namespaces/wasmless/pods/host-b:8080/proxy/fn/team/hello/")
+        );
+    }
+
+    #[test]
+    fn no_ready_host_or_no_function_port_is_no_route() {
+        let not_ready = [slice(
+            PORT_NAME,
+            vec![endpoint("team", "host", Some(false))],
+        )];
+        assert_eq!(route_through(&key(), &not_ready), None);
+        let other_port = [slice("metrics", vec![endpoint("team", "host", Some(true))])];
+        assert_eq!(route_through(&key(), &other_port), None);
+        assert_eq!(route_through(&key(), &[]), None);
+    }
+
+    #[test]
+    fn an_endpoint_that_is_no_pod_is_skipped() {
+        let mut node = endpoint("team", "node-1", Some(true));
+        if let Some(r) = node.target_ref.as_mut() {
+            r.kind = Some("Node".into());
+        }
+        let slices = [slice(PORT_NAME, vec![node])];
+        assert_eq!(route_through(&key(), &slices), None);
+    }
 }
