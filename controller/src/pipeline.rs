@@ -61,7 +61,7 @@ impl Artifact {
         ArtifactRef {
             digest: self.digest.clone(),
             size: self.size,
-            abi: self.abi.as_str().to_string(),
+            abi: self.abi,
             precompiled: self.precompiled_digest.clone(),
         }
     }

@@ -330,7 +330,7 @@ mod tests {
         let artifact = ArtifactRef {
             digest: Sha256Digest::of(&wasm).to_string(),
             size: wasm.len() as u64,
-            abi: "wagi".into(),
+            abi: crate::abi::Abi::Wagi,
             precompiled: Sha256Digest::of(&precompiled).to_string(),
         };
 
@@ -381,7 +381,7 @@ mod tests {
             let artifact = ArtifactRef {
                 digest,
                 size: 1,
-                abi: "wagi".into(),
+                abi: crate::abi::Abi::Wagi,
                 precompiled,
             };
             let e = artifacts.compiled(&artifact).await.err();

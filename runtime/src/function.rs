@@ -295,8 +295,9 @@ pub struct ArtifactRef {
     pub digest: String,
     /// Size of the WebAssembly binary in bytes.
     pub size: u64,
-    /// wagi (a WASI command module) or wasi-http (a component).
-    pub abi: String,
+    /// How hosts call it: wagi (a WASI command module), wagi-reactor (started once, called
+    /// per request) or wasi-http (a component).
+    pub abi: crate::abi::Abi,
     /// "sha256:<hex>" of the binary precompiled for the hosts' engine configuration.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub precompiled: String,

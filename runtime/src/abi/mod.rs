@@ -13,6 +13,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use bytes::Bytes;
 use prometheus_client::metrics::gauge::Gauge;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::time::Instant;
@@ -28,12 +29,15 @@ use crate::values::MountDirs;
 use crate::warm::WarmBudget;
 
 /// Which ABI a loaded function speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Abi {
+    /// A WASI command module, a fresh instance per request (CGI over WASI p1).
+    #[default]
     Wagi,
     /// A WAGI reactor: started once, then called per request ([`reactor`]).
     WagiReactor,
+    /// A component exporting `wasi:http/incoming-handler`.
     WasiHttp,
 }
 
