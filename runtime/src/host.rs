@@ -12,7 +12,7 @@ use http::{Response, StatusCode, header};
 use thiserror::Error;
 use wasmtime::Engine;
 
-use crate::abi::{Call, CallError, Linkers, PrepareError, Prepared};
+use crate::abi::{CallError, Invocation, Linkers, PrepareError, Prepared};
 use crate::admission::{Admission, AdmissionLimits, RETRY_AFTER_SECONDS, Reason, Rejected};
 use crate::engine::{Compiled, EngineConfig, EngineError, LoadAgain};
 use crate::function::{FunctionKey, SourceStatus};
@@ -358,7 +358,7 @@ impl Host {
             Ok(permit) => permit,
             Err(rejected) => return self.reject(Some(key), &rejected),
         };
-        let call = Call {
+        let call = Invocation {
             parts,
             body,
             env: function.env.clone(),

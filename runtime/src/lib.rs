@@ -13,7 +13,8 @@
 //!   [`warm`]: idle instances kept for the next request; [`outbound`]: what a wasi:http
 //!   function may call.
 //! - [`admission`]: how many instances run at once, and what a refused request is told.
-//! - [`router`]: which function a request names; [`routes`]: the hostnames HTTPTriggers route.
+//! - [`address`]: which function a request names (its Host, or its `/fn/` path);
+//!   [`routes`]: the hostnames HTTPTriggers route.
 //! - [`server`]: the function and admin listeners, and how a process stops.
 //! - [`metrics`] and [`logs`]: Kubeless's metrics, and each function's recent stderr.
 //! - [`artifacts`], [`loader`] and [`watch`]: how a host in a cluster fetches, caches and loads
@@ -25,6 +26,7 @@
 #![deny(unsafe_code)]
 
 pub mod abi;
+pub mod address;
 pub mod admission;
 pub mod artifacts;
 pub mod compile_cache;
@@ -42,7 +44,6 @@ pub mod metrics;
 pub mod outbound;
 pub mod registry;
 pub mod resident;
-pub mod router;
 pub mod routes;
 pub mod server;
 #[cfg(test)]

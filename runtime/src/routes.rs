@@ -1,4 +1,4 @@
-//! Routing by HTTPTrigger, beside [`crate::router`]'s routing by Service name: a request whose
+//! Routing by HTTPTrigger, beside [`crate::address`]'s routing by Service name: a request whose
 //! Host names no function goes to the function of the trigger that holds its hostname and the
 //! longest path prefix that matches (Ingress's `Prefix`: `/api` matches `/api` and `/api/x`, not
 //! `/apix`). A route is held by one trigger, the oldest (then by namespace and name): the same
@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::address;
 use crate::function::FunctionKey;
-use crate::router;
 use crate::trigger::{HttpTrigger, Route, TriggerKey};
 
 /// One valid trigger's claim on a route.
@@ -101,7 +101,7 @@ impl Table {
         if self.by_host.is_empty() {
             return None;
         }
-        let host = router::hostname(host_header)?.to_ascii_lowercase();
+        let host = address::hostname(host_header)?.to_ascii_lowercase();
         let paths = self.by_host.get(&host)?;
         paths
             .iter()

@@ -23,10 +23,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::address;
 use crate::admission::{Reason, Rejected};
 use crate::function::FunctionKey;
 use crate::host::{Host, json_error};
-use crate::router;
 use crate::token::{self, Token};
 
 /// What one listener's connections may hold. A connection that has not sent a whole request
@@ -97,7 +97,7 @@ async fn handle_function(
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
         .unwrap_or_default();
 
-    let by_host = router::key_from_host(host_header).and_then(|k| host.registry().get(&k));
+    let by_host = address::key_from_host(host_header).and_then(|k| host.registry().get(&k));
     // Else an HTTPTrigger's hostname and path (a trigger never holds a Service name).
     let by_host = by_host.or_else(|| {
         let key = host.routes().route(host_header, parts.uri.path())?;
@@ -111,7 +111,7 @@ async fn handle_function(
         }
         None => {
             let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-            let routed = router::key_from_path(path)
+            let routed = address::key_from_path(path)
                 .and_then(|(k, rest)| Some((host.registry().get(&k)?, rest)));
             let Some((f, rest)) = routed else {
                 host.metrics().unrouted.inc();
@@ -170,15 +170,15 @@ async fn handle_function(
 
 /// `path` is the request's when path routing is on.
 fn not_found(host_header: &str, path: Option<&str>) -> Response {
-    let message = match (router::key_from_host(host_header), path) {
+    let message = match (address::key_from_host(host_header), path) {
         (Some(key), _) => format!("no function {key} is loaded on this host"),
         (None, Some(path)) => format!(
             "no function for host {host_header:?} and path {path:?}: send Host: <name>.<namespace> or use the path {}<namespace>/<name>/",
-            router::PATH_PREFIX
+            address::PATH_PREFIX
         ),
         (None, None) => format!(
             "no function for host {host_header:?}: send Host: <name>.<namespace> (path routing, {}<namespace>/<name>/, is off on this host)",
-            router::PATH_PREFIX
+            address::PATH_PREFIX
         ),
     };
     json_error(StatusCode::NOT_FOUND, &message, None)

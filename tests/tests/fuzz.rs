@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use wasmless_controller::manifest;
 use wasmless_controller::metacontroller::HookRequest;
 use wasmless_runtime::abi::wagi::parse_cgi_response;
+use wasmless_runtime::address::{key_from_host, key_from_path, path};
 use wasmless_runtime::function::Function;
-use wasmless_runtime::router::{key_from_host, key_from_path, path};
 use wasmless_runtime::validate::{self, Origin};
 use wasmless_runtime::{FunctionKey, FunctionManifest};
 

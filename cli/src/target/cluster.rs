@@ -15,7 +15,7 @@ use kube::{Client, Config, ResourceExt};
 use wasmless_controller::children::{PORT_NAME, SERVICE_NAME_LABEL, admin_port};
 use wasmless_runtime::function::{Function, Phase};
 use wasmless_runtime::registry::FunctionInfo;
-use wasmless_runtime::{FunctionKey, router, token};
+use wasmless_runtime::{FunctionKey, address, token};
 
 use super::{Answer, Call, Cursors, Desired, LogLine, Progress, TargetArgs, View, already_exists};
 
@@ -402,7 +402,7 @@ impl Cluster {
 /// pod is in `key`'s namespace (the service proxy reaches only those), else the pods proxy of
 /// the first ready host elsewhere; `None` when no host is ready.
 fn route_through(key: &FunctionKey, slices: &[EndpointSlice]) -> Option<String> {
-    let (ns, route) = (&key.namespace, router::path(key));
+    let (ns, route) = (&key.namespace, address::path(key));
     let mut elsewhere = None;
     for slice in slices {
         let Some(port) = slice
@@ -440,7 +440,7 @@ fn route_through(key: &FunctionKey, slices: &[EndpointSlice]) -> Option<String> 
 
 /// `key`'s Service proxy, with the path route the host reads.
 fn service_proxy(key: &FunctionKey) -> String {
-    let (ns, name, route) = (&key.namespace, &key.name, router::path(key));
+    let (ns, name, route) = (&key.namespace, &key.name, address::path(key));
     format!("/api/v1/namespaces/{ns}/services/{name}:{PORT_NAME}/proxy{route}")
 }
 

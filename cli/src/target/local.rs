@@ -10,7 +10,7 @@ use serde::Deserialize;
 use wasmless_runtime::function::{
     API_VERSION, DEFAULT_NAMESPACE, KIND, Metadata, Phase, SourceStatus,
 };
-use wasmless_runtime::{FunctionKey, FunctionManifest, router};
+use wasmless_runtime::{FunctionKey, FunctionManifest, address};
 
 use super::{Answer, Call, Cursors, Desired, LogLine, Progress, View, already_exists, not_found};
 
@@ -158,7 +158,7 @@ impl Local {
         Ok(format!(
             "{}{}",
             self.functions_url().await?,
-            router::path(key)
+            address::path(key)
         ))
     }
 
@@ -178,7 +178,7 @@ impl Local {
                 continue;
             }
             let status = statuses.remove(&key).unwrap_or_default();
-            let url = format!("{functions}{}", router::path(&key));
+            let url = format!("{functions}{}", address::path(&key));
             let mut raw = serde_json::to_value(&manifest).unwrap_or_default();
             raw["status"] = serde_json::json!({
                 "phase": status.phase,

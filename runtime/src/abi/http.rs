@@ -20,7 +20,7 @@ use wasmtime_wasi_http::{
 };
 
 use super::pipes::LogPipe;
-use super::{Call, CallError, LiveGuard};
+use super::{CallError, Invocation, LiveGuard};
 use crate::admission::Permit;
 use crate::limits::MemoryLimiter;
 use crate::logs::LogBuffer;
@@ -154,7 +154,7 @@ impl WasiHttp {
     }
 
     /// A store for a new instance of this function.
-    fn store(&self, call: &Call) -> Store<HttpState> {
+    fn store(&self, call: &Invocation) -> Store<HttpState> {
         let output = LogPipe::new(call.max_log_bytes);
         let wasi = super::wasi_builder(call)
             .stdout(output.clone())
@@ -181,7 +181,7 @@ impl WasiHttp {
         store
     }
 
-    pub(super) async fn call(&self, call: Call) -> Result<Response<Body>, CallError> {
+    pub(super) async fn call(&self, call: Invocation) -> Result<Response<Body>, CallError> {
         let mut turn = tokio::time::timeout_at(call.deadline, self.warm.turn())
             .await
             .map_err(|_| CallError::Timeout)?;

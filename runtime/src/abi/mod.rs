@@ -141,7 +141,7 @@ impl Prepared {
         }
     }
 
-    pub async fn call(&self, call: Call) -> Result<::http::Response<Body>, CallError> {
+    pub async fn call(&self, call: Invocation) -> Result<::http::Response<Body>, CallError> {
         match self {
             Prepared::Wagi(w) => w.call(call).await,
             Prepared::WagiReactor(r) => r.call(call).await,
@@ -150,8 +150,8 @@ impl Prepared {
     }
 }
 
-/// One request, as an instance sees it.
-pub struct Call {
+/// One invocation of a function: a request, as an instance sees it, and what bounds it.
+pub struct Invocation {
     /// Method, URI (the path the function sees), headers.
     pub parts: ::http::request::Parts,
     pub body: Bytes,
@@ -222,7 +222,7 @@ impl CallError {
 /// A new instance's WASI context: the function's environment, and the call's mounts preopened
 /// read-only at their guest paths (`/db`), what a function may read of a Secret or ConfigMap
 /// and nothing else of the host's disk.
-fn wasi_builder(call: &Call) -> WasiCtxBuilder {
+fn wasi_builder(call: &Invocation) -> WasiCtxBuilder {
     let mut wasi = WasiCtxBuilder::new();
     wasi.envs(&call.env);
     for (guest, dir) in &call.mounts.dirs {

@@ -17,7 +17,7 @@ use wasmtime_wasi::I32Exit;
 
 use super::pipes::{InputPipe, LogPipe};
 use super::wagi::{self, WagiState};
-use super::{Call, CallError};
+use super::{CallError, Invocation};
 use crate::warm::{Pool, WarmBudget};
 
 /// The export that answers one request.
@@ -52,7 +52,7 @@ impl Reactor {
     }
 
     /// A store for a new instance, not instantiated yet.
-    fn instance(&self, call: &Call) -> Instance {
+    fn instance(&self, call: &Invocation) -> Instance {
         let (stdin, stdout, stderr) = (
             InputPipe::default(),
             // One byte more than allowed, so that a response cut at the limit can be told apart.
@@ -73,7 +73,7 @@ impl Reactor {
         }
     }
 
-    pub(super) async fn call(&self, call: Call) -> Result<Response<Body>, CallError> {
+    pub(super) async fn call(&self, call: Invocation) -> Result<Response<Body>, CallError> {
         let mut turn = tokio::time::timeout_at(call.deadline, self.warm.turn())
             .await
             .map_err(|_| CallError::Timeout)?;
@@ -124,7 +124,7 @@ impl Reactor {
 }
 
 /// A request as a reactor reads it on stdin.
-fn frame(call: &Call) -> Bytes {
+fn frame(call: &Invocation) -> Bytes {
     let mut frame = BytesMut::new();
     wagi::cgi_variables(call, |name, value| {
         // A NUL ends an entry: none can be inside one (hyper refuses them in headers).

@@ -10,7 +10,7 @@ use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 
-use super::{Call, CallError, LiveGuard};
+use super::{CallError, Invocation, LiveGuard};
 use crate::admission::Permit;
 use crate::limits::MemoryLimiter;
 
@@ -25,7 +25,11 @@ pub struct WagiState {
 impl WagiState {
     /// A store for one instance of a WAGI command or reactor, capped at the call's memory,
     /// holding no admission slot yet.
-    pub(super) fn store(engine: &wasmtime::Engine, call: &Call, wasi: WasiP1Ctx) -> Store<Self> {
+    pub(super) fn store(
+        engine: &wasmtime::Engine,
+        call: &Invocation,
+        wasi: WasiP1Ctx,
+    ) -> Store<Self> {
         let mut store = Store::new(
             engine,
             WagiState {
@@ -60,7 +64,7 @@ impl Wagi {
         })
     }
 
-    pub(super) async fn call(&self, call: Call) -> Result<Response<Body>, CallError> {
+    pub(super) async fn call(&self, call: Invocation) -> Result<Response<Body>, CallError> {
         // One byte more than allowed, so that a response cut at the limit can be told apart.
         let max_stdout = call.max_stdout_bytes;
         let stdout = MemoryOutputPipe::new(max_stdout.saturating_add(1));
@@ -114,7 +118,7 @@ pub(super) fn response(out: Bytes, max_stdout: usize) -> Result<Response<Body>, 
 /// The CGI/1.1 meta-variables (RFC 3875) plus an `HTTP_*` variable per request header, each
 /// handed to `each` as it is found: most are borrowed from the request, not copied, since this
 /// runs for every request.
-pub(super) fn cgi_variables(call: &Call, mut each: impl FnMut(&str, &str)) {
+pub(super) fn cgi_variables(call: &Invocation, mut each: impl FnMut(&str, &str)) {
     let parts = &call.parts;
     let header = |name: &HeaderName| {
         parts

@@ -8,8 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::object::{names_one_function, stored_object};
+use crate::address;
 use crate::function::Condition;
-use crate::router;
 use crate::validate::{DNS_1035_PATTERN, DNS_1035_RULE, MAX_NAME_LEN};
 
 /// Longest `host-name` (a DNS name) and `path`.
@@ -238,7 +238,7 @@ pub fn host_name(host: &str) -> Result<String, String> {
     }
     // The hosts route these to the function of that name and namespace: a trigger must never
     // take another namespace's traffic.
-    if router::key_from_host(host).is_some() {
+    if address::key_from_host(host).is_some() {
         return Err(format!(
             "{host:?} reads as a function's Service name (<name>.<namespace>[.svc[.cluster.local]]), which the hosts route to that function: use a name of three or more labels, such as hello.example.com"
         ));
