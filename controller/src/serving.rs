@@ -151,3 +151,108 @@ impl Serving {
         request.send().await?.error_for_status()?.json().await
     }
 }
+
+/// Counting against real hosts' admin listeners (the runtime's own `admin_app`), on loopback.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmless_runtime::function::SourceStatus;
+    use wasmless_runtime::limits::Limits;
+    use wasmless_runtime::{FunctionDef, FunctionSpec, Host, HostConfig, engine, server};
+
+    const HELLO: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
+    const SECRET: &str = "a-token-of-thirty-two-characters-at-least";
+
+    fn key() -> FunctionKey {
+        FunctionKey::new("team", "f")
+    }
+
+    /// A host serving `key` at `revision` (none: nothing loaded), its admin listener guarded by
+    /// `SECRET`, as a pod would be.
+    async fn host_pod(name: &str, revision: Option<&str>) -> (HostPod, Arc<Host>) {
+        let host = Host::new(HostConfig::default()).expect("a host");
+        if let Some(revision) = revision {
+            let compiled = engine::compile(host.engine(), HELLO.as_bytes()).expect("compiles");
+            let def = FunctionDef {
+                key: key(),
+                revision: revision.into(),
+                runtime: "wasm".into(),
+                handler: String::new(),
+                limits: Limits::from_spec(&FunctionSpec::default(), 1 << 30).expect("limits"),
+                values: Default::default(),
+                allowed_outbound_hosts: Vec::new(),
+            };
+            host.load(def, &compiled).expect("loads");
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let token = Token::new(SECRET, "test").expect("token");
+        let app = server::admin_app(host.clone(), Some(token));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let pod = HostPod {
+            namespace: "wasmless".into(),
+            name: name.into(),
+            uid: None,
+            ips: vec!["127.0.0.1".into()],
+            node_name: None,
+            port: 8080,
+            admin_port: i32::from(port),
+        };
+        (pod, host)
+    }
+
+    fn serving() -> Serving {
+        Serving::new(Some(Token::new(SECRET, "test").expect("token")))
+    }
+
+    #[tokio::test]
+    async fn every_host_serving_the_digest_is_all_and_an_older_one_is_not() {
+        let (a, _ha) = host_pod("a", Some("sha256:new")).await;
+        let (b, _hb) = host_pod("b", Some("sha256:new")).await;
+        let (c, _hc) = host_pod("c", Some("sha256:old")).await;
+        let both = serving().count(&[a.clone(), b], &key(), "sha256:new").await;
+        assert_eq!((both.serving, both.hosts), (2, 2));
+        assert!(both.all());
+        let behind = serving().count(&[a, c], &key(), "sha256:new").await;
+        assert_eq!((behind.serving, behind.hosts), (1, 2));
+        assert!(!behind.all());
+        assert!(!Count::default().all(), "no host serves nothing");
+    }
+
+    #[tokio::test]
+    async fn a_host_that_cannot_be_asked_serves_nothing() {
+        let (a, _ha) = host_pod("a", Some("sha256:new")).await;
+        let mut gone = a.clone();
+        gone.name = "gone".into();
+        gone.admin_port = 1; // nothing listens there
+        let count = serving()
+            .count(&[a.clone(), gone], &key(), "sha256:new")
+            .await;
+        assert_eq!((count.serving, count.hosts), (1, 2));
+        // Without the hosts' token their lists are refused: nothing counts as served.
+        let count = Serving::new(None).count(&[a], &key(), "sha256:new").await;
+        assert_eq!(count.serving, 0);
+    }
+
+    #[tokio::test]
+    async fn a_hosts_refusal_is_reported_with_its_name() {
+        let (a, _ha) = host_pod("a", None).await;
+        let (b, hb) = host_pod("b", None).await;
+        hb.set_status(
+            &key(),
+            Some(SourceStatus {
+                phase: Phase::Failed,
+                message: "secret team/db has no key password".into(),
+                serving: None,
+            }),
+        );
+        let count = serving().count(&[a, b], &key(), "sha256:new").await;
+        assert_eq!(count.serving, 0);
+        assert_eq!(
+            count.refused.as_deref(),
+            Some("host b: secret team/db has no key password")
+        );
+    }
+}
