@@ -25,6 +25,7 @@ use wasmless_builder::local::LocalBuilder;
 use wasmless_controller::driver::{self, Driver, OriginBuf, Outcome, Waiter};
 use wasmless_controller::pipeline::compile_cache_dir;
 use wasmless_controller::{DirStore, Pipeline, manifest};
+use wasmless_runtime::digest::Sha256Digest;
 use wasmless_runtime::function::{Phase, SourceStatus};
 use wasmless_runtime::validate::{self, Origin};
 use wasmless_runtime::{
@@ -453,11 +454,14 @@ impl DirLoader {
             .precompiled
             .as_deref()
             .context("local mode needs a directory artifact store")?;
-        let compiled = engine::load_precompiled(self.host.engine(), path)?;
+        // Checked as a cluster's host checks what it fetches, each time the code is loaded.
+        let expected = Sha256Digest::parse(&artifact.precompiled_digest)?;
+        let compiled = engine::load_precompiled_verified(self.host.engine(), path, &expected)?;
         def.revision = artifact.digest.clone();
         // The store keeps the artifact: the code may be dropped and loaded from it again.
         let (engine, path) = (self.host.engine().clone(), path.to_path_buf());
-        let again: engine::LoadAgain = Arc::new(move || engine::load_precompiled(&engine, &path));
+        let again: engine::LoadAgain =
+            Arc::new(move || engine::load_precompiled_verified(&engine, &path, &expected));
         self.host.load_with(def, &compiled, Some(again))?;
         Ok(Step::Loaded(artifact.digest))
     }

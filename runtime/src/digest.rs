@@ -36,6 +36,13 @@ impl Sha256Digest {
         Self(format!("sha256:{}", hex::encode(Sha256::digest(bytes))))
     }
 
+    /// The digest of a file's contents, read in pieces (artifacts are tens of MB).
+    pub fn of_file(path: &std::path::Path) -> std::io::Result<Self> {
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+        Ok(Self(format!("sha256:{}", hex::encode(hasher.finalize()))))
+    }
+
     /// Whether `bytes` are what this digest names.
     pub fn matches(&self, bytes: &[u8]) -> bool {
         Self::of(bytes) == *self

@@ -8,6 +8,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::compile_cache::DirCacheStore;
+use crate::digest::Sha256Digest;
 use wasmtime::component::Component;
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig,
@@ -223,6 +224,26 @@ pub fn load_precompiled(engine: &Engine, path: &Path) -> Result<Compiled, Engine
     .map_err(err)
 }
 
+/// [`load_precompiled`], once the file's contents are checked against `expected`, the digest
+/// recorded when it was written: what a host runs is always what was built.
+pub fn load_precompiled_verified(
+    engine: &Engine,
+    path: &Path,
+    expected: &Sha256Digest,
+) -> Result<Compiled, EngineError> {
+    let err = |message: String| EngineError::Load {
+        path: path.display().to_string(),
+        source: wasmtime::format_err!(message),
+    };
+    let found = Sha256Digest::of_file(path).map_err(|e| err(e.to_string()))?;
+    if &found != expected {
+        return Err(err(format!(
+            "its contents are {found}, not the {expected} recorded when it was built"
+        )));
+    }
+    load_precompiled(engine, path)
+}
+
 /// # Safety
 /// `bytes` must be what [`precompile`] wrote (wasmtime runs the code in it).
 unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Compiled> {
@@ -280,5 +301,25 @@ mod tests {
         std::fs::write(&path, b"(module)").expect("write");
         let e = load_precompiled(&engine, &path).err().expect("refused");
         assert!(e.to_string().contains("not-an-artifact"), "{e}");
+    }
+
+    #[test]
+    fn a_precompiled_file_that_changed_since_it_was_built_is_refused() {
+        let engine = EngineConfig::default().build().expect("engine");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("artifact");
+        let bytes = precompiled(&engine, 16);
+        std::fs::write(&path, &bytes).expect("write");
+        let recorded = Sha256Digest::of(&bytes);
+        assert_eq!(Sha256Digest::of_file(&path).expect("reads"), recorded);
+        let compiled = load_precompiled_verified(&engine, &path, &recorded).expect("loads");
+        assert_eq!(answers(&engine, compiled), 7);
+
+        let other = precompiled(&engine, 17);
+        std::fs::write(&path, &other).expect("write");
+        let e = load_precompiled_verified(&engine, &path, &recorded)
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("not the sha256:"), "{e}");
     }
 }
