@@ -172,7 +172,7 @@ maxWarmInstances: max-warm-instances
 warmMemory: warm-memory
 fetchConcurrency: fetch-concurrency
 fetchTimeoutMs: fetch-timeout-ms
-cacheMaxBytes: cache-max-bytes
+cacheMaxBytes: artifact-cache-max-bytes
 drainQuietMs: drain-quiet-ms
 drainMaxMs: drain-max-ms
 {{- end -}}

@@ -40,11 +40,23 @@ struct Args {
     #[arg(long, env = "WASMLESS_ARTIFACTS_URL")]
     artifacts_url: Option<String>,
     /// Where fetched artifacts are kept across restarts.
-    #[arg(long, env = "WASMLESS_CACHE", default_value = "/var/cache/wasmless")]
+    // Not `WASMLESS_CACHE`: that is the builder's toolchain cache, a different directory.
+    #[arg(
+        long = "artifact-cache",
+        visible_alias = "cache",
+        env = "WASMLESS_ARTIFACT_CACHE",
+        default_value = "/var/cache/wasmless"
+    )]
     cache: PathBuf,
     /// The most the cache keeps, a quantity: the least recently used artifacts no assigned
     /// function needs are removed past it.
-    #[arg(long, env = "WASMLESS_CACHE_MAX_BYTES", default_value = "4Gi", value_parser = quantity)]
+    #[arg(
+        long = "artifact-cache-max-bytes",
+        visible_alias = "cache-max-bytes",
+        env = "WASMLESS_ARTIFACT_CACHE_MAX_BYTES",
+        default_value = "4Gi",
+        value_parser = quantity
+    )]
     cache_max_bytes: u64,
     /// File holding the token (a mounted Secret) sent to the artifact server and required for
     /// the admin listener's data (/functions, /status, logs). Required with --artifacts-url.
