@@ -149,7 +149,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     let admin_app = server::admin_app(host.clone(), None)
         .merge(api::router(deployed.clone()))
         .layer(axum::middleware::from_fn(local_only::guard));
-    let serving = tokio::spawn(listeners.serve(host.clone(), admin_app, stop.child_token()));
+    let serving = tokio::spawn(listeners.serve(host.clone(), admin_app, stop.clone()));
 
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         // Reads are not changes: the loader's own reads of the directory (inotify's open and

@@ -308,11 +308,11 @@ impl Listeners {
         admin: Router,
         stop: CancellationToken,
     ) -> std::io::Result<()> {
-        let (stop_functions, stop_admin) = (CancellationToken::new(), CancellationToken::new());
+        let stop_admin = CancellationToken::new();
         let functions = tokio::spawn(serve_functions(
             self.functions,
             host,
-            stop_functions.clone().cancelled_owned(),
+            stop.clone().cancelled_owned(),
         ));
         let admin = tokio::spawn(serve(
             self.admin,
@@ -321,7 +321,6 @@ impl Listeners {
         ));
         stop.cancelled().await;
         // The admin port (readiness, metrics) outlives the function port's drain.
-        stop_functions.cancel();
         let served = functions.await.map_err(std::io::Error::other)?;
         stop_admin.cancel();
         admin.await.map_err(std::io::Error::other)??;
