@@ -75,30 +75,35 @@ pub async fn reconcile_while_leading(
     term: Term<'_>,
     stop: &CancellationToken,
 ) -> Result<(), LeaderError> {
-    let stopped = || stop.clone().cancelled_owned();
     let Term {
         ctx,
         triggers,
         lease_namespace,
         identity,
     } = term;
-    let shutdown = stopped();
-    tokio::pin!(shutdown);
     let mut leadership = tokio::select! {
-        _ = &mut shutdown => return Ok(()),
+        () = stop.cancelled() => return Ok(()),
         l = Leadership::elect(client, lease_namespace, identity.clone()) => l?,
     };
     loop {
         tracing::info!(%identity, "waiting to lead");
         tokio::select! {
-            _ = &mut shutdown => break,
+            () = stop.cancelled() => break,
             r = leadership.leading.wait_for(|l| *l) => { r.map_err(|_| LeaderError::Stopped)?; }
         }
         tracing::info!(%identity, "leading: reconciling Functions and triggers");
         let mut lost = leadership.leading.clone();
         let term = futures::future::join(
-            reconcile::run(ctx.clone(), leadership.leading.clone(), stopped()),
-            triggers::run(triggers.clone(), leadership.leading.clone(), stopped()),
+            reconcile::run(
+                ctx.clone(),
+                leadership.leading.clone(),
+                stop.clone().cancelled_owned(),
+            ),
+            triggers::run(
+                triggers.clone(),
+                leadership.leading.clone(),
+                stop.clone().cancelled_owned(),
+            ),
         );
         tokio::pin!(term);
         tokio::select! {
@@ -108,7 +113,7 @@ pub async fn reconcile_while_leading(
                 tracing::warn!(%identity, "lost the lease: stopped reconciling");
                 continue;
             }
-            _ = &mut shutdown => {
+            () = stop.cancelled() => {
                 if tokio::time::timeout(RECONCILES_GRACE, &mut term).await.is_err() {
                     tracing::warn!("reconciles still running {} s after the stop signal: stopped", RECONCILES_GRACE.as_secs());
                 }
@@ -116,7 +121,7 @@ pub async fn reconcile_while_leading(
             }
         }
         // The term ended by itself: stopped, or its watches ended.
-        if futures::FutureExt::now_or_never(shutdown.as_mut()).is_some() {
+        if stop.is_cancelled() {
             break;
         }
     }

@@ -72,11 +72,11 @@ impl Context {
         driver: Arc<Driver>,
         children: ChildConfig,
         ready_when: ReadyWhen,
-        instance: Option<String>,
+        instance: String,
     ) -> Self {
         let reporter = Reporter {
             controller: MANAGER.into(),
-            instance,
+            instance: Some(instance),
         };
         Self {
             recorder: Recorder::new(client.clone(), reporter),

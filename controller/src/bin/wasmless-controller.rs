@@ -421,7 +421,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             driver,
             children,
             args.ready_when,
-            Some(args.pod_name.clone()),
+            args.pod_name.clone(),
         ));
         let triggers = Arc::new(triggers::Context::new(
             client.clone(),
