@@ -33,14 +33,18 @@ impl Sha256Digest {
 
     /// The digest of `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
-        Self(format!("sha256:{}", hex::encode(Sha256::digest(bytes))))
+        Self::from_hash(&Sha256::digest(bytes))
     }
 
     /// The digest of a file's contents, read in pieces (artifacts are tens of MB).
     pub fn of_file(path: &std::path::Path) -> std::io::Result<Self> {
         let mut hasher = Sha256::new();
         std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
-        Ok(Self(format!("sha256:{}", hex::encode(hasher.finalize()))))
+        Ok(Self::from_hash(&hasher.finalize()))
+    }
+
+    fn from_hash(hash: &[u8]) -> Self {
+        Self(format!("sha256:{}", hex::encode(hash)))
     }
 
     /// Whether `bytes` are what this digest names.
