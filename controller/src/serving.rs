@@ -157,7 +157,6 @@ impl Serving {
 mod tests {
     use super::*;
     use wasmless_runtime::function::SourceStatus;
-    use wasmless_runtime::limits::Limits;
     use wasmless_runtime::{FunctionDef, FunctionSpec, Host, HostConfig, engine, server};
 
     const HELLO: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
@@ -173,15 +172,10 @@ mod tests {
         let host = Host::new(HostConfig::default()).expect("a host");
         if let Some(revision) = revision {
             let compiled = engine::compile(host.engine(), HELLO.as_bytes()).expect("compiles");
-            let def = FunctionDef {
-                key: key(),
-                revision: revision.into(),
-                runtime: "wasm".into(),
-                handler: String::new(),
-                limits: Limits::from_spec(&FunctionSpec::default(), 1 << 30).expect("limits"),
-                values: Default::default(),
-                allowed_outbound_hosts: Vec::new(),
-            };
+            let spec = FunctionSpec::default();
+            let def =
+                FunctionDef::from_spec(key(), &spec, revision.into(), 1 << 30, Default::default())
+                    .expect("the default limits");
             host.load(def, &compiled).expect("loads");
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

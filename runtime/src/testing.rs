@@ -10,7 +10,6 @@ use http_body_util::BodyExt;
 use crate::engine::{self, EngineConfig};
 use crate::function::{FunctionKey, FunctionSpec};
 use crate::host::{Host, HostConfig};
-use crate::limits::Limits;
 use crate::registry::{FunctionDef, LoadedFunction};
 
 /// A host whose pool holds a few instances: tests run many hosts at once.
@@ -49,40 +48,53 @@ pub fn reactor(body: &str, fail: Option<Fail>) -> String {
 }
 
 fn module(body: &str, export: &str, fail: Option<Fail>) -> String {
-    let (fail_at, failure) = match fail {
-        None => (-1, "unreachable"),
-        Some(Fail::Trap(at)) => (i32::from(at), "unreachable"),
-        Some(Fail::Spin(at)) => (i32::from(at), "(loop $spin (br $spin))"),
+    let fail = match fail {
+        None => String::new(),
+        Some(Fail::Trap(at)) => {
+            format!("(if (i32.eq (global.get $n) (i32.const {at})) (then unreachable))")
+        }
+        Some(Fail::Spin(at)) => {
+            format!("(if (i32.eq (global.get $n) (i32.const {at})) (then (loop $spin (br $spin))))")
+        }
     };
-    let (before, after) = body.split_once("{n}").unwrap_or((body, ""));
+    let escape = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    // With `{n}`: the call count as one digit, then the rest of the body (its own segment).
+    let (before, count, rest) = match body.split_once("{n}") {
+        Some((before, after)) => (
+            before,
+            format!(
+                "(i32.store8 (i32.const 128) (i32.add (i32.const 48) (global.get $n)))
+    (call $write (i32.const 128) (i32.const 1))
+    (call $write (i32.const 1024) (i32.const {}))",
+                after.len()
+            ),
+            format!(r#"(data (i32.const 1024) "{}")"#, escape(after)),
+        ),
+        None => (body, String::new(), String::new()),
+    };
     let head = format!("Content-Type: text/plain\n\n{before}");
-    let escape = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
     format!(
         r#"(module
   (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
   (global $n (mut i32) (i32.const 0))
-  (data (i32.const 256) "{head}")
-  (data (i32.const 1024) "{after}")
+  (data (i32.const 256) "{head_text}")
+  {rest}
   (func $write (param $at i32) (param $len i32)
     (i32.store (i32.const 0) (local.get $at))
     (i32.store (i32.const 4) (local.get $len))
     (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
   (func (export "{export}")
     (global.set $n (i32.add (global.get $n) (i32.const 1)))
-    (if (i32.eq (global.get $n) (i32.const {fail_at}))
-      (then {failure}))
+    {fail}
     (call $write (i32.const 256) (i32.const {head_len}))
-    (if (i32.eqz (i32.const {counted}))
-      (then (return)))
-    (i32.store8 (i32.const 128) (i32.add (i32.const 48) (global.get $n)))
-    (call $write (i32.const 128) (i32.const 1))
-    (call $write (i32.const 1024) (i32.const {after_len}))))"#,
-        head = escape(&head).replace('\n', "\\n"),
+    {count}))"#,
+        head_text = escape(&head),
         head_len = head.len(),
-        after = escape(after),
-        after_len = after.len(),
-        counted = i32::from(body.contains("{n}")),
     )
 }
 
@@ -100,16 +112,17 @@ pub fn load(
     host.load(def(key, revision), &compiled)
 }
 
+/// What a manifest with only a name asks for.
 pub fn def(key: &FunctionKey, revision: &str) -> FunctionDef {
-    FunctionDef {
-        key: key.clone(),
-        revision: revision.into(),
-        runtime: "wasm".into(),
-        handler: String::new(),
-        limits: Limits::from_spec(&FunctionSpec::default(), 1 << 30).expect("default limits"),
-        values: Default::default(),
-        allowed_outbound_hosts: Vec::new(),
-    }
+    let spec = FunctionSpec::default();
+    FunctionDef::from_spec(
+        key.clone(),
+        &spec,
+        revision.into(),
+        1 << 30,
+        Default::default(),
+    )
+    .expect("the default limits")
 }
 
 /// A response's status and body, as text.
