@@ -13,8 +13,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use wasmless_api::FunctionManifest;
 use wasmless_e2e::{Served, wat_manifest};
-use wasmless_runtime::FunctionManifest;
 
 use crate::local::{self, Phases};
 use crate::report::{self, Memory, goal, mib};

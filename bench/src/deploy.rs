@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tempfile::TempDir;
+use wasmless_api::FunctionManifest;
 use wasmless_e2e::{Served, wat_manifest};
-use wasmless_runtime::FunctionManifest;
 
 use crate::local;
 use crate::report::{goal, median, secs};

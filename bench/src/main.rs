@@ -29,10 +29,11 @@ use std::time::Instant;
 use anyhow::Context;
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
+use wasmless_api::FunctionKey;
+use wasmless_api::function::FunctionSpec;
 use wasmless_runtime::engine::{self, Compiled};
-use wasmless_runtime::function::FunctionSpec;
 use wasmless_runtime::limits::Limits;
-use wasmless_runtime::{EngineConfig, FunctionDef, FunctionKey, Host, HostConfig};
+use wasmless_runtime::{EngineConfig, FunctionDef, Host, HostConfig};
 
 #[derive(Parser)]
 struct Cli {

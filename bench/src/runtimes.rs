@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
+use wasmless_api::FunctionManifest;
+use wasmless_api::validate::Origin;
 use wasmless_controller::artifacts::{ArtifactStore, Object};
 use wasmless_controller::{DirStore, Pipeline, manifest};
 use wasmless_runtime::engine;
-use wasmless_runtime::validate::Origin;
-use wasmless_runtime::{EngineConfig, FunctionDef, FunctionManifest, Host, HostConfig};
+use wasmless_runtime::{EngineConfig, FunctionDef, Host, HostConfig};
 
 /// Runtime, example file, and how its source writes a comment line.
 const RUNTIMES: [(&str, &str, &str); 8] = [

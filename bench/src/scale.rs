@@ -13,9 +13,9 @@ use futures::{StreamExt, TryStreamExt};
 use kube::Api;
 use kube::api::PostParams;
 use kube::runtime::{WatchStreamExt, watcher};
+use wasmless_api::function::{Function, Phase};
 use wasmless_e2e::cluster::{self, Cluster};
 use wasmless_e2e::{Process, wat_manifest};
-use wasmless_runtime::function::{Function, Phase};
 
 use crate::report::{self, Memory, goal, mib, secs};
 

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use wasmless_runtime::function::Packaging;
+use wasmless_api::function::Packaging;
 
 use crate::BuildError;
 

@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use thiserror::Error;
-use wasmless_runtime::function::{ArchiveFiles, Runtime};
+use wasmless_api::function::{ArchiveFiles, Runtime};
 
 /// Most entries (files and directories) an archive may hold.
 pub const MAX_ENTRIES: usize = 1000;

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine as _;
-use wasmless_runtime::function::Runtime;
+use wasmless_api::function::Runtime;
 
 use crate::api::{self, BuildRequest, Failure};
 use crate::builders::{self, BuildError, Source};

@@ -27,7 +27,7 @@ pub mod server;
 pub use builders::{BuildError, Source};
 pub use client::Client;
 
-use wasmless_runtime::function::Runtime;
+use wasmless_api::function::Runtime;
 
 /// Something that turns a source into WebAssembly: the builder process through [`Client`]
 /// everywhere; tests of the pipeline may build WAT in-process.

@@ -17,7 +17,7 @@ use landlock::{
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wasmless_runtime::function::{Packaging, Runtime};
+use wasmless_api::function::{Packaging, Runtime};
 
 use crate::api::{self, Failure};
 use crate::builders::{self, BuildError, Source, toolchain};

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
-use wasmless_runtime::function::Runtime;
+use wasmless_api::function::Runtime;
 use wasmless_runtime::token::{self, Token};
 
 use crate::api::{self, BuildRequest, Failure};

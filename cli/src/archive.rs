@@ -5,8 +5,8 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 
+use wasmless_api::function::Packaging;
 use wasmless_builder::archive::{self, MAX_ENTRIES, MAX_TOTAL_BYTES};
-use wasmless_runtime::function::Packaging;
 
 /// The bytes of `path` and what they are.
 pub fn read(path: &Path) -> anyhow::Result<(Vec<u8>, Packaging)> {
@@ -98,7 +98,7 @@ mod tests {
         std::fs::write(src.join("lib/util.py"), "")?;
         let (zip, packaging) = read(&src)?;
         assert_eq!(packaging, Packaging::Zip);
-        let listing = archive::check(&zip, wasmless_runtime::function::Runtime::Python, "hello.h")?;
+        let listing = archive::check(&zip, wasmless_api::function::Runtime::Python, "hello.h")?;
         assert_eq!(listing.files, ["hello.py", "helper.py", "lib/util.py"]);
         // The same directory, the same bytes.
         assert_eq!(read(&src)?.0, zip);

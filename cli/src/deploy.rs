@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use wasmless_api::function::{DEFAULT_NAMESPACE, EnvVar, IntOrString, Packaging};
+use wasmless_api::validate::{self, Origin};
+use wasmless_api::{FunctionKey, FunctionSpec};
 use wasmless_controller::source;
-use wasmless_runtime::function::{DEFAULT_NAMESPACE, EnvVar, IntOrString, Packaging};
-use wasmless_runtime::validate::{self, Origin};
-use wasmless_runtime::{FunctionKey, FunctionSpec};
 
 use crate::output::Format;
 use crate::progress::Spinner;
@@ -108,8 +108,8 @@ pub fn dry_run(args: &DeployArgs, namespace: Option<&str>) -> anyhow::Result<()>
         metadata["labels"] = serde_json::to_value(labels)?;
     }
     let function = serde_json::json!({
-        "apiVersion": wasmless_runtime::function::API_VERSION,
-        "kind": wasmless_runtime::function::KIND,
+        "apiVersion": wasmless_api::function::API_VERSION,
+        "kind": wasmless_api::function::KIND,
         "metadata": metadata,
         "spec": spec,
     });
@@ -401,7 +401,7 @@ mod tests {
         fill(&mut spec, None, None, &flags)?;
         // Twice changes nothing.
         fill(&mut spec, None, None, &flags)?;
-        let settings = wasmless_runtime::function::Settings::of(&spec);
+        let settings = wasmless_api::function::Settings::of(&spec);
         let mounts: Vec<(String, String)> = settings
             .mounts
             .iter()

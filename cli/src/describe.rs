@@ -1,6 +1,6 @@
 //! `function describe`: a function's spec and status, as Kubeless's describe listed them.
 
-use wasmless_runtime::validate;
+use wasmless_api::validate;
 
 use crate::output::{Format, print_value};
 use crate::target::Target;

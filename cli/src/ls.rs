@@ -1,7 +1,7 @@
 //! `function ls`: NAME, NAMESPACE, RUNTIME, HANDLER, STATUS, URL (Kubeless's columns, with the
 //! build phase as STATUS).
 
-use wasmless_runtime::validate;
+use wasmless_api::validate;
 
 use crate::output::{Format, print_value, table};
 use crate::target::{Target, View};

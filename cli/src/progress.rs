@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use wasmless_runtime::FunctionKey;
+use wasmless_api::FunctionKey;
 
 pub struct Spinner {
     key: String,

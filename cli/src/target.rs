@@ -8,8 +8,8 @@ pub mod local;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use wasmless_controller::children::DEFAULT_HOST_SELECTOR;
-use wasmless_runtime::{FunctionKey, FunctionSpec};
+use wasmless_api::cluster::DEFAULT_HOST_SELECTOR;
+use wasmless_api::{FunctionKey, FunctionSpec};
 
 use cluster::Cluster;
 use local::Local;

@@ -15,7 +15,7 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use wasmless_runtime::function::Condition;
+use wasmless_api::function::Condition;
 
 use crate::output::{Format, print_value, table};
 use crate::target::TargetArgs;
@@ -218,7 +218,7 @@ fn verb_kind(kind: &str) -> &'static str {
 
 /// The Ready condition as a column: `True`, or `False (Reason)`.
 fn ready_column(conditions: &[Condition]) -> String {
-    match wasmless_runtime::trigger::condition(conditions, "Ready") {
+    match wasmless_api::trigger::condition(conditions, "Ready") {
         Some(c) if c.status == "True" => "True".into(),
         Some(c) => format!("{} ({})", c.status, c.reason),
         None => "Unknown".into(),

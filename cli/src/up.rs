@@ -20,17 +20,16 @@ use anyhow::{Context, bail};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
+use wasmless_api::digest::Sha256Digest;
+use wasmless_api::function::{Phase, SourceStatus};
+use wasmless_api::validate::{self, Origin};
+use wasmless_api::{FunctionKey, FunctionManifest};
 use wasmless_builder::Client;
 use wasmless_builder::local::LocalBuilder;
 use wasmless_controller::driver::{self, Driver, OriginBuf, Outcome, Waiter};
 use wasmless_controller::pipeline::compile_cache_dir;
 use wasmless_controller::{DirStore, Pipeline, manifest};
-use wasmless_runtime::digest::Sha256Digest;
-use wasmless_runtime::function::{Phase, SourceStatus};
-use wasmless_runtime::validate::{self, Origin};
-use wasmless_runtime::{
-    FunctionDef, FunctionKey, FunctionManifest, Host, HostArgs, engine, server,
-};
+use wasmless_runtime::{FunctionDef, Host, HostArgs, engine, server};
 
 /// The longest a build may take here, waiting for the builder included (its own timeout,
 /// `WASMLESS_BUILD_TIMEOUT`, stops the build before).
@@ -43,10 +42,10 @@ pub struct UpArgs {
     #[arg(long, default_value = "functions")]
     dir: PathBuf,
     /// Address for function traffic.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, default_value_t = format!("127.0.0.1:{}", wasmless_api::cluster::FUNCTION_PORT))]
     listen: String,
     /// Address for health, readiness, metrics, status and logs.
-    #[arg(long, default_value = "127.0.0.1:9090")]
+    #[arg(long, default_value_t = format!("127.0.0.1:{}", wasmless_api::cluster::ADMIN_PORT))]
     admin: String,
     /// Artifact store directory [default: $XDG_CACHE_HOME/wasmless or ~/.cache/wasmless].
     #[arg(long, env = "WASMLESS_STORE")]

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use thiserror::Error;
-use wasmless_runtime::digest::Sha256Digest;
+use wasmless_api::digest::Sha256Digest;
 use wasmless_runtime::token::{self, Token};
 
 #[derive(Debug, Error)]

@@ -26,17 +26,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-use wasmless_runtime::function::Function;
+use wasmless_api::cluster::{
+    DEFAULT_HOST_SELECTOR, FUNCTION_LABEL, FUNCTION_PORT, MANAGED_BY, PORT_NAME,
+    SERVICE_NAME_LABEL, admin_port,
+};
+use wasmless_api::function::Function;
 use wasmless_runtime::token::Token;
 
-/// The port Kubeless functions answered on, kept.
-pub const FUNCTION_PORT: i32 = 8080;
-/// Kubeless's port name, kept.
-pub const PORT_NAME: &str = "http-function-port";
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "wasmless");
-pub const FUNCTION_LABEL: &str = "wasmless.dev/function";
-/// Ties an EndpointSlice to its Service (kube-proxy and CoreDNS look slices up by it).
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// Which controller keeps an EndpointSlice; others leave slices of another manager alone.
 pub const SLICE_MANAGED_BY: (&str, &str) =
     ("endpointslice.kubernetes.io/managed-by", "wasmless.dev");
@@ -57,16 +53,13 @@ pub struct ChildConfig {
     pub host_token: Option<Token>,
 }
 
-/// The labels of the shared host pods, as a selector (the chart's, and the flags' default).
-pub const DEFAULT_HOST_SELECTOR: &str = "app.kubernetes.io/name=wasmless-host";
-
 impl Default for ChildConfig {
     fn default() -> Self {
         let (key, value) = DEFAULT_HOST_SELECTOR.split_once('=').unwrap_or_default();
         Self {
             host_selector: BTreeMap::from([(key.to_string(), value.to_string())]),
             host_namespace: None,
-            host_port: IntOrString::Int(FUNCTION_PORT),
+            host_port: IntOrString::Int(i32::from(FUNCTION_PORT)),
             host_token: None,
         }
     }
@@ -144,7 +137,7 @@ pub fn service(function: &Function, config: &ChildConfig, by: EndpointsBy) -> Se
             selector: (by == EndpointsBy::Selector).then(|| config.host_selector.clone()),
             ports: Some(vec![ServicePort {
                 name: Some(PORT_NAME.to_string()),
-                port: FUNCTION_PORT,
+                port: i32::from(FUNCTION_PORT),
                 target_port: Some(config.host_port.clone()),
                 protocol: Some("TCP".to_string()),
                 ..ServicePort::default()
@@ -168,19 +161,6 @@ pub struct HostPod {
     pub port: i32,
     /// The admin port ([`admin_port`]), where the host lists what it serves.
     pub admin_port: i32,
-}
-
-/// The host's admin port when its pod names none (`wasmless-host --admin`'s default).
-pub const DEFAULT_ADMIN_PORT: i32 = 9090;
-
-/// A host pod's admin port: its container port named `admin`, else [`DEFAULT_ADMIN_PORT`].
-pub fn admin_port(pod: &Pod) -> i32 {
-    pod.spec
-        .iter()
-        .flat_map(|s| &s.containers)
-        .flat_map(|c| c.ports.iter().flatten())
-        .find(|p| p.name.as_deref() == Some("admin"))
-        .map_or(DEFAULT_ADMIN_PORT, |p| p.container_port)
 }
 
 /// `pod` as an endpoint, if it is Running, Ready, not being deleted, has an IP and (for a named
@@ -324,7 +304,7 @@ pub fn endpoint_slices(function: &Function, hosts: &[HostPod]) -> Vec<EndpointSl
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-    use wasmless_runtime::FunctionSpec;
+    use wasmless_api::FunctionSpec;
 
     fn function() -> Function {
         let mut f = Function::new("hello-world", FunctionSpec::default());

@@ -1,8 +1,8 @@
-//! The CRDs, generated from the runtime's types: the Function's (`FunctionSpec`,
-//! `FunctionStatus`) and the triggers' (`wasmless_runtime::trigger`).
+//! The CRDs, generated from `wasmless_api`'s types: the Function's (`FunctionSpec`,
+//! `FunctionStatus`) and the triggers' (`wasmless_api::trigger`).
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use wasmless_runtime::{function, trigger};
+use wasmless_api::{function, trigger};
 
 /// The Function CRD as YAML, exactly as `wasmless-controller crd` prints it and the chart ships
 /// it (`crds/functions.yaml`).

@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc};
 
+use wasmless_api::FunctionKey;
+use wasmless_api::function::{Function, FunctionSpec, Phase};
+use wasmless_api::validate::Origin;
 use wasmless_builder::BuildError;
-use wasmless_runtime::FunctionKey;
-use wasmless_runtime::function::{Function, FunctionSpec, Phase};
-use wasmless_runtime::validate::Origin;
 
 use crate::backoff::Exponential;
 use crate::pipeline::{Artifact, Pipeline, PipelineError};
@@ -390,9 +390,9 @@ mod tests {
     use super::*;
     use crate::artifacts::DirStore;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use wasmless_api::function::Runtime;
     use wasmless_builder::{Build, Source, builders};
     use wasmless_runtime::EngineConfig;
-    use wasmless_runtime::function::Runtime;
 
     /// Builds WAT in-process, slowly, counting what it does; the first `unavailable` calls fail
     /// as an unreachable builder would.
@@ -557,7 +557,7 @@ mod tests {
         function.metadata.generation = Some(2);
         assert_eq!(driver.next(&function), Next::Build, "no status yet");
         let status = |phase, generation, artifact: Option<&Artifact>| {
-            Some(wasmless_runtime::function::FunctionStatus {
+            Some(wasmless_api::function::FunctionStatus {
                 phase,
                 observed_generation: Some(generation),
                 artifact: artifact.map(Artifact::reference),

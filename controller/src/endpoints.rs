@@ -14,7 +14,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use thiserror::Error;
 
-use wasmless_runtime::function::Function;
+use wasmless_api::function::Function;
 
 use crate::applied::Applied;
 use crate::children::{self, ChildConfig, HostPod};
@@ -180,7 +180,7 @@ impl Hosts {
                 // manager's slices are its own business.
                 &ListParams::default().labels(&format!(
                     "{}={name},{} in ({},{KUBERNETES_SLICES})",
-                    children::SERVICE_NAME_LABEL,
+                    wasmless_api::cluster::SERVICE_NAME_LABEL,
                     children::SLICE_MANAGED_BY.0,
                     children::SLICE_MANAGED_BY.1
                 )),

@@ -13,9 +13,9 @@ use std::time::{Duration, SystemTime};
 use kube::api::{Api, ListParams};
 use thiserror::Error;
 
-use wasmless_runtime::digest::Sha256Digest;
+use wasmless_api::digest::Sha256Digest;
+use wasmless_api::function::Function;
 use wasmless_runtime::files::{self, Evicted};
-use wasmless_runtime::function::Function;
 
 /// Files used this recently are never removed.
 pub const RECENT: Duration = Duration::from_secs(600);

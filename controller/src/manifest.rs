@@ -3,8 +3,8 @@
 use serde::Deserialize;
 use thiserror::Error;
 
-use wasmless_runtime::FunctionManifest;
-use wasmless_runtime::function::{API_VERSION, KIND};
+use wasmless_api::FunctionManifest;
+use wasmless_api::function::{API_VERSION, KIND};
 
 #[derive(Debug, Error)]
 pub enum ManifestError {
@@ -52,7 +52,7 @@ pub fn parse(text: &str) -> Result<Vec<FunctionManifest>, ManifestError> {
     Ok(out)
 }
 
-/// What makes a document a manifest at all; what it asks for is [`wasmless_runtime::validate`]'s
+/// What makes a document a manifest at all; what it asks for is [`wasmless_api::validate`]'s
 /// to judge, per function.
 fn validate(m: &FunctionManifest) -> Result<(), String> {
     if m.api_version != API_VERSION {
@@ -67,7 +67,7 @@ fn validate(m: &FunctionManifest) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasmless_runtime::function::IntOrString;
+    use wasmless_api::function::IntOrString;
 
     const TWO: &str = r#"
 apiVersion: wasmless.dev/v1alpha1
@@ -130,8 +130,8 @@ spec: {runtime: wat, function: "(module)", timeout: 7}
                 }
                 let text = std::fs::read_to_string(&path).unwrap();
                 for m in parse(&text).unwrap() {
-                    let origin = wasmless_runtime::validate::Origin::Dir(&dir);
-                    let verdict = wasmless_runtime::validate::manifest(&m, origin);
+                    let origin = wasmless_api::validate::Origin::Dir(&dir);
+                    let verdict = wasmless_api::validate::manifest(&m, origin);
                     assert!(verdict.is_ok(), "{}: {verdict:?}", path.display());
                     checked += 1;
                 }

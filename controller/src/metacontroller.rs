@@ -30,9 +30,9 @@ use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use wasmless_runtime::FunctionKey;
-use wasmless_runtime::function::{Function, Settings};
-use wasmless_runtime::validate::{self, Origin};
+use wasmless_api::FunctionKey;
+use wasmless_api::function::{Function, Settings};
+use wasmless_api::validate::{self, Origin};
 
 use crate::children::{self, ChildConfig, EndpointsBy};
 use crate::driver::{Driver, Next, OriginBuf, Outcome};

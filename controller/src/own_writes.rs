@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 
-use wasmless_runtime::function::{Function, FunctionStatus};
+use wasmless_api::function::{Function, FunctionStatus};
 
 /// Per object uid, the resourceVersions replaced by this controller's own writes.
 #[derive(Default)]

@@ -8,11 +8,11 @@ use serde::Serialize;
 use thiserror::Error;
 use wasmtime::Engine;
 
-use wasmless_runtime::abi::Abi;
+use wasmless_api::Abi;
+use wasmless_api::function::{ArtifactRef, Packaging, Runtime};
+use wasmless_api::validate::{self, Invalid, Origin};
+use wasmless_api::{FunctionKey, FunctionSpec};
 use wasmless_runtime::engine::{self, EngineError};
-use wasmless_runtime::function::{ArtifactRef, Packaging, Runtime};
-use wasmless_runtime::validate::{self, Invalid, Origin};
-use wasmless_runtime::{FunctionKey, FunctionSpec};
 
 use wasmless_builder::builders;
 use wasmless_builder::{Build, BuildError, Source};
@@ -293,7 +293,8 @@ mod tests {
     use super::*;
     use crate::artifacts::DirStore;
     use std::sync::Arc;
-    use wasmless_runtime::{EngineConfig, FunctionManifest};
+    use wasmless_api::FunctionManifest;
+    use wasmless_runtime::EngineConfig;
 
     fn manifest(body: &str) -> FunctionManifest {
         let yaml = format!(

@@ -20,9 +20,9 @@ use kube::{Client, Resource, ResourceExt};
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 
-use wasmless_runtime::FunctionKey;
-use wasmless_runtime::function::{Function, FunctionStatus, Phase, Settings};
-use wasmless_runtime::validate::{self, Invalid, Origin};
+use wasmless_api::FunctionKey;
+use wasmless_api::function::{Function, FunctionStatus, Phase, Settings};
+use wasmless_api::validate::{self, Invalid, Origin};
 
 use crate::applied::Applied;
 use crate::backoff::Exponential;
@@ -140,8 +140,8 @@ pub async fn run(
             services,
             watcher::Config::default().labels(&format!(
                 "{}={}",
-                children::MANAGED_BY.0,
-                children::MANAGED_BY.1
+                wasmless_api::cluster::MANAGED_BY.0,
+                wasmless_api::cluster::MANAGED_BY.1
             )),
         )
         // Back within seconds of an API-server restart (kube-runtime's default waits up to 30 s).

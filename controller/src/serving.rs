@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use wasmless_runtime::FunctionKey;
-use wasmless_runtime::function::Phase;
+use wasmless_api::FunctionKey;
+use wasmless_api::function::Phase;
 use wasmless_runtime::registry::FunctionInfo;
 
 use wasmless_runtime::token::Token;
@@ -156,8 +156,9 @@ impl Serving {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasmless_runtime::function::SourceStatus;
-    use wasmless_runtime::{FunctionDef, FunctionSpec, Host, HostConfig, engine, server};
+    use wasmless_api::FunctionSpec;
+    use wasmless_api::function::SourceStatus;
+    use wasmless_runtime::{FunctionDef, Host, HostConfig, engine, server};
 
     const HELLO: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
     const SECRET: &str = "a-token-of-thirty-two-characters-at-least";

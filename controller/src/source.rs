@@ -10,12 +10,12 @@ use std::path::{Component, Path, PathBuf};
 
 use base64::Engine as _;
 use thiserror::Error;
-use wasmless_runtime::digest::Sha256Digest;
+use wasmless_api::digest::Sha256Digest;
 
+use wasmless_api::FunctionSpec;
+use wasmless_api::function::{ContentType, Packaging, Runtime};
+use wasmless_api::validate::Origin;
 use wasmless_builder::archive::{self, ArchiveError};
-use wasmless_runtime::FunctionSpec;
-use wasmless_runtime::function::{ContentType, Packaging, Runtime};
-use wasmless_runtime::validate::Origin;
 
 /// Largest file a `url` source may name.
 pub const MAX_URL_SOURCE_BYTES: u64 = 64 << 20;

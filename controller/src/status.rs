@@ -1,8 +1,8 @@
 //! The status a build outcome gives a Function: the same shape from the native reconciler and
 //! from the Metacontroller hook.
 
-use wasmless_runtime::function::{ArtifactRef, Condition, FunctionStatus, Phase};
-use wasmless_runtime::validate::Invalid;
+use wasmless_api::function::{ArtifactRef, Condition, FunctionStatus, Phase};
+use wasmless_api::validate::Invalid;
 
 use crate::pipeline::Artifact;
 use crate::serving::Count;
@@ -333,7 +333,7 @@ fn ready(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasmless_runtime::abi::Abi;
+    use wasmless_api::Abi;
 
     fn artifact(digest: &str) -> Artifact {
         Artifact {
@@ -434,13 +434,13 @@ mod tests {
     #[test]
     fn an_invalid_spec_fails_with_every_reason_and_keeps_the_artifact() {
         let ok = first_build();
-        let reasons = wasmless_runtime::validate::Invalid(vec![
-            wasmless_runtime::validate::FieldError {
-                field: wasmless_runtime::validate::Field::Timeout,
+        let reasons = wasmless_api::validate::Invalid(vec![
+            wasmless_api::validate::FieldError {
+                field: wasmless_api::validate::Field::Timeout,
                 message: "-1 must be whole seconds from 1 to 3600".into(),
             },
-            wasmless_runtime::validate::FieldError {
-                field: wasmless_runtime::validate::Field::Handler,
+            wasmless_api::validate::FieldError {
+                field: wasmless_api::validate::Field::Handler,
                 message: "bad".into(),
             },
         ]);

@@ -17,7 +17,7 @@ use kube::Client;
 use thiserror::Error;
 use tokio::sync::watch;
 
-use wasmless_runtime::function::Condition;
+use wasmless_api::function::Condition;
 
 #[derive(Debug, Error)]
 pub enum Error {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use http::StatusCode;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 
-use crate::function::FunctionKey;
+use wasmless_api::function::FunctionKey;
 
 /// The host-wide bounds on what runs at once.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,12 +12,12 @@ use std::time::Duration;
 use thiserror::Error;
 use wasmtime::Engine;
 
-use crate::digest::{BadDigest, Sha256Digest};
 use crate::engine::{self, Compiled, EngineError, LoadAgain};
-use crate::function::ArtifactRef;
 use crate::host::HostError;
 use crate::limits::LimitError;
 use crate::token::Token;
+use wasmless_api::digest::{BadDigest, Sha256Digest};
+use wasmless_api::function::ArtifactRef;
 
 #[derive(Debug, Error)]
 pub enum LoadError {

@@ -6,9 +6,9 @@ use std::time::Duration;
 use crate::admission::AdmissionLimits;
 use crate::engine::EngineConfig;
 use crate::host::HostConfig;
-use crate::limits::parse_quantity;
 use crate::server::{ConnectionLimits, Drain, MIN_HEADER_BYTES};
 use crate::warm::WarmLimits;
+use wasmless_api::limits::parse_quantity;
 
 /// Every [`HostConfig`] and [`EngineConfig`] field a user may set; the defaults are theirs.
 #[derive(clap::Args, Clone, Debug)]
@@ -21,7 +21,7 @@ pub struct HostArgs {
     #[arg(long, env = "WASMLESS_LOG_LINES", default_value_t = 1_000)]
     pub log_lines: usize,
     /// The port functions are told they serve on (FUNC_PORT).
-    #[arg(long, env = "WASMLESS_FUNC_PORT", default_value_t = 8080)]
+    #[arg(long, env = "WASMLESS_FUNC_PORT", default_value_t = wasmless_api::cluster::FUNCTION_PORT)]
     pub func_port: u16,
     /// Largest linear memory of any instance, a quantity; a function's `memory` above it is
     /// refused.

@@ -8,16 +8,12 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::compile_cache::DirCacheStore;
-use crate::digest::Sha256Digest;
+use wasmless_api::digest::Sha256Digest;
 use wasmtime::component::Component;
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig,
     Precompiled,
 };
-
-/// The largest linear memory an instance may have unless `--max-memory` says otherwise; also
-/// the most a Function may ask for ([`crate::validate`]).
-pub const DEFAULT_MAX_MEMORY_BYTES: u64 = 1 << 30;
 
 /// Everything that shapes the engine, in one place.
 #[derive(Clone, Debug)]
@@ -51,7 +47,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
+            max_memory_bytes: wasmless_api::limits::MAX_MEMORY_BYTES,
             total_core_instances: 10_000,
             total_component_instances: 1_000,
             total_memories: 2_000,

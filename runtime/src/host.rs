@@ -15,7 +15,6 @@ use wasmtime::Engine;
 use crate::abi::{CallError, Invocation, Linkers, PrepareError, Prepared};
 use crate::admission::{Admission, AdmissionLimits, RETRY_AFTER_SECONDS, Reason, Rejected};
 use crate::engine::{Compiled, EngineConfig, EngineError, LoadAgain};
-use crate::function::{FunctionKey, SourceStatus};
 use crate::logs::Logs;
 use crate::metrics::Metrics;
 use crate::outbound::OutboundPolicy;
@@ -25,6 +24,7 @@ use crate::routes::Routes;
 use crate::server::ConnectionLimits;
 use crate::values::MountDirs;
 use crate::warm::{WarmBudget, WarmLimits};
+use wasmless_api::function::{FunctionKey, SourceStatus};
 
 /// Everything that configures a host.
 #[derive(Clone, Debug)]
@@ -67,9 +67,9 @@ impl Default for HostConfig {
             engine: EngineConfig::default(),
             max_body_bytes: 8 << 20,
             log_lines: 1_000,
-            port: 8080,
+            port: wasmless_api::cluster::FUNCTION_PORT,
             admission: AdmissionLimits::default(),
-            max_timeout: crate::validate::MAX_TIMEOUT,
+            max_timeout: wasmless_api::validate::MAX_TIMEOUT,
             max_stdout_bytes: 16 << 20,
             max_log_bytes: 1 << 20,
             body_timeout: Duration::from_secs(30),

@@ -1,8 +1,7 @@
-//! wasmless's data plane: one shared wasmtime host that serves every function.
+//! wasmless's data plane: one shared wasmtime host that serves every function. The types it
+//! serves (Functions, triggers, digests, the validator) are `wasmless_api`'s.
 //!
-//! - [`function`]: the manifest types every part of wasmless shares; [`digest`]: sha256
-//!   digests; [`limits`]: a function's timeout, memory and warm instances.
-//! - [`validate`]: the one check of a Function every entry point runs.
+//! - [`limits`]: a function's timeout, memory and warm instances, as a store enforces them.
 //! - [`engine`]: the one wasmtime configuration (pooling, copy-on-write, epochs), and the only
 //!   module with `unsafe` (loading precompiled code); [`compile_cache`]: Cranelift's
 //!   incremental compilation cache, on disk.
@@ -11,31 +10,26 @@
 //!   call; [`resident`]: how many functions' code stays loaded.
 //! - [`abi`]: one request through one instance (WAGI commands and reactors, WASI HTTP);
 //!   [`warm`]: idle instances kept for the next request; [`outbound`]: what a wasi:http
-//!   function may call.
+//!   function may call, enforced.
 //! - [`admission`]: how many instances run at once, and what a refused request is told.
-//! - [`address`]: which function a request names (its Host, or its `/fn/` path);
-//!   [`routes`]: the hostnames HTTPTriggers route.
+//! - [`routes`]: the hostnames HTTPTriggers route.
 //! - [`server`]: the function and admin listeners, and how a process stops.
 //! - [`metrics`] and [`logs`]: Kubeless's metrics, and each function's recent stderr.
 //! - [`artifacts`], [`loader`] and [`watch`]: how a host in a cluster fetches, caches and loads
 //!   what it is assigned; [`files`]: atomic writes, eviction and the user's cache.
 //! - [`values`]: Secret and ConfigMap values, resolved when a function loads.
-//! - [`trigger`]: HTTPTrigger and CronJobTrigger, the kinds that invoke functions.
 //! - [`token`]: the bearer tokens between wasmless's own parts.
 
 #![deny(unsafe_code)]
 
 pub mod abi;
-pub mod address;
 pub mod admission;
 pub mod artifacts;
 pub mod compile_cache;
 pub mod config;
-pub mod digest;
 #[allow(unsafe_code)]
 pub mod engine;
 pub mod files;
-pub mod function;
 pub mod host;
 pub mod limits;
 pub mod loader;
@@ -49,15 +43,12 @@ pub mod server;
 #[cfg(test)]
 mod testing;
 pub mod token;
-pub mod trigger;
-pub mod validate;
 pub mod values;
 pub mod warm;
 pub mod watch;
 
 pub use config::HostArgs;
 pub use engine::{Compiled, EngineConfig};
-pub use function::{FunctionKey, FunctionManifest, FunctionSpec};
 pub use host::{Host, HostConfig};
 pub use registry::FunctionDef;
 

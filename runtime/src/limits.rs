@@ -5,17 +5,9 @@ use std::time::Duration;
 use thiserror::Error;
 use wasmtime::ResourceLimiter;
 
-use crate::function::{FunctionSpec, Runtime, Settings};
-use crate::validate::{self, Field, FieldError, Invalid};
-
-/// Kubeless's default function timeout.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
-/// Linear-memory cap when the manifest names none.
-pub const DEFAULT_MEMORY_BYTES: u64 = 256 << 20;
-
-/// Idle instances kept for python, nodejs and go when the manifest names no number: their
-/// instances take milliseconds to start (an interpreter, Go's runtime), a warm one nothing.
-pub const DEFAULT_WARM_INSTANCES: usize = 4;
+use wasmless_api::function::{FunctionSpec, Runtime, Settings};
+use wasmless_api::limits::{DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, DEFAULT_WARM_INSTANCES};
+use wasmless_api::validate::{self, Field, FieldError, Invalid};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -39,8 +31,6 @@ impl Default for Limits {
 pub enum LimitError {
     #[error("{0}")]
     Invalid(#[from] Invalid),
-    #[error("memory {0:?} is not a quantity such as 64Mi, 1Gi or 1048576")]
-    Quantity(String),
     #[error("memory {requested} bytes is above this host's per-instance maximum of {max} bytes")]
     MemoryTooLarge { requested: u64, max: u64 },
     /// A Secret's or ConfigMap's key it reads is missing (grouped here: it is what the spec
@@ -84,26 +74,6 @@ impl Limits {
             warm_instances,
         })
     }
-}
-
-/// Parses a Kubernetes memory quantity (`128Mi`, `1G`, `1048576`) into bytes.
-pub fn parse_quantity(q: &str) -> Result<u64, LimitError> {
-    let q = q.trim();
-    let bad = || LimitError::Quantity(q.to_string());
-    let split = q.find(|c: char| !c.is_ascii_digit()).unwrap_or(q.len());
-    let (digits, suffix) = q.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    let factor: u64 = match suffix {
-        "" => 1,
-        "k" => 1_000,
-        "M" => 1_000_000,
-        "G" => 1_000_000_000,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(factor).ok_or_else(bad)
 }
 
 /// The store's resource limiter: caps each linear memory and remembers a refused grow, so the
@@ -166,18 +136,7 @@ impl ResourceLimiter for MemoryLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::function::IntOrString;
-
-    #[test]
-    fn quantities() {
-        assert_eq!(parse_quantity("128Mi"), Ok(128 << 20));
-        assert_eq!(parse_quantity("1G"), Ok(1_000_000_000));
-        assert_eq!(parse_quantity(" 65536 "), Ok(65536));
-        assert!(parse_quantity("12 MB").is_err());
-        assert!(parse_quantity("Mi").is_err());
-        assert!(parse_quantity("99999999999999Gi").is_err());
-        assert!(parse_quantity("1K").is_err(), "Kubernetes spells it k");
-    }
+    use wasmless_api::function::IntOrString;
 
     #[test]
     fn limits_from_spec() {

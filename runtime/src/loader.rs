@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::FunctionKey;
 use crate::artifacts::{Artifacts, LoadError};
-use crate::function::{ArtifactRef, FunctionSpec, Phase, SourceStatus};
 use crate::host::Host;
 use crate::limits::LimitError;
 use crate::registry::FunctionDef;
 use crate::values::{ResolveError, Resolved};
+use wasmless_api::FunctionKey;
+use wasmless_api::function::{ArtifactRef, FunctionSpec, Phase, SourceStatus};
 
 /// The first retry's delay; each next one doubles, up to [`MAX_RETRY_DELAY`].
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(250);

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::function::FunctionKey;
+use wasmless_api::function::FunctionKey;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct LogLine {

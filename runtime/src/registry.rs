@@ -9,13 +9,13 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 use crate::abi::Abi;
-use crate::function::{FunctionKey, FunctionManifest, FunctionSpec, Settings};
 use crate::limits::{LimitError, Limits};
 use crate::logs::LogBuffer;
 use crate::metrics::FunctionMetrics;
 use crate::outbound::OutboundPolicy;
 use crate::resident::Code;
 use crate::values::{self, Known, MountDirs, Resolved};
+use wasmless_api::function::{FunctionKey, FunctionManifest, FunctionSpec, Settings};
 
 /// What the host needs to know about a function besides its code.
 #[derive(Clone, Debug, PartialEq)]

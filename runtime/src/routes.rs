@@ -1,4 +1,4 @@
-//! Routing by HTTPTrigger, beside [`crate::address`]'s routing by Service name: a request whose
+//! Routing by HTTPTrigger, beside [`wasmless_api::address`]'s routing by Service name: a request whose
 //! Host names no function goes to the function of the trigger that holds its hostname and the
 //! longest path prefix that matches (Ingress's `Prefix`: `/api` matches `/api` and `/api/x`, not
 //! `/apix`). A route is held by one trigger, the oldest (then by namespace and name): the same
@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::address;
-use crate::function::FunctionKey;
-use crate::trigger::{HttpTrigger, Route, TriggerKey};
+use wasmless_api::address;
+use wasmless_api::function::FunctionKey;
+use wasmless_api::trigger::{HttpTrigger, Route, TriggerKey};
 
 /// One valid trigger's claim on a route.
 #[derive(Clone, Debug, PartialEq)]
@@ -148,7 +148,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     use super::*;
-    use crate::trigger::HttpTriggerSpec;
+    use wasmless_api::trigger::HttpTriggerSpec;
 
     fn trigger(ns: &str, name: &str, created: i64, host: &str, path: &str, f: &str) -> HttpTrigger {
         let mut t = HttpTrigger::new(

@@ -23,11 +23,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::address;
 use crate::admission::{Reason, Rejected};
-use crate::function::FunctionKey;
 use crate::host::{Host, json_error};
 use crate::token::{self, Token};
+use wasmless_api::address;
+use wasmless_api::function::FunctionKey;
 
 /// What one listener's connections may hold. A connection that has not sent a whole request
 /// head within `header_timeout` (the first or the next one on a kept-alive connection) is

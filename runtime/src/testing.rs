@@ -8,9 +8,9 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 
 use crate::engine::{self, EngineConfig};
-use crate::function::{FunctionKey, FunctionSpec};
 use crate::host::{Host, HostConfig};
 use crate::registry::{FunctionDef, LoadedFunction};
+use wasmless_api::function::{FunctionKey, FunctionSpec};
 
 /// A host whose pool holds a few instances: tests run many hosts at once.
 pub fn host(config: HostConfig) -> Arc<Host> {
@@ -44,7 +44,7 @@ pub enum Fail {
 
 /// The same as a WAGI reactor ([`crate::abi::reactor`]), which may serve many requests.
 pub fn reactor(body: &str, fail: Option<Fail>) -> String {
-    module(body, crate::abi::reactor::HANDLE_EXPORT, fail)
+    module(body, wasmless_api::abi::REACTOR_EXPORT, fail)
 }
 
 fn module(body: &str, export: &str, fail: Option<Fail>) -> String {

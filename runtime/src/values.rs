@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::function::{EnvSource, ObjectName, Settings};
+use wasmless_api::function::{EnvSource, ObjectName, Settings};
 
 /// An object's data: each key's bytes (a ConfigMap's `data` as UTF-8, its `binaryData` too).
 pub type Data = BTreeMap<String, Vec<u8>>;
@@ -160,7 +160,7 @@ impl MountDirs {
             for (key, bytes) in files {
                 // Keys were checked as plain names when the spec was read; the API server
                 // checks them again for Secrets and ConfigMaps.
-                if crate::function::config_key(key).is_err() {
+                if wasmless_api::function::config_key(key).is_err() {
                     continue;
                 }
                 let mut file = private_file(&dir.join(key))?;
@@ -186,7 +186,7 @@ fn private_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::function::{EnvVar, FunctionSpec, ObjectKind, Preserved};
+    use wasmless_api::function::{EnvVar, FunctionSpec, ObjectKind, Preserved};
 
     fn secret(name: &str) -> ObjectName {
         ObjectName {

@@ -12,13 +12,13 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
 
-use crate::FunctionKey;
 use crate::artifacts::{Artifacts, FetchConfig};
-use crate::function::{Function, Settings};
 use crate::host::Host;
 use crate::loader::Loader;
-use crate::validate::{self, Origin};
 use crate::values;
+use wasmless_api::FunctionKey;
+use wasmless_api::function::{Function, Settings};
+use wasmless_api::validate::{self, Origin};
 
 use objects::{Named, Objects};
 

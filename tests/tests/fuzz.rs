@@ -15,13 +15,13 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use wasmless_api::address::{key_from_host, key_from_path, path};
+use wasmless_api::function::Function;
+use wasmless_api::validate::{self, Origin};
+use wasmless_api::{FunctionKey, FunctionManifest};
 use wasmless_controller::manifest;
 use wasmless_controller::metacontroller::HookRequest;
 use wasmless_runtime::abi::wagi::parse_cgi_response;
-use wasmless_runtime::address::{key_from_host, key_from_path, path};
-use wasmless_runtime::function::Function;
-use wasmless_runtime::validate::{self, Origin};
-use wasmless_runtime::{FunctionKey, FunctionManifest};
 
 const DEFAULT_CASES: u64 = 4_000;
 const MAX_POOL: usize = 1_024;

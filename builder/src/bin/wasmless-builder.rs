@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use wasmless_api::limits::parse_quantity;
 use wasmless_builder::local::ANNOUNCE;
 use wasmless_builder::sandbox::{self, Config, Limits, Sandbox};
 use wasmless_builder::server::{self, Server};
-use wasmless_runtime::limits::parse_quantity;
 use wasmless_runtime::token::Token;
 
 #[derive(Parser)]

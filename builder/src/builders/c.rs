@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use wasmless_runtime::function::{Packaging, Runtime};
+use wasmless_api::function::{Packaging, Runtime};
 
 use super::toolchain::{self, run, split_handler};
 use super::{BuildError, Builder, Source};

@@ -11,8 +11,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use wasmless_runtime::function::{Packaging, Runtime};
-use wasmless_runtime::validate::go_requires;
+use wasmless_api::function::{Packaging, Runtime};
+use wasmless_api::validate::go_requires;
 
 use super::toolchain::{self, run, split_handler};
 use super::{BuildError, Builder, Source};

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use wasmless_runtime::function::Runtime;
+use wasmless_api::function::Runtime;
 
 use super::toolchain::{self, run};
 use super::{BuildError, Builder, Source};

@@ -17,7 +17,7 @@ mod wasm;
 mod wat;
 
 use thiserror::Error;
-use wasmless_runtime::function::{Packaging, Runtime};
+use wasmless_api::function::{Packaging, Runtime};
 
 /// What a builder gets from the manifest.
 pub struct Source<'a> {

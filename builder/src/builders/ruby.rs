@@ -10,8 +10,8 @@ mod snapshot;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use wasmless_runtime::digest::Sha256Digest;
-use wasmless_runtime::function::{Packaging, Runtime};
+use wasmless_api::digest::Sha256Digest;
+use wasmless_api::function::{Packaging, Runtime};
 
 use super::toolchain::{self, run};
 use super::{BuildError, Builder, Source};

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use wasmless_runtime::function::Runtime;
+use wasmless_api::function::Runtime;
 
 use super::toolchain::{self, run, split_handler};
 use super::{BuildError, Builder, Source};

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use wasmless_runtime::function::{Packaging, Runtime};
-use wasmless_runtime::validate::is_identifier;
+use wasmless_api::function::{Packaging, Runtime};
+use wasmless_api::validate::is_identifier;
 
 use super::{BuildError, Source};
 use crate::archive;

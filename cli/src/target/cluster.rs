@@ -12,10 +12,11 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
 
-use wasmless_controller::children::{PORT_NAME, SERVICE_NAME_LABEL, admin_port};
-use wasmless_runtime::function::{Function, Phase};
+use wasmless_api::cluster::{PORT_NAME, SERVICE_NAME_LABEL, admin_port};
+use wasmless_api::function::{Function, Phase};
+use wasmless_api::{FunctionKey, address};
 use wasmless_runtime::registry::FunctionInfo;
-use wasmless_runtime::{FunctionKey, address, token};
+use wasmless_runtime::token;
 
 use super::{Answer, Call, Cursors, Desired, LogLine, Progress, TargetArgs, View, already_exists};
 
@@ -444,7 +445,7 @@ fn service_proxy(key: &FunctionKey) -> String {
     format!("/api/v1/namespaces/{ns}/services/{name}:{PORT_NAME}/proxy{route}")
 }
 
-fn built_message(conditions: &[wasmless_runtime::function::Condition]) -> String {
+fn built_message(conditions: &[wasmless_api::function::Condition]) -> String {
     conditions
         .iter()
         .find(|c| c.type_ == "Built")

@@ -7,10 +7,8 @@ use anyhow::{Context, anyhow, bail};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
-use wasmless_runtime::function::{
-    API_VERSION, DEFAULT_NAMESPACE, KIND, Metadata, Phase, SourceStatus,
-};
-use wasmless_runtime::{FunctionKey, FunctionManifest, address};
+use wasmless_api::function::{API_VERSION, DEFAULT_NAMESPACE, KIND, Metadata, Phase, SourceStatus};
+use wasmless_api::{FunctionKey, FunctionManifest, address};
 
 use super::{Answer, Call, Cursors, Desired, LogLine, Progress, View, already_exists, not_found};
 

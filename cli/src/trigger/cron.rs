@@ -3,9 +3,9 @@
 //! `--starting-deadline-seconds`.
 
 use anyhow::Context as _;
+use wasmless_api::function::Preserved;
+use wasmless_api::trigger::{CronJobTrigger, CronJobTriggerSpec};
 use wasmless_controller::triggers::schedule::Schedule;
-use wasmless_runtime::function::Preserved;
-use wasmless_runtime::trigger::{CronJobTrigger, CronJobTriggerSpec};
 
 use super::{ListArgs, NameArg, Objects, invalid, print_list, ready_column};
 use crate::target::cluster::Cluster;

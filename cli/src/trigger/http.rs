@@ -1,7 +1,7 @@
 //! `wasmless trigger http`: Kubeless's flags (`--function-name`, `--hostname`, `--path`,
 //! `--tls-secret`, `--enableTLSAcme`, `--gateway`).
 
-use wasmless_runtime::trigger::{HttpTrigger, HttpTriggerSpec};
+use wasmless_api::trigger::{HttpTrigger, HttpTriggerSpec};
 
 use super::{ListArgs, NameArg, Objects, invalid, print_list, ready_column};
 use crate::target::cluster::Cluster;

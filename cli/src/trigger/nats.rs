@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use wasmless_runtime::trigger::{NatsTrigger, NatsTriggerSpec};
+use wasmless_api::trigger::{NatsTrigger, NatsTriggerSpec};
 
 use super::{ListArgs, NameArg, Objects, invalid, print_list, ready_column};
 use crate::target::cluster::Cluster;

@@ -19,11 +19,12 @@ use axum::{Json, Router};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use wasmless_api::function::{Phase, SourceStatus};
+use wasmless_api::validate::{self, Origin};
+use wasmless_api::{FunctionKey, FunctionManifest};
 use wasmless_controller::manifest;
-use wasmless_runtime::function::{Phase, SourceStatus};
+use wasmless_runtime::Host;
 use wasmless_runtime::host::json_error;
-use wasmless_runtime::validate::{self, Origin};
-use wasmless_runtime::{FunctionKey, FunctionManifest, Host};
 
 use super::Change;
 

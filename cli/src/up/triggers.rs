@@ -19,17 +19,17 @@ use k8s_openapi::jiff::Timestamp;
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 
+use wasmless_api::function::{API_VERSION, DEFAULT_NAMESPACE, Function};
+use wasmless_api::trigger::{
+    CronJobTrigger, CronJobTriggerSpec, HttpTrigger, NatsTrigger, NatsTriggerSpec, TriggerKey,
+};
 use wasmless_controller::triggers::invoke::{self, Invocation};
 use wasmless_controller::triggers::schedule::Schedule;
 use wasmless_controller::triggers::subscription::{
     Counters, Destination, Route, Subscription, queue_group,
 };
 use wasmless_runtime::Host;
-use wasmless_runtime::function::{API_VERSION, DEFAULT_NAMESPACE, Function};
 use wasmless_runtime::routes::{Claim, holders};
-use wasmless_runtime::trigger::{
-    CronJobTrigger, CronJobTriggerSpec, HttpTrigger, NatsTrigger, NatsTriggerSpec, TriggerKey,
-};
 
 /// A document of a manifest file that triggers need: a trigger, or a Function (its labels, for
 /// NATSTriggers' selectors).
@@ -235,7 +235,7 @@ async fn tick(trigger: CronJobTrigger, schedule: Schedule, base: String, http: r
             &tick,
             invoke::event_id(&key.to_string(), &tick),
             trigger.spec.payload.as_ref().map(|p| &p.value),
-            wasmless_runtime::validate::MAX_TIMEOUT,
+            wasmless_api::validate::MAX_TIMEOUT,
         );
         let result = invoke::send(&http, Some(&base), &invocation).await;
         tracing::info!(

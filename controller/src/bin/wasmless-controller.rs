@@ -19,13 +19,13 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use futures::FutureExt;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use wasmless_controller::children::{self, ChildConfig};
+use wasmless_api::validate::{self, Origin};
+use wasmless_controller::children::ChildConfig;
 use wasmless_controller::driver::{self, Driver};
 use wasmless_controller::{
     DirStore, Pipeline, artifacts, eviction, leader, manifest, metacontroller, reconcile, triggers,
 };
 use wasmless_runtime::token::{self, Token};
-use wasmless_runtime::validate::{self, Origin};
 use wasmless_runtime::{EngineConfig, server};
 
 #[derive(Parser)]
@@ -117,7 +117,7 @@ struct RunArgs {
     lease_namespace: String,
     /// Labels of the shared host pods (k=v,k=v): native mode makes each function's endpoints
     /// from the ready ones; metacontroller mode's Services select them.
-    #[arg(long, env = "WASMLESS_HOST_SELECTOR", default_value = children::DEFAULT_HOST_SELECTOR)]
+    #[arg(long, env = "WASMLESS_HOST_SELECTOR", default_value = wasmless_api::cluster::DEFAULT_HOST_SELECTOR)]
     host_selector: String,
     /// Namespace of the host pods (native mode) [default: this pod's, POD_NAMESPACE, else the
     /// kubeconfig context's]; `*`: any namespace. Pods labelled like hosts elsewhere never
@@ -336,7 +336,7 @@ fn token(flag: &str, file: Option<&std::path::Path>) -> anyhow::Result<Token> {
 }
 
 fn quantity(text: &str) -> Result<u64, String> {
-    wasmless_runtime::limits::parse_quantity(text).map_err(|e| e.to_string())
+    wasmless_api::limits::parse_quantity(text).map_err(|e| e.to_string())
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {

@@ -23,8 +23,8 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
-use wasmless_runtime::function::{Condition, Function};
-use wasmless_runtime::trigger::{CronJobTrigger, CronJobTriggerStatus, CronResult};
+use wasmless_api::function::{Condition, Function};
+use wasmless_api::trigger::{CronJobTrigger, CronJobTriggerStatus, CronResult};
 
 use super::invoke::{self, Invocation};
 use super::schedule::Schedule;

@@ -20,15 +20,15 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
-use wasmless_runtime::function::Function;
+use wasmless_api::function::Function;
+use wasmless_api::trigger::{HttpTrigger, HttpTriggerStatus, Route};
 use wasmless_runtime::routes::{Claim, holders};
-use wasmless_runtime::trigger::{HttpTrigger, HttpTriggerStatus, Route};
 
 use super::{Context, Error, Ready};
 use crate::backoff::Exponential;
-use crate::children::{FUNCTION_PORT, MANAGED_BY};
 use crate::reconcile::MANAGER;
 use crate::status;
+use wasmless_api::cluster::{FUNCTION_PORT, MANAGED_BY};
 
 /// The label naming the trigger an Ingress belongs to.
 pub const TRIGGER_LABEL: &str = "wasmless.dev/http-trigger";
@@ -325,7 +325,7 @@ pub fn ingress(trigger: &HttpTrigger, route: &Route, default_class: Option<&str>
                                 // characters, and the Service's is Kubeless's longer name.
                                 port: Some(ServiceBackendPort {
                                     name: None,
-                                    number: Some(FUNCTION_PORT),
+                                    number: Some(i32::from(FUNCTION_PORT)),
                                 }),
                             }),
                             resource: None,
@@ -348,7 +348,7 @@ pub fn ingress(trigger: &HttpTrigger, route: &Route, default_class: Option<&str>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasmless_runtime::trigger::HttpTriggerSpec;
+    use wasmless_api::trigger::HttpTriggerSpec;
 
     #[test]
     fn the_ingress_routes_the_host_and_path_to_the_functions_service() {

@@ -8,9 +8,9 @@ use std::time::Duration;
 use http::header;
 use sha2::{Digest, Sha256};
 
-use wasmless_runtime::FunctionKey;
-use wasmless_runtime::function::Function;
-use wasmless_runtime::validate;
+use wasmless_api::FunctionKey;
+use wasmless_api::function::Function;
+use wasmless_api::validate;
 
 /// Longest error kept in status.
 const MAX_ERROR: usize = 500;
@@ -23,7 +23,7 @@ const CALL_MARGIN: Duration = Duration::from_secs(5);
 pub fn timeout(function: Option<&Function>) -> Duration {
     function
         .and_then(|f| validate::timeout(f.spec.timeout.as_ref()).ok())
-        .unwrap_or(wasmless_runtime::limits::DEFAULT_TIMEOUT)
+        .unwrap_or(wasmless_api::limits::DEFAULT_TIMEOUT)
         + CALL_MARGIN
 }
 
@@ -57,7 +57,7 @@ impl<'a> Invocation<'a> {
             function,
             time: tick,
             event_id,
-            source: wasmless_runtime::trigger::cron::EVENT_NAMESPACE,
+            source: wasmless_api::trigger::cron::EVENT_NAMESPACE,
             body: payload.map(|p| ("application/json", p.to_string().into_bytes())),
             timeout,
             keep: 0,

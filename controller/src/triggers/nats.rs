@@ -22,8 +22,8 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
 
-use wasmless_runtime::function::Function;
-use wasmless_runtime::trigger::{NatsTrigger, NatsTriggerStatus, TriggerKey};
+use wasmless_api::function::Function;
+use wasmless_api::trigger::{NatsTrigger, NatsTriggerStatus, TriggerKey};
 
 use super::subscription::{Connection, Counters, Destination, Route, Subscription, queue_group};
 use super::{Context, Ready};
@@ -217,7 +217,7 @@ async fn subscribe(
 async fn write(
     ctx: &Context,
     trigger: &NatsTrigger,
-    ready: wasmless_runtime::function::Condition,
+    ready: wasmless_api::function::Condition,
     running: Option<&mut Subscription>,
 ) -> Result<(), kube::Error> {
     let previous = trigger.status.clone().unwrap_or_default();

@@ -22,10 +22,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use kube::core::SelectorExt;
-use wasmless_runtime::FunctionKey;
-use wasmless_runtime::function::Function;
-use wasmless_runtime::trigger::nats::{EVENT_NAMESPACE, Target};
-use wasmless_runtime::trigger::{NatsResult, NatsTriggerSpec, TriggerKey};
+use wasmless_api::FunctionKey;
+use wasmless_api::function::Function;
+use wasmless_api::trigger::nats::{EVENT_NAMESPACE, Target};
+use wasmless_api::trigger::{NatsResult, NatsTriggerSpec, TriggerKey};
 
 use super::invoke::{self, Invocation};
 

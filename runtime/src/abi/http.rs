@@ -24,8 +24,9 @@ use super::{CallError, Invocation, LiveGuard};
 use crate::admission::Permit;
 use crate::limits::MemoryLimiter;
 use crate::logs::LogBuffer;
-use crate::outbound::{OutboundPolicy, Target};
+use crate::outbound::OutboundPolicy;
 use crate::warm::{Pool, WarmBudget};
+use wasmless_api::outbound::Target;
 
 pub struct HttpState {
     wasi: WasiCtx,

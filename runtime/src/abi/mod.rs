@@ -13,12 +13,12 @@ use std::sync::Arc;
 use axum::body::Body;
 use bytes::Bytes;
 use prometheus_client::metrics::gauge::Gauge;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::time::Instant;
 use wasmtime::Store;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+pub use wasmless_api::abi::Abi;
 
 use crate::admission::Permit;
 use crate::engine::Compiled;
@@ -27,57 +27,6 @@ use crate::logs::LogBuffer;
 use crate::outbound::OutboundPolicy;
 use crate::values::MountDirs;
 use crate::warm::WarmBudget;
-
-/// Which ABI a loaded function speaks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Abi {
-    /// A WASI command module, a fresh instance per request (CGI over WASI p1).
-    #[default]
-    Wagi,
-    /// A WAGI reactor: started once, then called per request ([`reactor`]).
-    WagiReactor,
-    /// A component exporting `wasi:http/incoming-handler`.
-    WasiHttp,
-}
-
-impl Abi {
-    /// The ABI a WebAssembly binary will run under: components speak WASI HTTP.
-    pub fn of_wasm(wasm: &[u8]) -> Self {
-        if wasmparser::Parser::is_component(wasm) {
-            Abi::WasiHttp
-        } else if exports(wasm, reactor::HANDLE_EXPORT) {
-            Abi::WagiReactor
-        } else {
-            Abi::Wagi
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Abi::Wagi => "wagi",
-            Abi::WagiReactor => "wagi-reactor",
-            Abi::WasiHttp => "wasi-http",
-        }
-    }
-}
-
-/// Whether a core module exports a function of that name.
-fn exports(wasm: &[u8], name: &str) -> bool {
-    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
-        match payload {
-            Ok(wasmparser::Payload::ExportSection(section)) => {
-                return section
-                    .into_iter()
-                    .flatten()
-                    .any(|e| e.name == name && e.kind == wasmparser::ExternalKind::Func);
-            }
-            Ok(_) => {}
-            Err(_) => return false,
-        }
-    }
-    false
-}
 
 /// Linkers for both ABIs, built once per engine.
 pub struct Linkers {
@@ -119,7 +68,7 @@ impl Prepared {
         budget: Arc<WarmBudget>,
     ) -> Result<Self, PrepareError> {
         match compiled {
-            Compiled::Module(m) if m.get_export(reactor::HANDLE_EXPORT).is_some() => {
+            Compiled::Module(m) if m.get_export(wasmless_api::abi::REACTOR_EXPORT).is_some() => {
                 reactor::Reactor::new(&linkers.wagi, m, keep_warm, budget)
                     .map(Prepared::WagiReactor)
                     .map_err(PrepareError::Wagi)

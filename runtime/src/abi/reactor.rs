@@ -19,9 +19,7 @@ use super::pipes::{InputPipe, LogPipe};
 use super::wagi::{self, WagiState};
 use super::{CallError, Invocation};
 use crate::warm::{Pool, WarmBudget};
-
-/// The export that answers one request.
-pub const HANDLE_EXPORT: &str = "wasmless_wagi_handle";
+use wasmless_api::abi::REACTOR_EXPORT;
 
 /// An instance and its stdio, kept between requests.
 struct Instance {
@@ -92,7 +90,7 @@ impl Reactor {
                     if let Ok(init) = started.get_typed_func::<(), ()>(&mut *store, "_initialize") {
                         init.call_async(&mut *store, ()).await?;
                     }
-                    started.get_typed_func::<(), ()>(&mut *store, HANDLE_EXPORT)?
+                    started.get_typed_func::<(), ()>(&mut *store, REACTOR_EXPORT)?
                 }
             };
             handle.call_async(&mut *store, ()).await?;

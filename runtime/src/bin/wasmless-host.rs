@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use wasmless_api::limits::parse_quantity;
 use wasmless_runtime::artifacts::FetchConfig;
-use wasmless_runtime::limits::parse_quantity;
 use wasmless_runtime::token::Token;
 use wasmless_runtime::watch::{self, KubeSource};
 use wasmless_runtime::{Host, HostArgs, server};
@@ -30,10 +30,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 )]
 struct Args {
     /// Address for function traffic.
-    #[arg(long, env = "WASMLESS_LISTEN", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "WASMLESS_LISTEN", default_value_t = format!("0.0.0.0:{}", wasmless_api::cluster::FUNCTION_PORT))]
     listen: String,
     /// Address for health, readiness and metrics.
-    #[arg(long, env = "WASMLESS_ADMIN", default_value = "0.0.0.0:9090")]
+    #[arg(long, env = "WASMLESS_ADMIN", default_value_t = format!("0.0.0.0:{}", wasmless_api::cluster::ADMIN_PORT))]
     admin: String,
     /// The controller's artifact server, e.g. http://wasmless-controller.wasmless-system:8090.
     /// Enables the Kubernetes source.

@@ -15,8 +15,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::function::{ObjectKind, ObjectName};
 use crate::values::{Data, Known};
+use wasmless_api::function::{ObjectKind, ObjectName};
 
 /// An object of a namespace.
 pub type Named = (String, ObjectName);

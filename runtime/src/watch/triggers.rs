@@ -12,7 +12,7 @@ use kube::{Api, Client};
 
 use crate::host::Host;
 use crate::routes::{Claim, holders};
-use crate::trigger::{HttpTrigger, TriggerKey};
+use wasmless_api::trigger::{HttpTrigger, TriggerKey};
 
 /// Watches HTTPTriggers until the stream ends. Without the CRD (a chart upgrade does not
 /// install new CRDs) the watch retries and logs; functions are served by Service name all the

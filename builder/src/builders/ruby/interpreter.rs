@@ -129,7 +129,7 @@ fn add_handle(module: &mut Module) -> anyhow::Result<()> {
     let handle = handle.finish(vec![], &mut module.funcs);
     module
         .exports
-        .add(wasmless_runtime::abi::reactor::HANDLE_EXPORT, handle);
+        .add(wasmless_api::abi::REACTOR_EXPORT, handle);
     Ok(())
 }
 

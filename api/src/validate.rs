@@ -19,7 +19,7 @@ use crate::function::{
     ArchiveFiles, ContentType, FromField, Function, FunctionManifest, FunctionSpec, IntOrString,
     Packaging, Preserved, Runtime, Settings, StringList,
 };
-use crate::limits::{DEFAULT_TIMEOUT, parse_quantity};
+use crate::limits::{DEFAULT_TIMEOUT, MAX_MEMORY_BYTES, parse_quantity};
 
 /// Kubernetes names Services with DNS-1035 labels, and each Function gets one named after it.
 pub const MAX_NAME_LEN: usize = 63;
@@ -38,8 +38,6 @@ pub const MAX_DEPS_BYTES: usize = 64 << 10;
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 /// One WebAssembly page.
 pub const MIN_MEMORY_BYTES: u64 = 64 << 10;
-/// The engine's default per-instance maximum (`--max-memory`).
-pub const MAX_MEMORY_BYTES: u64 = crate::engine::DEFAULT_MAX_MEMORY_BYTES;
 /// Entries of `allowedOutboundHosts`, and the longest one.
 pub const MAX_OUTBOUND_HOSTS: usize = 64;
 /// Most idle instances one function may keep on a host.

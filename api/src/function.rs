@@ -203,7 +203,7 @@ fn timeout_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 }
 
 fn memory_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    let (min, max) = (validate::MIN_MEMORY_BYTES, validate::MAX_MEMORY_BYTES);
+    let (min, max) = (validate::MIN_MEMORY_BYTES, crate::limits::MAX_MEMORY_BYTES);
     schemars::json_schema!({
         "x-kubernetes-int-or-string": true,
         "description": "Linear-memory cap per instance, a quantity such as 64Mi (default 256Mi, from 64Ki to 1Gi).",
