@@ -12,7 +12,6 @@
 //! - [`cluster`]: the ports, labels and names the controller, the hosts and the CLI agree on.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod abi;
 pub mod address;
