@@ -33,6 +33,7 @@ impl Abi {
         }
     }
 
+    /// Its name in a status and in logs: `wagi`, `wagi-reactor` or `wasi-http`.
     pub fn as_str(self) -> &'static str {
         match self {
             Abi::Wagi => "wagi",

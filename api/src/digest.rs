@@ -11,11 +11,13 @@ use thiserror::Error;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Sha256Digest(String);
 
+/// Not a digest: the text, cut to 100 characters (it is shown in logs).
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 #[error("{0:?} is not a digest: sha256:<64 lowercase hex digits>")]
 pub struct BadDigest(pub String);
 
 impl Sha256Digest {
+    /// Reads `sha256:<64 lowercase hex>`; anything else is refused.
     pub fn parse(text: &str) -> Result<Self, BadDigest> {
         let ok = text.strip_prefix("sha256:").is_some_and(|hex| {
             hex.len() == 64
@@ -57,6 +59,7 @@ impl Sha256Digest {
         self.0.replace(':', "-")
     }
 
+    /// As written: `sha256:<hex>`.
     pub fn as_str(&self) -> &str {
         &self.0
     }

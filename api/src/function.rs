@@ -32,33 +32,45 @@ pub use object::{Function, crd};
 pub use runtime::{ArchiveFiles, Deps, Runtime};
 pub use settings::{FromField, Settings};
 
+/// The `apiVersion` of Functions and their manifests.
 pub const API_VERSION: &str = "wasmless.dev/v1alpha1";
+/// The `kind` of a Function.
 pub const KIND: &str = "Function";
+/// The namespace of a manifest that names none.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
 /// A whole manifest document as written in YAML or JSON.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct FunctionManifest {
+    /// Must be [`API_VERSION`].
     pub api_version: String,
+    /// Must be [`KIND`].
     pub kind: String,
+    /// Its name and namespace.
     pub metadata: Metadata,
+    /// The function itself.
     pub spec: FunctionSpec,
 }
 
+/// A manifest's `metadata`: only its name and namespace are read.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 pub struct Metadata {
+    /// The function's name (missing reads as empty, which the validator refuses).
     #[serde(default)]
     pub name: String,
+    /// Its namespace; none means [`DEFAULT_NAMESPACE`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
 }
 
 impl FunctionManifest {
+    /// The function it names.
     pub fn key(&self) -> FunctionKey {
         FunctionKey::new(self.namespace(), &self.metadata.name)
     }
 
+    /// The namespace it lives in: [`DEFAULT_NAMESPACE`] when it names none.
     pub fn namespace(&self) -> &str {
         self.metadata
             .namespace
@@ -251,7 +263,7 @@ pub struct FunctionStatus {
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Pending, Building, Ready or Failed.
+    /// Pending, Building, Loading, Ready or Failed.
     #[serde(default)]
     pub phase: Phase,
     /// Built and Ready, with reason and message.
@@ -283,6 +295,7 @@ pub struct Condition {
     /// When status last changed (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<String>,
+    /// The generation of the spec this condition describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
@@ -306,11 +319,14 @@ pub struct ArtifactRef {
 /// Identifies a function: namespace and name, as in Kubernetes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FunctionKey {
+    /// The namespace it lives in.
     pub namespace: String,
+    /// Its name within the namespace.
     pub name: String,
 }
 
 impl FunctionKey {
+    /// The function `name` of `namespace`, both lowercased.
     pub fn new(namespace: &str, name: &str) -> Self {
         Self {
             namespace: namespace.to_ascii_lowercase(),
@@ -328,18 +344,23 @@ impl fmt::Display for FunctionKey {
 /// Where a function is in its life: the `phase` of its status.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 pub enum Phase {
+    /// Nothing done with it yet (the default).
     #[default]
     Pending,
+    /// A build is running; the previous artifact, if any, still serves.
     Building,
     /// Built; not every ready host serves the artifact yet (or there is no ready host).
     Loading,
+    /// Built and served (in a cluster, by every ready host).
     Ready,
+    /// Invalid, or its build or load failed: the conditions (or the message) say why.
     Failed,
 }
 
 /// What a function source (a directory in local mode) last did with a function.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 pub struct SourceStatus {
+    /// Where the function is in its life.
     pub phase: Phase,
     /// The build error, trimmed, when the last attempt failed.
     #[serde(default, skip_serializing_if = "String::is_empty")]

@@ -12,6 +12,7 @@
 //! - [`cluster`]: the ports, labels and names the controller, the hosts and the CLI agree on.
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod abi;
 pub mod address;

@@ -42,6 +42,7 @@ pub struct AllowedHost {
     port: PortPattern,
 }
 
+/// A text that is not a pattern, as written.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 #[error(
     "{0:?} must be scheme://host[:port] with scheme http, https or *, host a name, *.domain, * or an address, port a number or *, and no path"
@@ -147,8 +148,11 @@ impl AllowedHost {
 /// its port.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
+    /// Whether the scheme is https (else http).
     pub https: bool,
+    /// A name or address, lowercase, without an IPv6 literal's brackets.
     pub host: String,
+    /// The port, the scheme's default when the URI names none.
     pub port: u16,
 }
 

@@ -25,7 +25,9 @@ pub use nats::{NatsResult, NatsTrigger, NatsTriggerSpec, NatsTriggerStatus};
 /// A trigger as its status and logs name it: `namespace/name`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TriggerKey {
+    /// The namespace it lives in.
     pub namespace: String,
+    /// Its name within the namespace.
     pub name: String,
 }
 

@@ -23,25 +23,34 @@ use crate::limits::{DEFAULT_TIMEOUT, MAX_MEMORY_BYTES, parse_quantity};
 
 /// Kubernetes names Services with DNS-1035 labels, and each Function gets one named after it.
 pub const MAX_NAME_LEN: usize = 63;
+/// A DNS-1035 label, as a regex (its length limit is [`MAX_NAME_LEN`]).
 pub const DNS_1035_PATTERN: &str = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
+/// [`DNS_1035_PATTERN`] and [`MAX_NAME_LEN`] in words, for messages.
 pub const DNS_1035_RULE: &str = "lowercase letters, digits and '-', starting with a letter and ending with a letter or digit, at most 63 characters";
+/// A `runtime`: a name, with or without a Kubeless version (`python3.8`).
 pub const RUNTIME_PATTERN: &str = "^[A-Za-z][A-Za-z0-9._-]*$";
+/// Longest `runtime`.
 pub const MAX_RUNTIME_LEN: usize = 63;
 /// `file.function`: the file becomes a path and the function is pasted into glue code, so each
 /// is an identifier and nothing else.
 pub const HANDLER_PATTERN: &str = r"^([A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*)?$";
+/// Longest `handler`.
 pub const MAX_HANDLER_LEN: usize = 255;
+/// Every spelling of `function-content-type`, as the CRD lists them.
 pub const CONTENT_TYPES: [&str; 6] = ContentType::NAMES;
+/// An optional `checksum`: `sha256:` and 64 hex digits.
 pub const CHECKSUM_PATTERN: &str = "^(sha256:[0-9a-fA-F]{64})?$";
+/// Largest `deps`, in bytes.
 pub const MAX_DEPS_BYTES: usize = 64 << 10;
 /// The longest a request may run: a host keeps one task per request in flight.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 /// One WebAssembly page.
 pub const MIN_MEMORY_BYTES: u64 = 64 << 10;
-/// Entries of `allowedOutboundHosts`, and the longest one.
+/// Most entries of `allowedOutboundHosts`.
 pub const MAX_OUTBOUND_HOSTS: usize = 64;
 /// Most idle instances one function may keep on a host.
 pub const MAX_WARM_INSTANCES: u32 = 16;
+/// Longest entry of `allowedOutboundHosts`.
 pub const MAX_OUTBOUND_HOST_LEN: usize = 300;
 /// The shape of an entry as the CRD can state it; [`crate::outbound`] reads the rest.
 pub const OUTBOUND_HOST_PATTERN: &str = r"^(http|https|\*)://[^/?#@ ]+/?$";
@@ -51,21 +60,37 @@ pub const QUANTITY_PATTERN: &str = "^[0-9]+(k|M|G|Ki|Mi|Gi)?$";
 /// A field of a Function, named as in the manifest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Field {
+    /// `metadata.name`.
     Name,
+    /// `metadata.namespace`.
     Namespace,
+    /// `spec.runtime`.
     Runtime,
+    /// `spec.handler`.
     Handler,
+    /// `spec.function`.
     Function,
+    /// `spec.function-content-type`.
     ContentType,
+    /// `spec.checksum`.
     Checksum,
+    /// `spec.deps`.
     Deps,
+    /// `spec.timeout`.
     Timeout,
+    /// `spec.memory`.
     Memory,
+    /// `spec.env`.
     Env,
+    /// `spec.allowedOutboundHosts`.
     AllowedOutboundHosts,
+    /// `spec.warmInstances`.
     WarmInstances,
+    /// `spec.deployment`.
     Deployment,
+    /// `spec.service`.
     Service,
+    /// `spec.horizontalPodAutoscaler`.
     HorizontalPodAutoscaler,
 }
 
@@ -92,10 +117,13 @@ impl fmt::Display for Field {
     }
 }
 
+/// One problem, with the field it is in.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 #[error("{field}: {message}")]
 pub struct FieldError {
+    /// The field, as the manifest names it.
     pub field: Field,
+    /// What is wrong with it.
     pub message: String,
 }
 
@@ -133,7 +161,10 @@ pub enum Origin<'a> {
 /// What a valid spec asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Checked {
+    /// The runtime, mapped to ours.
     pub runtime: Runtime,
+    /// How long a request may run: `timeout`, else the container's `FUNC_TIMEOUT`, else
+    /// [`DEFAULT_TIMEOUT`].
     pub timeout: Duration,
     /// `None`: the host's default.
     pub memory_bytes: Option<u64>,
@@ -151,6 +182,7 @@ pub fn manifest(m: &FunctionManifest, origin: Origin) -> Result<Checked, Invalid
     object(&m.metadata.name, m.namespace(), &m.spec, origin)
 }
 
+/// A Function by its parts: name, namespace and spec.
 pub fn object(
     name: &str,
     namespace: &str,

@@ -16,8 +16,8 @@ use anyhow::Context;
 use bytes::Bytes;
 use wasmless_api::FunctionManifest;
 use wasmless_api::validate::Origin;
-use wasmless_controller::artifacts::{ArtifactStore, Object};
-use wasmless_controller::{DirStore, Pipeline, manifest};
+use wasmless_build::artifacts::{ArtifactStore, Object};
+use wasmless_build::{DirStore, Pipeline, manifest};
 use wasmless_runtime::engine;
 use wasmless_runtime::{EngineConfig, FunctionDef, Host, HostConfig};
 

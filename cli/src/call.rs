@@ -65,7 +65,7 @@ fn request(args: &CallArgs) -> anyhow::Result<Call> {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     }
     let event_id = uuid::Uuid::new_v4().to_string();
-    let event_time = wasmless_controller::status::now();
+    let event_time = k8s_openapi::jiff::Timestamp::now().to_string();
     for (name, value) in [
         ("event-id", event_id.as_str()),
         ("event-time", event_time.as_str()),

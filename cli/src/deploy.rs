@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use wasmless_api::function::{DEFAULT_NAMESPACE, EnvVar, IntOrString, Packaging};
 use wasmless_api::validate::{self, Origin};
 use wasmless_api::{FunctionKey, FunctionSpec};
-use wasmless_controller::source;
+use wasmless_build::source;
 
 use crate::output::Format;
 use crate::progress::Spinner;

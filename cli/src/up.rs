@@ -24,11 +24,11 @@ use wasmless_api::digest::Sha256Digest;
 use wasmless_api::function::{Phase, SourceStatus};
 use wasmless_api::validate::{self, Origin};
 use wasmless_api::{FunctionKey, FunctionManifest};
+use wasmless_build::driver::{self, Driver, OriginBuf, Outcome, Waiter};
+use wasmless_build::pipeline::compile_cache_dir;
+use wasmless_build::{DirStore, Pipeline, manifest};
 use wasmless_builder::Client;
 use wasmless_builder::local::LocalBuilder;
-use wasmless_controller::driver::{self, Driver, OriginBuf, Outcome, Waiter};
-use wasmless_controller::pipeline::compile_cache_dir;
-use wasmless_controller::{DirStore, Pipeline, manifest};
 use wasmless_runtime::{FunctionDef, Host, HostArgs, engine, server};
 
 /// The longest a build may take here, waiting for the builder included (its own timeout,
@@ -170,7 +170,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     let (wake, mut woken) = mpsc::unbounded_channel();
     let nats = match &args.nats_url {
         Some(url) => Some(
-            wasmless_controller::triggers::subscription::options("wasmless-up")
+            wasmless_build::triggers::subscription::options("wasmless-up")
                 .connect(url.as_str())
                 .await
                 .with_context(|| format!("--nats-url: cannot connect to NATS at {url}"))?,
@@ -344,9 +344,9 @@ impl DirLoader {
         let mut changed = Vec::new();
         for (key, (m, file)) in &desired {
             let base = file.as_deref().and_then(Path::parent);
-            let source = wasmless_controller::source::decode(&m.spec, origin(base))
+            let source = wasmless_build::source::decode(&m.spec, origin(base))
                 .ok()
-                .map(|code| wasmless_controller::source::digest(&code));
+                .map(|code| wasmless_build::source::digest(&code));
             let fingerprint = (m.clone(), source);
             // A deleted and redeployed API function is Pending or has no status: build it again.
             let settled = statuses.get(key).is_some_and(|s| s.phase != Phase::Pending);
@@ -427,7 +427,7 @@ impl DirLoader {
                     key,
                     Some(status(
                         Phase::Failed,
-                        wasmless_controller::status::trim(&message),
+                        wasmless_build::status::trim(&message),
                         serving,
                     )),
                 );

@@ -1,47 +1,42 @@
-//! Exponential backoff: for the controller's watches (kube-runtime's default waits up to 30 s
-//! after an API-server restart; ours at most a few seconds) and for retrying builds that failed
-//! for the builder's reasons rather than the source's.
+//! The watches' backoff: kube-runtime's default waits up to 30 s after an API-server restart;
+//! ours at most a few seconds.
 
 use std::time::Duration;
 
-/// Delays from `min`, doubling up to `max`, forever; [`kube::runtime::utils::Backoff::reset`]
-/// starts over (a watch stream resets it on each event it delivers).
+use wasmless_build::backoff::Exponential;
+
+/// [`Exponential`] from 250 ms to 2 s, as kube-runtime's watchers take it: a restarted API
+/// server is back within a second or two, and a retry every 2 s costs it nothing. A watch
+/// stream resets it on each event it delivers.
 #[derive(Clone, Debug)]
-pub struct Exponential {
-    min: Duration,
-    max: Duration,
-    next: Duration,
-}
+pub struct Watch(Exponential);
 
-impl Exponential {
-    pub fn new(min: Duration, max: Duration) -> Self {
-        Self {
-            min,
-            max: max.max(min),
-            next: min,
-        }
-    }
-
-    /// For the watches: a restarted API server is back within a second or two, and a retry
-    /// every 2 s costs it nothing.
-    pub fn watch() -> Self {
-        Self::new(Duration::from_millis(250), Duration::from_secs(2))
+impl Watch {
+    pub fn new() -> Self {
+        Self(Exponential::new(
+            Duration::from_millis(250),
+            Duration::from_secs(2),
+        ))
     }
 }
 
-impl Iterator for Exponential {
+impl Default for Watch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Iterator for Watch {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
-        let delay = self.next;
-        self.next = (self.next * 2).min(self.max);
-        Some(delay)
+        self.0.next()
     }
 }
 
-impl kube::runtime::utils::Backoff for Exponential {
+impl kube::runtime::utils::Backoff for Watch {
     fn reset(&mut self) {
-        self.next = self.min;
+        self.0.reset();
     }
 }
 
@@ -51,12 +46,12 @@ mod tests {
     use kube::runtime::utils::Backoff;
 
     #[test]
-    fn doubles_up_to_the_maximum_and_starts_over_on_reset() {
+    fn a_delivered_event_starts_the_delays_over() {
         let ms = Duration::from_millis;
-        let mut b = Exponential::new(ms(250), ms(1500));
+        let mut b = Watch::new();
         let delays: Vec<_> = b.by_ref().take(5).collect();
-        assert_eq!(delays, [ms(250), ms(500), ms(1000), ms(1500), ms(1500)]);
-        b.reset();
+        assert_eq!(delays, [ms(250), ms(500), ms(1000), ms(2000), ms(2000)]);
+        Backoff::reset(&mut b);
         assert_eq!(b.next(), Some(ms(250)));
     }
 }

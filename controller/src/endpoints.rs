@@ -93,7 +93,7 @@ impl Hosts {
             watcher::Config::default().labels(&config.selector_string()),
         )
         // Back within seconds of an API-server restart (see `backoff`).
-        .backoff(crate::backoff::Exponential::watch())
+        .backoff(crate::backoff::Watch::new())
         .reflect(writer)
         .filter_map(move |event| {
             let changed = match event {

@@ -132,7 +132,7 @@ pub fn evict(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifacts::{ArtifactStore, DirStore, Object};
+    use wasmless_build::artifacts::{ArtifactStore, DirStore, Object};
 
     fn digest(n: u8) -> String {
         Sha256Digest::of(&[n]).to_string()

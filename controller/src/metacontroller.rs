@@ -35,8 +35,8 @@ use wasmless_api::function::{Function, Settings};
 use wasmless_api::validate::{self, Origin};
 
 use crate::children::{self, ChildConfig, EndpointsBy};
-use crate::driver::{Driver, Next, OriginBuf, Outcome};
-use crate::status;
+use wasmless_build::driver::{Driver, Next, OriginBuf, Outcome};
+use wasmless_build::status;
 
 /// The label that hands a Function to the Metacontroller hook.
 pub const MODE_LABEL: &str = "wasmless.dev/controller";
@@ -236,9 +236,9 @@ fn error(status: StatusCode, message: String) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifacts::DirStore;
     use axum::body::Body;
     use tower::ServiceExt;
+    use wasmless_build::artifacts::DirStore;
     use wasmless_runtime::EngineConfig;
 
     const HELLO: &str = r#"(module (func (export "_start")))"#;
@@ -250,12 +250,12 @@ mod tests {
     fn hook_for(dir: &std::path::Path, scope: Scope) -> Arc<Hook> {
         let engine = EngineConfig::default().build().unwrap();
         let store = Arc::new(DirStore::new(dir));
-        let pipeline = Arc::new(crate::pipeline::Pipeline::new(
+        let pipeline = Arc::new(wasmless_build::pipeline::Pipeline::new(
             engine,
             store,
-            Arc::new(crate::pipeline::InProcess),
+            Arc::new(wasmless_build::pipeline::InProcess),
         ));
-        let driver = Driver::new(pipeline, crate::driver::Settings::default());
+        let driver = Driver::new(pipeline, wasmless_build::driver::Settings::default());
         Hook::new(driver, ChildConfig::default(), scope)
     }
 

@@ -25,13 +25,13 @@ use wasmless_api::function::{Function, FunctionStatus, Phase, Settings};
 use wasmless_api::validate::{self, Invalid, Origin};
 
 use crate::applied::Applied;
-use crate::backoff::Exponential;
+use crate::backoff::Watch;
 use crate::children::{self, ChildConfig, EndpointsBy};
-use crate::driver::{Driver, Next, OriginBuf, Outcome, Waiter};
 use crate::endpoints::{self, Hosts, ServiceChange};
 use crate::own_writes::{OwnWrites, StatusWriter};
 use crate::serving::Serving;
-use crate::status::{self, Failure};
+use wasmless_build::driver::{Driver, Next, OriginBuf, Outcome, Waiter};
+use wasmless_build::status::{self, Failure};
 
 pub const MANAGER: &str = "wasmless-controller";
 
@@ -145,7 +145,7 @@ pub async fn run(
             )),
         )
         // Back within seconds of an API-server restart (kube-runtime's default waits up to 30 s).
-        .trigger_backoff(Exponential::watch())
+        .trigger_backoff(Watch::new())
         .reconcile_all_on(host_changes.stream)
         .reconcile_on(woken)
         .graceful_shutdown_on(shutdown)
@@ -329,7 +329,7 @@ async fn built(
     ctx: &Context,
     function: &Function,
     previous: &FunctionStatus,
-    outcome: Result<crate::pipeline::Artifact, String>,
+    outcome: Result<wasmless_build::pipeline::Artifact, String>,
     elapsed: Duration,
 ) -> FunctionStatus {
     let key = FunctionKey::new(

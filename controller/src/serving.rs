@@ -19,26 +19,12 @@ use wasmless_runtime::registry::FunctionInfo;
 use wasmless_runtime::token::Token;
 
 use crate::children::HostPod;
+use wasmless_build::status::Count;
 
 /// How long a host's list is reused: shorter than a load, longer than a burst of reconciles.
 const FRESH: Duration = Duration::from_millis(300);
 /// A host that does not answer within this serves nothing, as far as status goes.
 const TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How many of the ready hosts serve an artifact, and why one refused to load it, if one did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Count {
-    pub serving: usize,
-    pub hosts: usize,
-    pub refused: Option<String>,
-}
-
-impl Count {
-    /// Every ready host serves it, and there is one.
-    pub fn all(&self) -> bool {
-        self.hosts > 0 && self.serving == self.hosts
-    }
-}
 
 /// Each admin URL's last answer, as JSON.
 type Lists = HashMap<String, (Instant, Arc<serde_json::Value>)>;

@@ -1,14 +1,12 @@
 //! The trigger kinds' reconcilers, run by the leader beside the Functions' ([`crate::reconcile`])
 //! for one leadership term: [`http`] (HTTPTrigger: its Ingress and status) and [`cron`]
-//! (CronJobTrigger: invoking functions at their schedules' ticks, through [`invoke`]) and [`nats`]
-//! (NATSTrigger: subscriptions kept as the triggers ask, each delivering through [`subscription`]).
+//! (CronJobTrigger: invoking functions at their schedules' ticks, through `wasmless_build::triggers::invoke`) and [`nats`]
+//! (NATSTrigger: subscriptions kept as the triggers ask, each delivering through `wasmless_build::triggers::subscription`).
 
 pub mod cron;
 pub mod http;
-pub mod invoke;
 pub mod nats;
 pub mod schedule;
-pub mod subscription;
 
 use std::sync::Arc;
 
@@ -94,7 +92,7 @@ impl Ready<'_> {
             type_: "Ready".into(),
             status: status.into(),
             reason: reason.into(),
-            message: crate::status::trim(&message),
+            message: wasmless_build::status::trim(&message),
             last_transition_time: Some(since),
             observed_generation: self.generation,
         }

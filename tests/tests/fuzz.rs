@@ -19,7 +19,7 @@ use wasmless_api::address::{key_from_host, key_from_path, path};
 use wasmless_api::function::Function;
 use wasmless_api::validate::{self, Origin};
 use wasmless_api::{FunctionKey, FunctionManifest};
-use wasmless_controller::manifest;
+use wasmless_build::manifest;
 use wasmless_controller::metacontroller::HookRequest;
 use wasmless_runtime::abi::wagi::parse_cgi_response;
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 pub enum ContentType {
     /// The source itself (the default).
     Text,
+    /// The source, base64-encoded.
     Base64,
     /// In a cluster an http(s) URL (not fetched yet); in `wasmless up` a file beside the manifest.
     Url,
@@ -34,6 +35,7 @@ impl ContentType {
     /// Every spelling a manifest may use (empty means text), as the CRD lists them.
     pub const NAMES: [&'static str; 6] = ["", "text", "base64", "url", "base64+zip", "url+zip"];
 
+    /// Reads a manifest's spelling; an error says what to use instead.
     pub fn parse(name: &str) -> Result<Self, String> {
         match name {
             "" | "text" => Ok(ContentType::Text),
@@ -50,6 +52,7 @@ impl ContentType {
         }
     }
 
+    /// Its spelling in a manifest (`text` for the default).
     pub fn name(self) -> &'static str {
         match self {
             ContentType::Text => "text",
@@ -60,10 +63,12 @@ impl ContentType {
         }
     }
 
+    /// Whether `function` names where the source is (`url`, `url+zip`) rather than holding it.
     pub fn is_url(self) -> bool {
         matches!(self, ContentType::Url | ContentType::UrlZip)
     }
 
+    /// Whether the decoded bytes are one file or a zip archive.
     pub fn packaging(self) -> Packaging {
         match self {
             ContentType::Base64Zip | ContentType::UrlZip => Packaging::Zip,

@@ -27,6 +27,7 @@ pub struct EnvVar {
 }
 
 impl EnvVar {
+    /// A variable with an inline value.
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
         Self {
             name: name.into(),
@@ -39,7 +40,9 @@ impl EnvVar {
 /// The two kinds of object a Function may read values from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ObjectKind {
+    /// A Secret.
     Secret,
+    /// A ConfigMap.
     ConfigMap,
 }
 
@@ -56,7 +59,9 @@ impl fmt::Display for ObjectKind {
 /// own namespace only.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectName {
+    /// Secret or ConfigMap.
     pub kind: ObjectKind,
+    /// Its name, in the Function's own namespace.
     pub name: String,
 }
 
@@ -69,7 +74,9 @@ impl fmt::Display for ObjectName {
 /// One key of a Secret or ConfigMap.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyRef {
+    /// The Secret or ConfigMap the key is read from.
     pub object: ObjectName,
+    /// The key whose value is read.
     pub key: String,
     /// A missing object or key leaves the variable unset instead of failing the load.
     pub optional: bool,
@@ -78,14 +85,18 @@ pub struct KeyRef {
 /// Where a variable's value comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EnvSource {
+    /// Written inline (`value`).
     Value(String),
+    /// Read from a Secret's or ConfigMap's key (`valueFrom`).
     Key(KeyRef),
 }
 
 /// A variable of the merged environment ([`super::Settings`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Env {
+    /// Variable name.
     pub name: String,
+    /// Where its value comes from.
     pub source: EnvSource,
 }
 

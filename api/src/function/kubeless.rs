@@ -13,6 +13,7 @@ use super::lenient::IntOrString;
 pub struct Mount {
     /// Absolute, normalized (`/db`).
     pub path: String,
+    /// The Secret or ConfigMap whose keys are mounted.
     pub object: ObjectName,
     /// A missing object mounts an empty directory instead of failing the load.
     pub optional: bool,
@@ -23,6 +24,7 @@ pub struct Mount {
 pub struct Ignored {
     /// Its path from `spec`, e.g. `spec.deployment.spec.replicas`.
     pub field: String,
+    /// Why wasmless does not honour it.
     pub why: &'static str,
 }
 

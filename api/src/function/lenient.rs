@@ -20,8 +20,11 @@ pub const MAX_PRESERVED_DEPTH: usize = 32;
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum IntOrString {
+    /// An integer, not yet checked (`-1` reads too).
     Int(i64),
+    /// A string, such as `"180"` (Kubeless) or `64Mi`.
     String(String),
+    /// Anything else (a fraction, an integer beyond `i64`, an object), which the validator refuses.
     Other(Value),
 }
 
@@ -40,7 +43,9 @@ impl fmt::Display for IntOrString {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum StringList {
+    /// A list of strings.
     List(Vec<String>),
+    /// Anything else, which the validator refuses.
     Other(Value),
 }
 
@@ -51,6 +56,7 @@ impl Default for StringList {
 }
 
 impl StringList {
+    /// Whether it is a list with no strings (anything else is not empty).
     pub fn is_empty(&self) -> bool {
         matches!(self, StringList::List(l) if l.is_empty())
     }
@@ -69,7 +75,9 @@ impl StringList {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum Lenient<T> {
+    /// A `T`.
     Read(T),
+    /// Anything else, which the validator refuses.
     Other(Value),
 }
 
@@ -96,7 +104,9 @@ impl<T: schemars::JsonSchema> schemars::JsonSchema for Lenient<T> {
 /// reading (never failing) and `too_deep` makes the spec invalid.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Preserved {
+    /// The value as written, with anything deeper than [`MAX_PRESERVED_DEPTH`] read as null.
     pub value: Value,
+    /// Whether anything was deeper than [`MAX_PRESERVED_DEPTH`] (and so dropped).
     pub too_deep: bool,
 }
 

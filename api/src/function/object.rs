@@ -17,14 +17,19 @@ use super::lenient::metadata_without_managed_fields;
 use super::{FunctionCrd, FunctionSpec, FunctionStatus};
 use crate::validate::{self, MAX_NAME_LEN};
 
+/// A Function as the API server stores it: metadata, spec and status.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Function {
+    /// Its Kubernetes metadata, read without `managedFields`.
     pub metadata: ObjectMeta,
+    /// What the function is.
     pub spec: FunctionSpec,
+    /// What the controller last did with it; none until it first did.
     pub status: Option<FunctionStatus>,
 }
 
 impl Function {
+    /// A Function named `name`, without namespace or status.
     pub fn new(name: &str, spec: FunctionSpec) -> Self {
         Self {
             metadata: ObjectMeta {

@@ -6,14 +6,23 @@ use std::fmt;
 /// A manifest's `runtime`, mapped to ours.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Runtime {
+    /// WebAssembly text, compiled in-process.
     Wat,
+    /// A prebuilt WebAssembly module or component, passed through.
     Wasm,
+    /// Go, built by Go's own `wasip1` port into a WAGI reactor.
     Go,
+    /// JavaScript (Kubeless's `nodejs`), built into a wasi:http component.
     Nodejs,
+    /// Python, built into a wasi:http component.
     Python,
+    /// Rust, built with cargo for `wasm32-wasip1` into a WAGI module.
     Rust,
+    /// C, built by clang against wasi-libc into a WAGI module.
     C,
+    /// Ruby, run by CRuby built for WASI.
     Ruby,
+    /// Java, compiled by javac, then to a WASI module by TeaVM.
     Java,
 }
 
@@ -44,6 +53,7 @@ pub enum ArchiveFiles {
 }
 
 impl Runtime {
+    /// Every runtime, in the order messages list them.
     pub const ALL: [Runtime; 9] = [
         Runtime::Wat,
         Runtime::Wasm,
@@ -67,6 +77,7 @@ impl Runtime {
         }
     }
 
+    /// Its name in a manifest, without a version.
     pub fn name(self) -> &'static str {
         match self {
             Runtime::Wat => "wat",
@@ -114,6 +125,7 @@ impl Runtime {
         }
     }
 
+    /// What its build takes from a zip archive.
     pub fn archive_files(self) -> ArchiveFiles {
         match self {
             Runtime::Wat | Runtime::Wasm => ArchiveFiles::Refused,
@@ -124,6 +136,7 @@ impl Runtime {
         }
     }
 
+    /// What its `deps` are.
     pub fn deps(self) -> Deps {
         match self {
             Runtime::Wat | Runtime::Wasm | Runtime::C | Runtime::Ruby | Runtime::Java => {

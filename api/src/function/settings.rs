@@ -11,15 +11,22 @@ use super::lenient::IntOrString;
 /// A value and the field it was read from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FromField<T> {
+    /// The value as written.
     pub value: T,
+    /// The field it was read from, such as `spec.timeout`.
     pub field: &'static str,
 }
 
+/// What a function runs with: its spec merged with Kubeless's `spec.deployment`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Settings {
+    /// The environment: the container's variables, then `spec.env`'s.
     pub env: Vec<Env>,
+    /// Secrets and ConfigMaps mounted as files (Kubeless's `--secrets`).
     pub mounts: Vec<Mount>,
+    /// `spec.timeout`, else the container's `FUNC_TIMEOUT`.
     pub timeout: Option<FromField<IntOrString>>,
+    /// `spec.memory`, else the container's memory limit.
     pub memory: Option<FromField<IntOrString>>,
     /// Fields with a value that wasmless does not honour.
     pub ignored: Vec<Ignored>,
@@ -34,6 +41,7 @@ const CONTAINER_MEMORY: &str =
     "spec.deployment.spec.template.spec.containers[0].resources.limits.memory";
 
 impl Settings {
+    /// The settings of `spec`: what cannot be read goes to `problems` rather than failing.
     pub fn of(spec: &FunctionSpec) -> Self {
         let pod = spec
             .deployment

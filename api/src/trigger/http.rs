@@ -12,8 +12,9 @@ use crate::address;
 use crate::function::Condition;
 use crate::validate::{DNS_1035_PATTERN, DNS_1035_RULE, MAX_NAME_LEN};
 
-/// Longest `host-name` (a DNS name) and `path`.
+/// Longest `host-name` (a DNS name).
 pub const MAX_HOST_LEN: usize = 253;
+/// Longest `path`.
 pub const MAX_PATH_LEN: usize = 512;
 /// A DNS-1123 subdomain, as Ingress hosts are (lowercase; no wildcard, no address).
 pub const HOST_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
@@ -141,7 +142,9 @@ pub fn crd()
 /// A hostname (lowercase, no port) and a path prefix (`/`, or `/a/b` without a trailing `/`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Route {
+    /// The hostname, lowercase, without a port.
     pub host: String,
+    /// The path prefix: `/`, or `/a/b` without a trailing `/`.
     pub path: String,
 }
 

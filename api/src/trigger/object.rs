@@ -9,12 +9,16 @@ macro_rules! stored_object {
         $(#[$doc])*
         #[derive(Clone, Debug, Default, PartialEq)]
         pub struct $name {
+            /// Its Kubernetes metadata, read without `managedFields`.
             pub metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+            /// What the trigger asks for.
             pub spec: $spec,
+            /// What the controller last did with it; none until it first did.
             pub status: Option<$status>,
         }
 
         impl $name {
+            /// A trigger named `name` in `namespace`, without status.
             pub fn new(namespace: &str, name: &str, spec: $spec) -> Self {
                 Self {
                     metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {

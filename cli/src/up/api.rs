@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use wasmless_api::function::{Phase, SourceStatus};
 use wasmless_api::validate::{self, Origin};
 use wasmless_api::{FunctionKey, FunctionManifest};
-use wasmless_controller::manifest;
+use wasmless_build::manifest;
 use wasmless_runtime::Host;
 use wasmless_runtime::host::json_error;
 

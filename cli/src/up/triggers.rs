@@ -6,7 +6,7 @@
 //! every tick, with the controller's schedule reading and headers; ticks passed while `up` was
 //! not running are not run, and there is no status: each firing is logged. NATSTriggers each
 //! get a subscription on `--nats-url`, delivering as the controller's do
-//! ([`wasmless_controller::triggers::subscription`]) to the directory's Functions they name or
+//! ([`wasmless_build::triggers::subscription`]) to the directory's Functions they name or
 //! select (by the labels in their manifests); failures are logged.
 
 use std::collections::BTreeMap;
@@ -23,11 +23,11 @@ use wasmless_api::function::{API_VERSION, DEFAULT_NAMESPACE, Function};
 use wasmless_api::trigger::{
     CronJobTrigger, CronJobTriggerSpec, HttpTrigger, NatsTrigger, NatsTriggerSpec, TriggerKey,
 };
-use wasmless_controller::triggers::invoke::{self, Invocation};
-use wasmless_controller::triggers::schedule::Schedule;
-use wasmless_controller::triggers::subscription::{
+use wasmless_build::triggers::invoke::{self, Invocation};
+use wasmless_build::triggers::subscription::{
     Counters, Destination, Route, Subscription, queue_group,
 };
+use wasmless_controller::triggers::schedule::Schedule;
 use wasmless_runtime::Host;
 use wasmless_runtime::routes::{Claim, holders};
 

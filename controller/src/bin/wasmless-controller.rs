@@ -20,11 +20,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use futures::FutureExt;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use wasmless_api::validate::{self, Origin};
+use wasmless_build::driver::{self, Driver};
+use wasmless_build::{DirStore, Pipeline, artifacts, manifest};
 use wasmless_controller::children::ChildConfig;
-use wasmless_controller::driver::{self, Driver};
-use wasmless_controller::{
-    DirStore, Pipeline, artifacts, eviction, leader, manifest, metacontroller, reconcile, triggers,
-};
+use wasmless_controller::{eviction, leader, metacontroller, reconcile, triggers};
 use wasmless_runtime::token::{self, Token};
 use wasmless_runtime::{EngineConfig, server};
 
@@ -280,7 +279,7 @@ async fn build(
 /// The hosts' engine configuration, with Cranelift's incremental cache kept next to the store.
 fn compiling_engine(store: &std::path::Path) -> anyhow::Result<wasmtime::Engine> {
     Ok(EngineConfig {
-        compile_cache: Some(wasmless_controller::pipeline::compile_cache_dir(store)),
+        compile_cache: Some(wasmless_build::pipeline::compile_cache_dir(store)),
         ..EngineConfig::default()
     }
     .build()?)

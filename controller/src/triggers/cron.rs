@@ -26,10 +26,10 @@ use tokio::sync::watch;
 use wasmless_api::function::{Condition, Function};
 use wasmless_api::trigger::{CronJobTrigger, CronJobTriggerStatus, CronResult};
 
-use super::invoke::{self, Invocation};
 use super::schedule::Schedule;
 use super::{Context, Error, Ready};
-use crate::backoff::Exponential;
+use crate::backoff::Watch;
+use wasmless_build::triggers::invoke::{self, Invocation};
 
 struct Term {
     ctx: Arc<Context>,
@@ -43,7 +43,7 @@ pub async fn run(
 ) {
     let triggers = Api::<CronJobTrigger>::all(ctx.client.clone());
     Controller::new(triggers, watcher::Config::default())
-        .trigger_backoff(Exponential::watch())
+        .trigger_backoff(Watch::new())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, Arc::new(Term { ctx, leading }))
         .for_each(|result| async move {

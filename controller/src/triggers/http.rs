@@ -25,10 +25,10 @@ use wasmless_api::trigger::{HttpTrigger, HttpTriggerStatus, Route};
 use wasmless_runtime::routes::{Claim, holders};
 
 use super::{Context, Error, Ready};
-use crate::backoff::Exponential;
+use crate::backoff::Watch;
 use crate::reconcile::MANAGER;
-use crate::status;
 use wasmless_api::cluster::{FUNCTION_PORT, MANAGED_BY};
+use wasmless_build::status;
 
 /// The label naming the trigger an Ingress belongs to.
 pub const TRIGGER_LABEL: &str = "wasmless.dev/http-trigger";
@@ -68,7 +68,7 @@ pub async fn run(
             watcher::Config::default(),
             move |f: Function| naming(&readers, &f),
         )
-        .trigger_backoff(Exponential::watch())
+        .trigger_backoff(Watch::new())
         .graceful_shutdown_on(shutdown)
         .run(
             reconcile,

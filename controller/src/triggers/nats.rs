@@ -2,7 +2,7 @@
 //! functions with each message (Kubeless's NATS consumer, in the controller instead of a pod
 //! of its own).
 //!
-//! Delivery (at most once, the queue group, replies, bounds) is [`super::subscription`]'s.
+//! Delivery (at most once, the queue group, replies, bounds) is [`wasmless_build::triggers::subscription`]'s.
 //!
 //! - **Level-triggered**: at each change to a NATSTrigger or a Function, and every
 //!   [`RESYNC`], the subscriptions are compared with what the triggers ask and started, handed
@@ -25,8 +25,10 @@ use tokio::sync::watch;
 use wasmless_api::function::Function;
 use wasmless_api::trigger::{NatsTrigger, NatsTriggerStatus, TriggerKey};
 
-use super::subscription::{Connection, Counters, Destination, Route, Subscription, queue_group};
 use super::{Context, Ready};
+use wasmless_build::triggers::subscription::{
+    Connection, Counters, Destination, Route, Subscription, queue_group,
+};
 
 /// How often subscriptions are checked without a change, and counters written at most.
 pub const RESYNC: Duration = Duration::from_secs(2);
@@ -50,14 +52,14 @@ pub async fn run(
         Api::<NatsTrigger>::all(ctx.client.clone()),
         watcher::Config::default(),
     )
-    .backoff(crate::backoff::Exponential::watch())
+    .backoff(crate::backoff::Watch::new())
     .reflect(triggers_writer)
     .map(|e| Seen::Triggers(matches!(e, Ok(watcher::Event::InitDone))));
     let function_events = watcher(
         Api::<Function>::all(ctx.client.clone()),
         watcher::Config::default(),
     )
-    .backoff(crate::backoff::Exponential::watch())
+    .backoff(crate::backoff::Watch::new())
     .reflect(functions_writer)
     .map(|e| Seen::Functions(matches!(e, Ok(watcher::Event::InitDone))));
     let mut events = std::pin::pin!(futures::stream::select(trigger_events, function_events));

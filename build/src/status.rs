@@ -5,7 +5,21 @@ use wasmless_api::function::{ArtifactRef, Condition, FunctionStatus, Phase};
 use wasmless_api::validate::Invalid;
 
 use crate::pipeline::Artifact;
-use crate::serving::Count;
+
+/// How many of the ready hosts serve an artifact, and why one refused to load it, if one did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Count {
+    pub serving: usize,
+    pub hosts: usize,
+    pub refused: Option<String>,
+}
+
+impl Count {
+    /// Every ready host serves it, and there is one.
+    pub fn all(&self) -> bool {
+        self.hosts > 0 && self.serving == self.hosts
+    }
+}
 
 /// Longest message kept in a condition: a compiler's first lines say what is wrong.
 const MAX_MESSAGE: usize = 2_000;

@@ -276,11 +276,12 @@ pub fn build_key(
     source::digest(&input)
 }
 
-/// Builds WAT in this process: for unit tests of what surrounds a build, never for tenants.
-#[cfg(test)]
-pub(crate) struct InProcess;
+/// Builds WAT in this process: for unit tests of what surrounds a build, never for tenants
+/// (so only in tests, and with the `testing` feature other crates' tests turn on).
+#[cfg(any(test, feature = "testing"))]
+pub struct InProcess;
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 impl Build for InProcess {
     fn build(&self, runtime: Runtime, _: &str, source: &Source) -> Result<Vec<u8>, BuildError> {
         assert_eq!(runtime, Runtime::Wat, "unit tests build WAT only");
