@@ -13,6 +13,7 @@ pub mod cron;
 pub mod http;
 pub mod nats;
 mod object;
+pub mod schedule;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 

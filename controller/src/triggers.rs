@@ -6,7 +6,6 @@
 pub mod cron;
 pub mod http;
 pub mod nats;
-pub mod schedule;
 
 use std::sync::Arc;
 

@@ -4,8 +4,8 @@
 
 use anyhow::Context as _;
 use wasmless_api::function::Preserved;
+use wasmless_api::trigger::schedule::Schedule;
 use wasmless_api::trigger::{CronJobTrigger, CronJobTriggerSpec};
-use wasmless_controller::triggers::schedule::Schedule;
 
 use super::{ListArgs, NameArg, Objects, invalid, print_list, ready_column};
 use crate::target::cluster::Cluster;

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use tokio::task::JoinHandle;
 
 use wasmless_api::function::{API_VERSION, DEFAULT_NAMESPACE, Function};
+use wasmless_api::trigger::schedule::Schedule;
 use wasmless_api::trigger::{
     CronJobTrigger, CronJobTriggerSpec, HttpTrigger, NatsTrigger, NatsTriggerSpec, TriggerKey,
 };
@@ -27,7 +28,6 @@ use wasmless_build::triggers::invoke::{self, Invocation};
 use wasmless_build::triggers::subscription::{
     Counters, Destination, Route, Subscription, queue_group,
 };
-use wasmless_controller::triggers::schedule::Schedule;
 use wasmless_runtime::Host;
 use wasmless_runtime::routes::{Claim, holders};
 

@@ -26,9 +26,9 @@ use tokio::sync::watch;
 use wasmless_api::function::{Condition, Function};
 use wasmless_api::trigger::{CronJobTrigger, CronJobTriggerStatus, CronResult};
 
-use super::schedule::Schedule;
 use super::{Context, Error, Ready};
 use crate::backoff::Watch;
+use wasmless_api::trigger::schedule::Schedule;
 use wasmless_build::triggers::invoke::{self, Invocation};
 
 struct Term {

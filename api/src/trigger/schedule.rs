@@ -14,10 +14,14 @@ use k8s_openapi::jiff::Timestamp;
 /// Shortest `@every` interval.
 pub const MIN_EVERY_SECONDS: i64 = 1;
 
+/// When a CronJobTrigger ticks.
 #[derive(Clone, Debug)]
 pub enum Schedule {
+    /// A cron expression, read in a time zone.
     Cron {
+        /// The expression.
         cron: Box<Cron>,
+        /// Where its hours and days are counted.
         zone: Tz,
     },
     /// Seconds between ticks.
