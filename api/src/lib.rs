@@ -9,6 +9,8 @@
 //!   WebAssembly is called.
 //! - [`address`]: which function a request names (its Host, or its `/fn/` path);
 //!   [`outbound`]: the destinations a function may call.
+//! - [`admin`]: the admin API's wire types, written by the hosts and read by the controller and
+//!   the CLI.
 //! - [`cluster`]: the ports, labels and names the controller, the hosts and the CLI agree on.
 
 #![forbid(unsafe_code)]
@@ -16,6 +18,7 @@
 
 pub mod abi;
 pub mod address;
+pub mod admin;
 pub mod cluster;
 pub mod digest;
 pub mod function;

@@ -83,7 +83,7 @@ pub enum Progress {
 }
 
 /// One line of a function's stderr, as the hosts keep them.
-pub use wasmless_runtime::logs::LogLine;
+pub use wasmless_api::admin::LogLine;
 
 /// A request to a function: what `call` sends.
 pub struct Call {

@@ -230,7 +230,8 @@ async fn handle(State(hook): State<Arc<Hook>>, request: Request) -> Response {
 }
 
 fn error(status: StatusCode, message: String) -> Response {
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
+    let body = wasmless_api::admin::ErrorBody::new(message, None);
+    (status, Json(body)).into_response()
 }
 
 #[cfg(test)]

@@ -9,12 +9,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use wasmless_api::FunctionKey;
+use wasmless_api::admin::{self, FunctionInfo, FunctionState};
 use wasmless_api::function::Phase;
-use wasmless_runtime::registry::FunctionInfo;
 
 use wasmless_runtime::token::Token;
 
@@ -28,16 +27,6 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Each admin URL's last answer, as JSON.
 type Lists = HashMap<String, (Instant, Arc<serde_json::Value>)>;
-
-/// What a host's `/status` says of one function (names and messages, never values).
-#[derive(Debug, Deserialize)]
-struct HostStatus {
-    namespace: String,
-    name: String,
-    phase: Phase,
-    #[serde(default)]
-    message: String,
-}
 
 #[derive(Clone, Default)]
 pub struct Serving {
@@ -60,7 +49,7 @@ impl Serving {
         let lists = futures::future::join_all(
             hosts
                 .iter()
-                .map(|h| self.read::<Vec<FunctionInfo>>(h, "/functions")),
+                .map(|h| self.read::<Vec<FunctionInfo>>(h, admin::FUNCTIONS_PATH)),
         )
         .await;
         let serving = lists
@@ -84,12 +73,16 @@ impl Serving {
     /// `host <pod>: <message>`.
     async fn refused(&self, hosts: &[HostPod], key: &FunctionKey) -> Option<String> {
         for host in hosts {
-            let statuses = self.read::<Vec<HostStatus>>(host, "/status").await;
-            let failed = statuses.into_iter().flatten().find(|s| {
-                s.namespace == key.namespace && s.name == key.name && s.phase == Phase::Failed
+            let states = self
+                .read::<Vec<FunctionState>>(host, admin::STATUS_PATH)
+                .await;
+            let failed = states.into_iter().flatten().find(|s| {
+                s.namespace == key.namespace
+                    && s.name == key.name
+                    && s.status.phase == Phase::Failed
             });
             if let Some(failed) = failed {
-                return Some(format!("host {}: {}", host.name, failed.message));
+                return Some(format!("host {}: {}", host.name, failed.status.message));
             }
         }
         None

@@ -24,6 +24,7 @@ use crate::routes::Routes;
 use crate::server::ConnectionLimits;
 use crate::values::MountDirs;
 use crate::warm::{WarmBudget, WarmLimits};
+use wasmless_api::admin::ErrorBody;
 use wasmless_api::function::{FunctionKey, SourceStatus};
 
 /// Everything that configures a host.
@@ -416,17 +417,13 @@ fn call_error_response(key: &FunctionKey, error: &CallError) -> Response<Body> {
     json_error(status, &error.to_string(), Some(key))
 }
 
-/// A JSON error body: `{"error": "...", "namespace": "...", "function": "..."}`.
+/// An error answer ([`ErrorBody`]), about `key` or about no function.
 pub fn json_error(status: StatusCode, message: &str, key: Option<&FunctionKey>) -> Response<Body> {
-    let mut body = serde_json::json!({ "error": message });
-    if let Some(key) = key {
-        body["namespace"] = key.namespace.clone().into();
-        body["function"] = key.name.clone().into();
-    }
+    let body = serde_json::to_vec(&ErrorBody::new(message, key)).unwrap_or_default();
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_string()))
+        .body(Body::from(body))
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 

@@ -5,18 +5,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
-
+use wasmless_api::admin::LogLine;
 use wasmless_api::function::FunctionKey;
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct LogLine {
-    /// Increases by one per line of this function; `?since=` resumes after it.
-    pub seq: u64,
-    /// Seconds since the Unix epoch.
-    pub time: f64,
-    pub line: String,
-}
 
 /// The last `capacity` lines of one function, across its revisions, and at most `max_bytes` of
 /// text: a tenant's noise costs the host a bounded amount of memory.

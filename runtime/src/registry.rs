@@ -6,15 +6,14 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use serde::{Deserialize, Serialize};
 
-use crate::abi::Abi;
 use crate::limits::{LimitError, Limits};
 use crate::logs::LogBuffer;
 use crate::metrics::FunctionMetrics;
 use crate::outbound::OutboundPolicy;
 use crate::resident::Code;
 use crate::values::{self, Known, MountDirs, Resolved};
+use wasmless_api::admin::FunctionInfo;
 use wasmless_api::function::{FunctionKey, FunctionManifest, FunctionSpec, Settings};
 
 /// What the host needs to know about a function besides its code.
@@ -105,20 +104,6 @@ pub struct LoadedFunction {
     pub logs: Arc<LogBuffer>,
     /// What it may call (wasi:http), parsed from `allowed_outbound_hosts`.
     pub outbound: Arc<OutboundPolicy>,
-}
-
-/// A loaded function as the admin API lists it (`GET /functions`; the controller reads it to
-/// tell whether a host serves an artifact).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct FunctionInfo {
-    pub namespace: String,
-    pub name: String,
-    pub revision: String,
-    pub runtime: String,
-    pub handler: String,
-    pub abi: Abi,
-    pub timeout_seconds: u64,
-    pub memory_bytes: u64,
 }
 
 impl LoadedFunction {

@@ -26,8 +26,8 @@ use tower::ServiceExt;
 use crate::admission::{Reason, Rejected};
 use crate::host::{Host, json_error};
 use crate::token::{self, Token};
-use wasmless_api::address;
 use wasmless_api::function::FunctionKey;
+use wasmless_api::{address, admin};
 
 /// What one listener's connections may hold. A connection that has not sent a whole request
 /// head within `header_timeout` (the first or the next one on a kept-alive connection) is
@@ -189,9 +189,12 @@ fn not_found(host_header: &str, path: Option<&str>) -> Response {
 /// whose admin listener is on loopback).
 pub fn admin_app(host: Arc<Host>, token: Option<Token>) -> Router {
     let mut data = Router::new()
-        .route("/functions", get(functions))
-        .route("/status", get(statuses))
-        .route("/functions/{namespace}/{name}/logs", get(logs));
+        .route(admin::FUNCTIONS_PATH, get(functions))
+        .route(admin::STATUS_PATH, get(statuses))
+        .route(
+            &admin::logs_path(&FunctionKey::new("{namespace}", "{name}")),
+            get(logs),
+        );
     if let Some(token) = token {
         data = data.layer(axum::middleware::from_fn_with_state(token, token::require));
     }
@@ -226,16 +229,15 @@ async fn functions(State(host): State<Arc<Host>>) -> impl IntoResponse {
     Json(list)
 }
 
-/// What the function source last did with each function, as `[{namespace, name, phase, ...}]`.
+/// What the function source last did with each function.
 async fn statuses(State(host): State<Arc<Host>>) -> impl IntoResponse {
     let list: Vec<_> = host
         .statuses()
         .into_iter()
-        .map(|(key, status)| {
-            let mut v = serde_json::to_value(status).unwrap_or_default();
-            v["namespace"] = key.namespace.into();
-            v["name"] = key.name.into();
-            v
+        .map(|(key, status)| admin::FunctionState {
+            namespace: key.namespace,
+            name: key.name,
+            status,
         })
         .collect();
     Json(list)

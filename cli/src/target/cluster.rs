@@ -12,10 +12,10 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
 
+use wasmless_api::admin::{self, FunctionInfo};
 use wasmless_api::cluster::{PORT_NAME, SERVICE_NAME_LABEL, admin_port};
 use wasmless_api::function::{Function, Phase};
 use wasmless_api::{FunctionKey, address};
-use wasmless_runtime::registry::FunctionInfo;
 use wasmless_runtime::token;
 
 use super::{Answer, Call, Cursors, Desired, LogLine, Progress, TargetArgs, View, already_exists};
@@ -214,7 +214,7 @@ impl Cluster {
             }
         };
         for host in hosts {
-            let answer = self.host_get(&host, "/functions").await?;
+            let answer = self.host_get(&host, admin::FUNCTIONS_PATH).await?;
             let Ok(loaded) = serde_json::from_slice::<Vec<FunctionInfo>>(&answer.body) else {
                 tracing::warn!(host = %host.name, status = %answer.status, "cannot list its functions");
                 continue;
@@ -361,10 +361,7 @@ impl Cluster {
         let mut out = Vec::new();
         for host in self.hosts().await? {
             let since = cursors.get(&host.name).copied().unwrap_or(0);
-            let path = format!(
-                "/functions/{}/{}/logs?since={since}",
-                key.namespace, key.name
-            );
+            let path = format!("{}?since={since}", admin::logs_path(key));
             let answer = self.host_get(&host, &path).await?;
             let host = host.name;
             match answer.status.as_u16() {

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use reqwest::{Method, StatusCode};
-use serde::Deserialize;
 
+use wasmless_api::admin::{self, ErrorBody, FunctionState, ManifestEntry, UpInfo};
 use wasmless_api::function::{API_VERSION, DEFAULT_NAMESPACE, KIND, Metadata, Phase, SourceStatus};
 use wasmless_api::{FunctionKey, FunctionManifest, address};
 
@@ -16,20 +16,6 @@ pub struct Local {
     admin: String,
     namespace: String,
     http: reqwest::Client,
-}
-
-#[derive(Deserialize)]
-struct Listed {
-    manifest: FunctionManifest,
-    origin: String,
-}
-
-#[derive(Deserialize)]
-struct Status {
-    namespace: String,
-    name: String,
-    #[serde(flatten)]
-    status: SourceStatus,
 }
 
 impl Local {
@@ -85,11 +71,7 @@ impl Local {
     }
 
     async fn functions_url(&self) -> anyhow::Result<String> {
-        #[derive(Deserialize)]
-        struct Info {
-            functions: String,
-        }
-        let info: Info = self.json("/info").await?;
+        let info: UpInfo = self.json(admin::UP_INFO_PATH).await?;
         // An unspecified bind address is reachable on loopback.
         Ok(info
             .functions
@@ -131,7 +113,7 @@ impl Local {
     }
 
     async fn statuses(&self) -> anyhow::Result<BTreeMap<FunctionKey, SourceStatus>> {
-        let list: Vec<Status> = self.json("/status").await?;
+        let list: Vec<FunctionState> = self.json(admin::STATUS_PATH).await?;
         Ok(list
             .into_iter()
             .map(|s| (FunctionKey::new(&s.namespace, &s.name), s.status))
@@ -166,11 +148,11 @@ impl Local {
     }
 
     pub async fn list(&self, namespace: Option<&str>) -> anyhow::Result<Vec<View>> {
-        let listed: Vec<Listed> = self.json("/manifests").await?;
+        let listed: Vec<ManifestEntry> = self.json(admin::UP_MANIFESTS_PATH).await?;
         let mut statuses = self.statuses().await?;
         let functions = self.functions_url().await?;
         let mut views = Vec::new();
-        for Listed { manifest, origin } in listed {
+        for ManifestEntry { manifest, origin } in listed {
             let key = manifest.key();
             if namespace.is_some_and(|ns| ns != key.namespace) {
                 continue;
@@ -233,7 +215,7 @@ impl Local {
         cursors: &mut Cursors,
     ) -> anyhow::Result<Vec<LogLine>> {
         let since = cursors.get("up").copied().unwrap_or(0);
-        let path = format!("{}/logs?since={since}", Self::function_path(key));
+        let path = format!("{}?since={since}", admin::logs_path(key));
         let (status, body) = self.admin(Method::GET, &path).await?;
         if status == StatusCode::NOT_FOUND {
             // No buffer yet: the function has not loaded, or does not exist.
@@ -263,9 +245,7 @@ impl Local {
 
 /// The `{"error": …}` of an admin answer as one line.
 fn refused(status: StatusCode, body: &[u8]) -> anyhow::Error {
-    let message = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v["error"].as_str().map(str::to_string))
+    let message = ErrorBody::message_of(body)
         .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
     anyhow!("{message} (HTTP {})", status.as_u16())
 }

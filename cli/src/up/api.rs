@@ -16,8 +16,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use serde::Serialize;
 use tokio::sync::mpsc;
+use wasmless_api::admin::{self, ManifestEntry, UpInfo};
 
 use wasmless_api::function::{Phase, SourceStatus};
 use wasmless_api::validate::{self, Origin};
@@ -38,14 +38,6 @@ pub struct Deployed {
     /// Wakes the loader, as a file change does.
     wake: mpsc::UnboundedSender<Change>,
     functions_addr: SocketAddr,
-}
-
-/// One deployed function as `GET /manifests` lists it.
-#[derive(Serialize)]
-struct Listed<'a> {
-    manifest: &'a FunctionManifest,
-    /// The file that defines it, or `api`.
-    origin: String,
 }
 
 impl Deployed {
@@ -82,8 +74,8 @@ impl Deployed {
 
 pub fn router(deployed: Arc<Deployed>) -> Router {
     Router::new()
-        .route("/info", get(info))
-        .route("/manifests", get(manifests))
+        .route(admin::UP_INFO_PATH, get(info))
+        .route(admin::UP_MANIFESTS_PATH, get(manifests))
         .route(
             "/functions/{namespace}/{name}",
             put(put_function).delete(delete_function),
@@ -92,7 +84,9 @@ pub fn router(deployed: Arc<Deployed>) -> Router {
 }
 
 async fn info(State(d): State<Arc<Deployed>>) -> impl IntoResponse {
-    Json(serde_json::json!({ "functions": format!("http://{}", d.functions_addr) }))
+    Json(UpInfo {
+        functions: format!("http://{}", d.functions_addr),
+    })
 }
 
 async fn manifests(State(d): State<Arc<Deployed>>) -> impl IntoResponse {
@@ -104,20 +98,20 @@ async fn manifests(State(d): State<Arc<Deployed>>) -> impl IntoResponse {
     let api = d.api_manifests();
     let mut list: Vec<_> = files
         .iter()
-        .map(|(_, (m, file))| Listed {
-            manifest: m,
+        .map(|(_, (m, file))| ManifestEntry {
+            manifest: m.clone(),
             origin: file.display().to_string(),
         })
         .collect();
     list.extend(
         api.iter()
             .filter(|(k, _)| !files.contains_key(*k))
-            .map(|(_, m)| Listed {
-                manifest: m,
+            .map(|(_, m)| ManifestEntry {
+                manifest: m.clone(),
                 origin: "api".into(),
             }),
     );
-    Json(serde_json::to_value(list).unwrap_or_default())
+    Json(list)
 }
 
 fn conflict(key: &FunctionKey, file: &std::path::Path) -> Response {
