@@ -5,7 +5,7 @@
 //! Fields whose stored value may be anything are read leniently ([`lenient`]) and judged by
 //! [`crate::validate`]; the CRD states what it can of the same rules.
 
-mod content;
+pub mod content;
 mod env;
 mod kubeless;
 mod lenient;
@@ -199,6 +199,15 @@ pub struct FunctionSpec {
     )]
     #[schemars(schema_with = "preserve_unknown")]
     pub horizontal_pod_autoscaler: Option<Preserved>,
+}
+
+impl FunctionSpec {
+    /// What its source decodes to (a valid spec's; a file otherwise).
+    pub fn packaging(&self) -> Packaging {
+        ContentType::parse(self.function_content_type.trim())
+            .map(ContentType::packaging)
+            .unwrap_or_default()
+    }
 }
 
 fn timeout_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

@@ -9,6 +9,7 @@ use thiserror::Error;
 use wasmtime::Engine;
 
 use wasmless_api::Abi;
+use wasmless_api::digest::Sha256Digest;
 use wasmless_api::function::{ArtifactRef, Packaging, Runtime};
 use wasmless_api::validate::{self, Invalid, Origin};
 use wasmless_api::{FunctionKey, FunctionSpec};
@@ -125,7 +126,7 @@ impl Pipeline {
             deps: &spec.deps,
         };
         let wasm = self.builder.build(plan.runtime, &key.namespace, &source)?;
-        let digest = source::digest(&wasm);
+        let digest = Sha256Digest::of(&wasm).to_string();
         self.store.put(Object::Wasm(&digest), &wasm)?;
         self.store
             .put(Object::Build(&plan.build_key), digest.as_bytes())?;
@@ -169,7 +170,7 @@ impl Pipeline {
             size: wasm.len() as u64,
             abi: Abi::of_wasm(wasm),
             precompiled: self.store.local_path(self.precompiled_object(&digest)),
-            precompiled_digest: source::digest(precompiled),
+            precompiled_digest: Sha256Digest::of(precompiled).to_string(),
             cached,
             digest,
         }
@@ -229,7 +230,7 @@ impl Plan {
         let runtime = validate::spec(spec, origin)?.runtime;
         let version = builders::builder(runtime).version();
         let code = source::decode(spec, origin)?;
-        let packaging = source::packaging(spec);
+        let packaging = spec.packaging();
         let build_key = build_key(
             runtime,
             version,
@@ -273,7 +274,7 @@ pub fn build_key(
         input.extend_from_slice(&(part.len() as u64).to_le_bytes());
         input.extend_from_slice(part);
     }
-    source::digest(&input)
+    Sha256Digest::of(&input).to_string()
 }
 
 /// Builds WAT in this process: for unit tests of what surrounds a build, never for tenants

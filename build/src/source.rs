@@ -55,11 +55,6 @@ pub enum SourceError {
     Checksum { expected: String, actual: String },
 }
 
-/// `sha256:<hex>` of some bytes: how wasmless names sources, builds and artifacts.
-pub fn digest(bytes: &[u8]) -> String {
-    Sha256Digest::of(bytes).to_string()
-}
-
 /// Decodes the source bytes of `spec` (for an archive, the zip, checked against the runtime
 /// and handler); `origin` says what a `url` may name.
 pub fn decode(spec: &FunctionSpec, origin: Origin) -> Result<Vec<u8>, SourceError> {
@@ -80,32 +75,6 @@ pub fn decode(spec: &FunctionSpec, origin: Origin) -> Result<Vec<u8>, SourceErro
         archive::check(&bytes, runtime, &spec.handler)?;
     }
     Ok(bytes)
-}
-
-/// What a spec's source decodes to (a valid spec's; a file otherwise).
-pub fn packaging(spec: &FunctionSpec) -> Packaging {
-    ContentType::parse(spec.function_content_type.trim())
-        .map(ContentType::packaging)
-        .unwrap_or_default()
-}
-
-/// The inverse of [`decode`] for a file's bytes: `(function, function-content-type)`, text when
-/// they are UTF-8 without NUL (what a user can read in the manifest), else base64.
-pub fn encode(bytes: Vec<u8>) -> (String, ContentType) {
-    let base64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    match String::from_utf8(bytes) {
-        Ok(text) if !text.contains('\0') => (text, ContentType::Text),
-        Ok(text) => (base64(text.as_bytes()), ContentType::Base64),
-        Err(e) => (base64(e.as_bytes()), ContentType::Base64),
-    }
-}
-
-/// A zip archive's bytes as a spec's `(function, function-content-type)`.
-pub fn encode_zip(zip: &[u8]) -> (String, ContentType) {
-    (
-        base64::engine::general_purpose::STANDARD.encode(zip),
-        ContentType::Base64Zip,
-    )
 }
 
 fn read_url(url: &str, origin: Origin) -> Result<Vec<u8>, SourceError> {
@@ -177,7 +146,7 @@ fn verify_checksum(checksum: &str, bytes: &[u8]) -> Result<(), SourceError> {
     if !well_formed {
         return Err(SourceError::ChecksumFormat(checksum.into()));
     }
-    let actual = digest(bytes);
+    let actual = Sha256Digest::of(bytes).to_string();
     if !actual.eq_ignore_ascii_case(checksum) {
         return Err(SourceError::Checksum {
             expected: checksum.into(),
@@ -214,7 +183,7 @@ mod tests {
             decode(&spec("base64", "YW\nJj", ""), Origin::Cluster).unwrap(),
             b"abc"
         );
-        let sum = digest(b"abc");
+        let sum = Sha256Digest::of(b"abc").to_string();
         assert_eq!(
             sum,
             "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
@@ -249,18 +218,18 @@ mod tests {
             ("helper.py".into(), b"X = 1\n".to_vec()),
         ])
         .unwrap();
-        let (function, content_type) = encode_zip(&zip);
+        let (function, content_type) = wasmless_api::function::content::encode_zip(&zip);
         let python = |function: &str, handler: &str| FunctionSpec {
             runtime: "python3.8".into(),
             handler: handler.into(),
             function: function.into(),
             function_content_type: content_type.name().into(),
-            checksum: digest(&zip),
+            checksum: Sha256Digest::of(&zip).to_string(),
             ..Default::default()
         };
         let spec = python(&function, "hello.handler");
         assert_eq!(decode(&spec, Origin::Cluster).unwrap(), zip);
-        assert_eq!(packaging(&spec), Packaging::Zip);
+        assert_eq!(spec.packaging(), Packaging::Zip);
         assert!(matches!(
             decode(&python(&function, "other.handler"), Origin::Cluster),
             Err(SourceError::Archive(ArchiveError::NoHandlerFile { .. }))

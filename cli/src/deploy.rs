@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use wasmless_api::digest::Sha256Digest;
+use wasmless_api::function::content;
 use wasmless_api::function::{DEFAULT_NAMESPACE, EnvVar, IntOrString, Packaging};
 use wasmless_api::validate::{self, Origin};
 use wasmless_api::{FunctionKey, FunctionSpec};
@@ -219,7 +221,7 @@ fn checked(key: &FunctionKey, spec: &FunctionSpec, origin: Origin) -> anyhow::Re
 
 /// An archive's check (names, links, sizes, the handler's file), before anything is sent.
 fn archive_checked(key: &FunctionKey, spec: &FunctionSpec) -> anyhow::Result<()> {
-    if source::packaging(spec) == Packaging::Zip {
+    if spec.packaging() == Packaging::Zip {
         source::decode(spec, Origin::Inline)
             .with_context(|| format!("{key} is not valid, nothing was sent"))?;
     }
@@ -238,10 +240,10 @@ fn fill(
     }
     if let Some(path) = from_file {
         let (bytes, packaging) = crate::archive::read(path)?;
-        spec.checksum = source::digest(&bytes);
+        spec.checksum = Sha256Digest::of(&bytes).to_string();
         let (function, content_type) = match packaging {
-            Packaging::File => source::encode(bytes),
-            Packaging::Zip => source::encode_zip(&bytes),
+            Packaging::File => content::encode(bytes),
+            Packaging::Zip => content::encode_zip(&bytes),
         };
         (spec.function, spec.function_content_type) = (function, content_type.name().into());
     }
@@ -375,7 +377,7 @@ mod tests {
             (spec.function.as_str(), spec.function_content_type.as_str()),
             ("(module)", "text")
         );
-        assert_eq!(spec.checksum, source::digest(b"(module)"));
+        assert_eq!(spec.checksum, Sha256Digest::of(b"(module)").to_string());
         assert_eq!(spec.env.len(), 2);
         assert_eq!(spec.env[1].value, "x=y");
         assert_eq!(spec.memory, Some(IntOrString::String("64Mi".into())));

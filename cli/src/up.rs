@@ -346,7 +346,7 @@ impl DirLoader {
             let base = file.as_deref().and_then(Path::parent);
             let source = wasmless_build::source::decode(&m.spec, origin(base))
                 .ok()
-                .map(|code| wasmless_build::source::digest(&code));
+                .map(|code| Sha256Digest::of(&code).to_string());
             let fingerprint = (m.clone(), source);
             // A deleted and redeployed API function is Pending or has no status: build it again.
             let settled = statuses.get(key).is_some_and(|s| s.phase != Phase::Pending);

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 /// A manifest's `function-content-type`.
@@ -75,6 +76,25 @@ impl ContentType {
             _ => Packaging::File,
         }
     }
+}
+
+/// A file's bytes as a spec's `(function, function-content-type)`: text when they are UTF-8
+/// without NUL (what a user can read in the manifest), else base64.
+pub fn encode(bytes: Vec<u8>) -> (String, ContentType) {
+    let base64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    match String::from_utf8(bytes) {
+        Ok(text) if !text.contains('\0') => (text, ContentType::Text),
+        Ok(text) => (base64(text.as_bytes()), ContentType::Base64),
+        Err(e) => (base64(e.as_bytes()), ContentType::Base64),
+    }
+}
+
+/// A zip archive's bytes as a spec's `(function, function-content-type)`.
+pub fn encode_zip(zip: &[u8]) -> (String, ContentType) {
+    (
+        base64::engine::general_purpose::STANDARD.encode(zip),
+        ContentType::Base64Zip,
+    )
 }
 
 impl fmt::Display for ContentType {
