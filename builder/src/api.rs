@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use wasmless_api::function::Packaging;
+use wasmless_api::function::{Packaging, Runtime};
 
 use crate::BuildError;
 
@@ -23,8 +23,8 @@ pub const MAX_WASM: u64 = 256 * 1024 * 1024;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct BuildRequest {
-    /// A runtime name as a manifest spells it (`python3.12`, `c`…).
-    pub runtime: String,
+    /// What to build with.
+    pub runtime: Runtime,
     pub handler: String,
     pub deps: String,
     /// The Function's namespace: its builds write only their own caches.

@@ -55,7 +55,7 @@ impl Client {
         source: &Source<'_>,
     ) -> Result<Vec<u8>, BuildError> {
         let request = BuildRequest {
-            runtime: runtime.name().to_string(),
+            runtime,
             handler: source.handler.to_string(),
             deps: source.deps.to_string(),
             tenant: tenant.to_string(),

@@ -109,7 +109,7 @@ enum Action {
 #[derive(Debug, Serialize, Deserialize)]
 struct Job {
     action: Action,
-    runtime: String,
+    runtime: Runtime,
     handler: String,
     deps: String,
     /// base64
@@ -391,7 +391,7 @@ impl Sandbox {
         let limits = self.config.limits.clone();
         let job = Job {
             action,
-            runtime: runtime.name().to_string(),
+            runtime,
             handler: source.handler.to_string(),
             deps: source.deps.to_string(),
             source: base64::engine::general_purpose::STANDARD.encode(source.code),
@@ -571,8 +571,7 @@ pub fn child_main() -> i32 {
 }
 
 fn run_job(job: &Job) -> Result<Vec<u8>, BuildError> {
-    let runtime = Runtime::parse(&job.runtime)
-        .ok_or_else(|| BuildError::UnknownRuntime(job.runtime.clone()))?;
+    let runtime = job.runtime;
     let builder = builders::builder(runtime);
     match job.action {
         Action::Prepare => builder.prepare().map(|()| Vec::new()),

@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
-use wasmless_api::function::Runtime;
 use wasmless_runtime::token::{self, Token};
 
 use crate::api::{self, BuildRequest, Failure};
@@ -63,9 +62,7 @@ async fn build(
     if !api::valid_tenant(&request.tenant) {
         return (StatusCode::BAD_REQUEST, "tenant must be a DNS label\n").into_response();
     }
-    let Some(runtime) = Runtime::parse(&request.runtime) else {
-        return failed(&BuildError::UnknownRuntime(request.runtime));
-    };
+    let runtime = request.runtime;
     let code = match base64::engine::general_purpose::STANDARD.decode(&request.source) {
         Ok(c) => c,
         Err(e) => {

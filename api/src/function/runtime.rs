@@ -3,8 +3,12 @@
 
 use std::fmt;
 
-/// A manifest's `runtime`, mapped to ours.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+use serde::{Deserialize, Serialize};
+
+/// A manifest's `runtime`, mapped to ours. On the wire (the builder's API, its sandbox's job)
+/// it is its [`Runtime::name`]; reading one takes any spelling [`Runtime::parse`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum Runtime {
     /// WebAssembly text, compiled in-process.
     Wat,
@@ -161,9 +165,38 @@ impl fmt::Display for Runtime {
     }
 }
 
+impl From<Runtime> for &'static str {
+    fn from(runtime: Runtime) -> Self {
+        runtime.name()
+    }
+}
+
+impl TryFrom<String> for Runtime {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        Runtime::parse(&name).ok_or_else(|| format!("{name:?} is not a runtime"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn on_the_wire_a_runtime_is_its_name() {
+        assert_eq!(
+            serde_json::to_string(&Runtime::Nodejs).unwrap(),
+            r#""nodejs""#
+        );
+        let read: Runtime = serde_json::from_str(r#""python3.12""#).unwrap();
+        assert_eq!(read, Runtime::Python);
+        let unknown = serde_json::from_str::<Runtime>(r#""cobol""#).unwrap_err();
+        assert!(
+            unknown.to_string().contains("\"cobol\" is not a runtime"),
+            "{unknown}"
+        );
+    }
 
     #[test]
     fn kubeless_runtime_names_map_to_ours() {
