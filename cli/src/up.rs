@@ -455,12 +455,9 @@ impl DirLoader {
             .context("local mode needs a directory artifact store")?;
         // Checked as a cluster's host checks what it fetches, each time the code is loaded.
         let expected = Sha256Digest::parse(&artifact.precompiled_digest)?;
-        let compiled = engine::load_precompiled_verified(self.host.engine(), path, &expected)?;
-        def.revision = artifact.digest.clone();
         // The store keeps the artifact: the code may be dropped and loaded from it again.
-        let (engine, path) = (self.host.engine().clone(), path.to_path_buf());
-        let again: engine::LoadAgain =
-            Arc::new(move || engine::load_precompiled_verified(&engine, &path, &expected));
+        let (compiled, again) = engine::load_stored(self.host.engine(), path, &expected)?;
+        def.revision = artifact.digest.clone();
         self.host.load_with(def, &compiled, Some(again))?;
         Ok(Step::Loaded(artifact.digest))
     }

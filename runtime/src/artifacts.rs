@@ -6,7 +6,6 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -137,9 +136,10 @@ impl Artifacts {
     }
 
     /// The artifact ready to load: precompiled when the status names a precompiled form and the
-    /// controller has it for this engine, else the wasm, compiled here. A precompiled one comes
-    /// with how to load it again from the cache, checked against its digest each time (the
-    /// cache keeps what assigned functions need); one compiled here stays loaded.
+    /// controller has it for this engine, else the wasm, compiled here. A precompiled one is
+    /// loaded from the cache as `wasmless up` loads from its store ([`engine::load_stored`]:
+    /// checked against its digest each time, so it can be dropped and loaded again; the cache
+    /// keeps what assigned functions need); one compiled here stays loaded.
     pub async fn compiled(
         &self,
         artifact: &ArtifactRef,
@@ -153,19 +153,8 @@ impl Artifacts {
             let engine_key = engine::compatibility_key(&self.engine);
             let path = self.cache.join(&engine_key).join(wasm.file_name());
             let url = format!("{}/artifacts/{wasm}/precompiled/{engine_key}", self.url);
-            match self.verified(&path, &url, expected).await {
-                Ok(bytes) => {
-                    let compiled = engine::load_precompiled_bytes(&self.engine, &bytes)?;
-                    let (engine, expected) = (self.engine.clone(), expected.clone());
-                    let again: LoadAgain = Arc::new(move || {
-                        let bytes = cached(&path, &expected).map_err(|e| EngineError::Load {
-                            path: path.display().to_string(),
-                            source: wasmtime::format_err!(e),
-                        })?;
-                        engine::load_precompiled_bytes(&engine, &bytes)
-                    });
-                    return Ok((compiled, Some(again)));
-                }
+            match self.stored(&path, &url, expected).await {
+                Ok((compiled, again)) => return Ok((compiled, Some(again))),
                 // The status's precompiled form is for the controller's engine; ours may differ.
                 Err(e) => {
                     tracing::info!(digest = %wasm, "no precompiled artifact for this engine ({e}); compiling the wasm here")
@@ -183,6 +172,36 @@ impl Artifacts {
                 message: e.to_string(),
             })??;
         Ok((compiled, None))
+    }
+
+    /// The precompiled code `expected` names, from the cached file when it still loads as that,
+    /// else fetched from `url` (checked) into the cache first.
+    async fn stored(
+        &self,
+        path: &Path,
+        url: &str,
+        expected: &Sha256Digest,
+    ) -> Result<(Compiled, LoadAgain), LoadError> {
+        if path.exists() {
+            match engine::load_stored(&self.engine, path, expected) {
+                Ok(loaded) => {
+                    crate::files::touch(path);
+                    return Ok(loaded);
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), %expected, "cached artifact cannot be loaded, fetching it again: {e}");
+                    if let Err(e) = std::fs::remove_file(path) {
+                        tracing::warn!(path = %path.display(), "cannot remove the cached artifact: {e}");
+                    }
+                }
+            }
+        }
+        let bytes = self.fetch(url, expected).await?;
+        crate::files::write_atomic(path, &bytes).map_err(|source| LoadError::Cache {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(engine::load_stored(&self.engine, path, expected)?)
     }
 
     /// The bytes `expected` names: the cached file when it still matches, else fetched from

@@ -176,16 +176,6 @@ pub fn precompile(engine: &Engine, wasm: &[u8]) -> Result<Vec<u8>, EngineError> 
     .map_err(EngineError::Compile)
 }
 
-/// Loads a precompiled artifact from bytes the caller has checked against its digest.
-pub fn load_precompiled_bytes(engine: &Engine, bytes: &[u8]) -> Result<Compiled, EngineError> {
-    // SAFETY: the caller verified `bytes` against the digest the controller recorded for what
-    // its `precompile` wrote, and wasmtime checks that the engine configuration matches.
-    unsafe { deserialize(engine, bytes) }.map_err(|source| EngineError::Load {
-        path: "(verified bytes)".into(),
-        source,
-    })
-}
-
 /// Artifacts below this size are read rather than mapped: wasmtime keeps a mapped file open as
 /// long as its module lives, one descriptor per function, and a host of 20,000 small functions
 /// ran out of descriptors. Large ones (an interpreter's) stay mapped, shared in the page cache.
@@ -220,9 +210,24 @@ pub fn load_precompiled(engine: &Engine, path: &Path) -> Result<Compiled, Engine
     .map_err(err)
 }
 
+/// Code from a precompiled artifact on disk (`wasmless up`'s store, a cluster host's cache),
+/// checked against `expected` now and each time it is loaded again after its code was dropped
+/// ([`crate::resident`]): the one way a host loads stored code.
+pub fn load_stored(
+    engine: &Engine,
+    path: &Path,
+    expected: &Sha256Digest,
+) -> Result<(Compiled, LoadAgain), EngineError> {
+    let compiled = load_precompiled_verified(engine, path, expected)?;
+    let (engine, path, expected) = (engine.clone(), path.to_path_buf(), expected.clone());
+    let again: LoadAgain =
+        std::sync::Arc::new(move || load_precompiled_verified(&engine, &path, &expected));
+    Ok((compiled, again))
+}
+
 /// [`load_precompiled`], once the file's contents are checked against `expected`, the digest
 /// recorded when it was written: what a host runs is always what was built.
-pub fn load_precompiled_verified(
+fn load_precompiled_verified(
     engine: &Engine,
     path: &Path,
     expected: &Sha256Digest,
