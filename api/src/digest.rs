@@ -4,11 +4,13 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
-/// A well-formed `sha256:<64 lowercase hex>` digest.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// A well-formed `sha256:<64 lowercase hex>` digest; on the wire, that text (reading checks it).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct Sha256Digest(String);
 
 /// Not a digest: the text, cut to 100 characters (it is shown in logs).
@@ -62,6 +64,20 @@ impl Sha256Digest {
     /// As written: `sha256:<hex>`.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl From<Sha256Digest> for String {
+    fn from(digest: Sha256Digest) -> Self {
+        digest.0
+    }
+}
+
+impl TryFrom<String> for Sha256Digest {
+    type Error = BadDigest;
+
+    fn try_from(text: String) -> Result<Self, BadDigest> {
+        Sha256Digest::parse(&text)
     }
 }
 

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use wasmless_api::FunctionManifest;
+use wasmless_api::digest::Sha256Digest;
 use wasmless_api::validate::Origin;
 use wasmless_build::artifacts::{ArtifactStore, Object};
 use wasmless_build::{DirStore, Pipeline, manifest};
@@ -127,7 +128,7 @@ async fn measure(hello: &FunctionManifest, comment: &str, requests: usize) -> an
 
     // The incremental cache on its own: warmed by the first module only, then the edited one,
     // against an engine without it.
-    let wasm = |digest: &str| -> anyhow::Result<Vec<u8>> {
+    let wasm = |digest: &Sha256Digest| -> anyhow::Result<Vec<u8>> {
         store
             .get(Object::Wasm(digest))?
             .context("the build stored its wasm")
@@ -156,7 +157,7 @@ async fn measure(hello: &FunctionManifest, comment: &str, requests: usize) -> an
         .as_ref()
         .context("the directory store keeps a local file")?;
     let compiled = engine::load_precompiled(host.engine(), path)?;
-    let def = FunctionDef::from_manifest(hello, artifact.digest.clone(), 1 << 30)?;
+    let def = FunctionDef::from_manifest(hello, artifact.digest.to_string(), 1 << 30)?;
     host.load(def, &compiled)?;
     let f = host.registry().get(&key).context("loaded above")?;
     let mut times = Vec::with_capacity(requests);

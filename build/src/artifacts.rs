@@ -18,15 +18,19 @@ pub struct StoreError {
     source: std::io::Error,
 }
 
-/// Something the store holds, by name.
+/// Something the store holds, by name. Only digests name files (no path tricks); the engine
+/// key is this process's own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Object<'a> {
-    /// A WebAssembly binary, by `sha256:<hex>`.
-    Wasm(&'a str),
+    /// A WebAssembly binary, by its digest.
+    Wasm(&'a Sha256Digest),
     /// A binary precompiled for one engine configuration (`engine::compatibility_key`).
-    Precompiled { engine: &'a str, digest: &'a str },
+    Precompiled {
+        engine: &'a str,
+        digest: &'a Sha256Digest,
+    },
     /// The wasm digest a build key produced.
-    Build(&'a str),
+    Build(&'a Sha256Digest),
 }
 
 /// Reads and look-ups mark an object used (the directory store keeps the least recently used
@@ -56,15 +60,14 @@ impl DirStore {
     }
 
     fn path(&self, object: Object) -> PathBuf {
-        let file = |name: &str| name.replace(':', "-");
         match object {
-            Object::Wasm(digest) => self.root.join("wasm").join(file(digest)),
+            Object::Wasm(digest) => self.root.join("wasm").join(digest.file_name()),
             Object::Precompiled { engine, digest } => self
                 .root
                 .join("precompiled")
                 .join(engine)
-                .join(file(digest)),
-            Object::Build(key) => self.root.join("builds").join(file(key)),
+                .join(digest.file_name()),
+            Object::Build(key) => self.root.join("builds").join(key.file_name()),
         }
     }
 }
@@ -122,7 +125,7 @@ async fn serve_wasm(
     axum::extract::State(store): axum::extract::State<SharedStore>,
     axum::extract::Path(digest): axum::extract::Path<String>,
 ) -> axum::response::Response {
-    let wanted = is_digest(&digest).then_some(Wanted::Wasm(digest));
+    let wanted = Sha256Digest::parse(&digest).ok().map(Wanted::Wasm);
     serve(store, wanted).await
 }
 
@@ -131,15 +134,20 @@ async fn serve_precompiled(
     axum::extract::Path((digest, engine)): axum::extract::Path<(String, String)>,
 ) -> axum::response::Response {
     let engine_ok = !engine.is_empty() && engine.bytes().all(|b| b.is_ascii_hexdigit());
-    let wanted =
-        (is_digest(&digest) && engine_ok).then_some(Wanted::Precompiled { engine, digest });
+    let wanted = Sha256Digest::parse(&digest)
+        .ok()
+        .filter(|_| engine_ok)
+        .map(|digest| Wanted::Precompiled { engine, digest });
     serve(store, wanted).await
 }
 
 /// An [`Object`] a request names, owned so that the read can move to a blocking thread.
 enum Wanted {
-    Wasm(String),
-    Precompiled { engine: String, digest: String },
+    Wasm(Sha256Digest),
+    Precompiled {
+        engine: String,
+        digest: Sha256Digest,
+    },
 }
 
 impl Wanted {
@@ -169,11 +177,6 @@ async fn serve(store: SharedStore, wanted: Option<Wanted>) -> axum::response::Re
     }
 }
 
-/// Only well-formed digests reach the file system (no path tricks).
-fn is_digest(s: &str) -> bool {
-    Sha256Digest::parse(s).is_ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,10 +185,11 @@ mod tests {
     fn a_directory_store_keeps_objects_apart() {
         let dir = tempfile::tempdir().unwrap();
         let store = DirStore::new(dir.path());
-        let wasm = Object::Wasm("sha256:abcd");
+        let digest = Sha256Digest::of(b"\0asm");
+        let wasm = Object::Wasm(&digest);
         let pre = Object::Precompiled {
             engine: "e1",
-            digest: "sha256:abcd",
+            digest: &digest,
         };
         assert_eq!(store.get(wasm).unwrap(), None);
         store.put(wasm, b"\0asm").unwrap();
@@ -198,16 +202,44 @@ mod tests {
         assert_eq!(store.get(pre).unwrap().as_deref(), Some(b"elf".as_slice()));
         let other_engine = Object::Precompiled {
             engine: "e2",
-            digest: "sha256:abcd",
+            digest: &digest,
         };
         assert!(!store.contains(other_engine));
     }
 
-    #[test]
-    fn only_digests_reach_the_file_system() {
-        assert!(is_digest(&format!("sha256:{}", "a".repeat(64))));
-        for bad in ["sha256:../../etc/passwd", "sha256:abc", "md5:00", ""] {
-            assert!(!is_digest(bad), "{bad}");
+    /// What a host may ask the artifact server for: well-formed digests only, with the token.
+    #[tokio::test]
+    async fn the_server_reads_only_what_a_digest_names() {
+        use tower::ServiceExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), b"not an artifact").unwrap();
+        let store = DirStore::new(dir.path().join("store"));
+        let digest = Sha256Digest::of(b"\0asm");
+        store.put(Object::Wasm(&digest), b"\0asm").unwrap();
+        let token = Token::new("0123456789abcdef", "test").unwrap();
+        let app = router(Arc::new(store), token.clone());
+        let get = |path: String, token: Option<&Token>| {
+            let mut request = http::Request::get(path);
+            if let Some(t) = token {
+                request = request.header("authorization", format!("Bearer {}", t.secret()));
+            }
+            app.clone()
+                .oneshot(request.body(axum::body::Body::empty()).unwrap())
+        };
+        let status = |r: Result<axum::response::Response, _>| r.unwrap().status().as_u16();
+        assert_eq!(
+            status(get(format!("/artifacts/{digest}"), Some(&token)).await),
+            200
+        );
+        assert_eq!(status(get(format!("/artifacts/{digest}"), None).await), 401);
+        for bad in ["sha256:..%2F..%2Fsecret", "sha256:abc", "md5:00"] {
+            let r = get(format!("/artifacts/{bad}"), Some(&token)).await;
+            assert_eq!(status(r), 400, "{bad}");
         }
+        let other = Sha256Digest::of(b"other");
+        assert_eq!(
+            status(get(format!("/artifacts/{other}"), Some(&token)).await),
+            404
+        );
     }
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
 
 use wasmless_api::FunctionKey;
+use wasmless_api::digest::Sha256Digest;
 use wasmless_api::function::{Function, FunctionSpec, Phase};
 use wasmless_api::validate::Origin;
 use wasmless_builder::BuildError;
@@ -112,9 +113,9 @@ enum Entry {
 
 #[derive(Default)]
 struct Builds {
-    by_key: HashMap<String, Entry>,
+    by_key: HashMap<Sha256Digest, Entry>,
     /// Build keys of finished entries, oldest first.
-    finished: VecDeque<String>,
+    finished: VecDeque<Sha256Digest>,
 }
 
 pub struct Driver {
@@ -217,7 +218,12 @@ impl Driver {
         self.settings.max_builds - self.slots.available_permits()
     }
 
-    fn join(&self, build_key: &str, key: &FunctionKey, waiter: &Option<Waiter>) -> Option<Outcome> {
+    fn join(
+        &self,
+        build_key: &Sha256Digest,
+        key: &FunctionKey,
+        waiter: &Option<Waiter>,
+    ) -> Option<Outcome> {
         let mut builds = self.builds.lock().unwrap_or_else(PoisonError::into_inner);
         let outcome = join_locked(&mut builds, build_key, key, waiter);
         // A finished build whose artifact has left the store since is built again.
@@ -236,7 +242,7 @@ impl Driver {
     /// One build, from a slot to its end, retried while it fails for transient reasons.
     async fn run(
         self: Arc<Self>,
-        build_key: String,
+        build_key: Sha256Digest,
         key: FunctionKey,
         spec: FunctionSpec,
         origin: OriginBuf,
@@ -295,7 +301,7 @@ impl Driver {
 
     /// Records why a running build takes longer (or that it no longer does), and tells its
     /// waiters when that changes.
-    fn note(&self, build_key: &str, why: Option<String>) {
+    fn note(&self, build_key: &Sha256Digest, why: Option<String>) {
         let mut builds = self.builds.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(Entry::Running { askers, note }) = builds.by_key.get_mut(build_key)
             && *note != why
@@ -305,7 +311,7 @@ impl Driver {
         }
     }
 
-    fn finish(&self, build_key: String, result: Result<Artifact, String>, elapsed: Duration) {
+    fn finish(&self, build_key: Sha256Digest, result: Result<Artifact, String>, elapsed: Duration) {
         let mut builds = self.builds.lock().unwrap_or_else(PoisonError::into_inner);
         let askers = match builds.by_key.remove(&build_key) {
             Some(Entry::Running { askers, .. }) => {
@@ -332,7 +338,7 @@ impl Driver {
 /// A build for `build_key` running (then `waiter` joins it) or finished.
 fn join_locked(
     builds: &mut Builds,
-    build_key: &str,
+    build_key: &Sha256Digest,
     key: &FunctionKey,
     waiter: &Option<Waiter>,
 ) -> Option<Outcome> {

@@ -44,14 +44,14 @@ pub fn compile_cache_dir(store: &Path) -> PathBuf {
 /// A built function, ready for a host.
 #[derive(Clone, Debug, Serialize)]
 pub struct Artifact {
-    /// `sha256:<hex>` of the wasm.
-    pub digest: String,
+    /// The wasm's.
+    pub digest: Sha256Digest,
     pub size: u64,
     pub abi: Abi,
     /// The precompiled form for this engine (a local file, when the store has one), and the
     /// `sha256:<hex>` of its bytes.
     pub precompiled: Option<PathBuf>,
-    pub precompiled_digest: String,
+    pub precompiled_digest: Sha256Digest,
     /// Whether this call found the build already done.
     pub cached: bool,
 }
@@ -60,10 +60,10 @@ impl Artifact {
     /// How a Function's status names this artifact.
     pub fn reference(&self) -> ArtifactRef {
         ArtifactRef {
-            digest: self.digest.clone(),
+            digest: self.digest.to_string(),
             size: self.size,
             abi: self.abi,
-            precompiled: self.precompiled_digest.clone(),
+            precompiled: self.precompiled_digest.to_string(),
         }
     }
 }
@@ -99,10 +99,11 @@ impl Pipeline {
 
     /// Whether the artifact a status names is complete in this store (so nothing needs building).
     pub fn has(&self, artifact: &ArtifactRef) -> bool {
-        self.store.contains(Object::Wasm(&artifact.digest))
-            && self
-                .store
-                .contains(self.precompiled_object(&artifact.digest))
+        // A digest no build wrote (a status edited by hand) is not in the store.
+        Sha256Digest::parse(&artifact.digest).is_ok_and(|digest| {
+            self.store.contains(Object::Wasm(&digest))
+                && self.store.contains(self.precompiled_object(&digest))
+        })
     }
 
     /// Builds one function. Blocking: run it off the async runtime. `origin` says what a `url`
@@ -126,10 +127,10 @@ impl Pipeline {
             deps: &spec.deps,
         };
         let wasm = self.builder.build(plan.runtime, &key.namespace, &source)?;
-        let digest = Sha256Digest::of(&wasm).to_string();
+        let digest = Sha256Digest::of(&wasm);
         self.store.put(Object::Wasm(&digest), &wasm)?;
         self.store
-            .put(Object::Build(&plan.build_key), digest.as_bytes())?;
+            .put(Object::Build(&plan.build_key), digest.as_str().as_bytes())?;
         tracing::info!(function = %key, %digest, size = wasm.len(), elapsed_ms = started.elapsed().as_millis() as u64, "built");
         self.precompiled(key, digest, false)
     }
@@ -149,7 +150,7 @@ impl Pipeline {
         &self,
         spec: &FunctionSpec,
         origin: Origin,
-    ) -> Result<String, PipelineError> {
+    ) -> Result<Sha256Digest, PipelineError> {
         Ok(Plan::new(spec, origin)?.build_key)
     }
 
@@ -165,18 +166,24 @@ impl Pipeline {
     }
 
     /// What status and hosts are told about a stored wasm and its precompiled form.
-    fn artifact(&self, digest: String, wasm: &[u8], precompiled: &[u8], cached: bool) -> Artifact {
+    fn artifact(
+        &self,
+        digest: Sha256Digest,
+        wasm: &[u8],
+        precompiled: &[u8],
+        cached: bool,
+    ) -> Artifact {
         Artifact {
             size: wasm.len() as u64,
             abi: Abi::of_wasm(wasm),
             precompiled: self.store.local_path(self.precompiled_object(&digest)),
-            precompiled_digest: Sha256Digest::of(precompiled).to_string(),
+            precompiled_digest: Sha256Digest::of(precompiled),
             cached,
             digest,
         }
     }
 
-    fn precompiled_object<'a>(&'a self, digest: &'a str) -> Object<'a> {
+    fn precompiled_object<'a>(&'a self, digest: &'a Sha256Digest) -> Object<'a> {
         Object::Precompiled {
             engine: &self.engine_hash,
             digest,
@@ -184,11 +191,14 @@ impl Pipeline {
     }
 
     /// The wasm digest an earlier build with this key produced, if its wasm is still stored.
-    fn build_result(&self, build_key: &str) -> Result<Option<String>, StoreError> {
+    fn build_result(&self, build_key: &Sha256Digest) -> Result<Option<Sha256Digest>, StoreError> {
         let Some(bytes) = self.store.get(Object::Build(build_key))? else {
             return Ok(None);
         };
-        let digest = String::from_utf8_lossy(&bytes).trim().to_string();
+        // A record that is not a digest names nothing: built again.
+        let Ok(digest) = Sha256Digest::parse(String::from_utf8_lossy(&bytes).trim()) else {
+            return Ok(None);
+        };
         Ok(self.store.contains(Object::Wasm(&digest)).then_some(digest))
     }
 
@@ -196,7 +206,7 @@ impl Pipeline {
     fn precompiled(
         &self,
         key: &FunctionKey,
-        digest: String,
+        digest: Sha256Digest,
         cached: bool,
     ) -> Result<Artifact, PipelineError> {
         let wasm = self.store.get(Object::Wasm(&digest))?.unwrap_or_default();
@@ -220,7 +230,7 @@ struct Plan {
     runtime: Runtime,
     code: Vec<u8>,
     packaging: Packaging,
-    build_key: String,
+    build_key: Sha256Digest,
 }
 
 impl Plan {
@@ -257,7 +267,7 @@ pub fn build_key(
     code: &[u8],
     handler: &str,
     deps: &str,
-) -> String {
+) -> Sha256Digest {
     let mut input = Vec::with_capacity(code.len() + deps.len() + 64);
     let mut parts = vec![
         runtime.name().as_bytes(),
@@ -274,7 +284,7 @@ pub fn build_key(
         input.extend_from_slice(&(part.len() as u64).to_le_bytes());
         input.extend_from_slice(part);
     }
-    Sha256Digest::of(&input).to_string()
+    Sha256Digest::of(&input)
 }
 
 /// Builds WAT in this process: for unit tests of what surrounds a build, never for tenants
@@ -351,7 +361,7 @@ mod tests {
         }
         // What stored builds are named by, so that none is repeated after an upgrade.
         assert_eq!(
-            base,
+            base.as_str(),
             "sha256:f5c132c81f66b007f14485909732b990b69ef176b3dde1a33e896c3aff41eaf7"
         );
     }

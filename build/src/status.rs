@@ -348,14 +348,16 @@ fn ready(
 mod tests {
     use super::*;
     use wasmless_api::Abi;
+    use wasmless_api::digest::Sha256Digest;
 
-    fn artifact(digest: &str) -> Artifact {
+    /// An artifact whose wasm is the bytes of `wasm`.
+    fn artifact(wasm: &str) -> Artifact {
         Artifact {
-            digest: digest.into(),
+            digest: Sha256Digest::of(wasm.as_bytes()),
             size: 10,
             abi: Abi::Wagi,
             precompiled: None,
-            precompiled_digest: "sha256:p".into(),
+            precompiled_digest: Sha256Digest::of(b"p"),
             cached: false,
         }
     }
@@ -364,13 +366,13 @@ mod tests {
         "http://f.t:8080".to_string()
     }
 
-    /// Generation 1 built `sha256:a` at t1.
+    /// Generation 1 built the artifact `a` at t1.
     fn first_build() -> FunctionStatus {
         built(
             &FunctionStatus::default(),
             Some(1),
             url(),
-            Ok(&artifact("sha256:a")),
+            Ok(&artifact("a")),
             "t1",
         )
     }
@@ -482,8 +484,8 @@ mod tests {
         let ok = first_build();
         assert_eq!(ok.phase, Phase::Ready);
         assert_eq!(
-            ok.artifact.as_ref().map(|a| a.digest.as_str()),
-            Some("sha256:a")
+            ok.artifact.as_ref().map(|a| a.digest.clone()),
+            Some(artifact("a").digest.to_string())
         );
 
         let during = building(&ok, Some(2), url(), None, "t2");

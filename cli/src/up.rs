@@ -453,13 +453,13 @@ impl DirLoader {
             .precompiled
             .as_deref()
             .context("local mode needs a directory artifact store")?;
-        // Checked as a cluster's host checks what it fetches, each time the code is loaded.
-        let expected = Sha256Digest::parse(&artifact.precompiled_digest)?;
-        // The store keeps the artifact: the code may be dropped and loaded from it again.
-        let (compiled, again) = engine::load_stored(self.host.engine(), path, &expected)?;
-        def.revision = artifact.digest.clone();
+        // Checked as a cluster's host checks what it fetches, each time the code is loaded; the
+        // store keeps the artifact, so the code may be dropped and loaded from it again.
+        let (compiled, again) =
+            engine::load_stored(self.host.engine(), path, &artifact.precompiled_digest)?;
+        def.revision = artifact.digest.to_string();
         self.host.load_with(def, &compiled, Some(again))?;
-        Ok(Step::Loaded(artifact.digest))
+        Ok(Step::Loaded(artifact.digest.to_string()))
     }
 }
 

@@ -143,8 +143,8 @@ mod tests {
     fn store(dir: &Path) -> DirStore {
         let store = DirStore::new(dir);
         for n in 1..=5u8 {
-            let d = digest(n);
-            let key = digest(100 + n);
+            let d = Sha256Digest::of(&[n]);
+            let key = Sha256Digest::of(&[100 + n]);
             let objects = [
                 Object::Wasm(&d),
                 Object::Precompiled {
@@ -155,7 +155,7 @@ mod tests {
             for object in objects {
                 store.put(object, &[n; 100]).unwrap();
             }
-            let record = format!("{d:<100}");
+            let record = format!("{:<100}", d.as_str());
             store.put(Object::Build(&key), record.as_bytes()).unwrap();
         }
         for n in 1..5u8 {
@@ -208,7 +208,7 @@ mod tests {
     fn reads_and_look_ups_mark_an_object_used() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
-        let (three, four) = (digest(3), digest(4));
+        let (three, four) = (Sha256Digest::of(&[3]), Sha256Digest::of(&[4]));
         assert!(store.get(Object::Wasm(&three)).unwrap().is_some());
         assert!(store.contains(Object::Wasm(&four)));
         // Nothing referenced: only what was just used stays (besides 5).
