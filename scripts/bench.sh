@@ -54,7 +54,7 @@ selected() { [[ ",$only," == *",$1,"* ]]; }
 
 require_cargo
 apt_install wrk
-cargo build --release --locked -p wasmless-cli -p wasmless-builder -p wasmless-controller -p wasmless-runtime -p wasmless-bench
+cargo build --release --locked -p wasmless-cli -p wasmless-builder -p wasmless-controller -p wasmless-host -p wasmless-bench
 bin="$CARGO_TARGET_DIR/release"
 # The harness the end-to-end suites share starts these (tests/src/lib.rs `binary`).
 export WASMLESS_BIN_WASMLESS="$bin/wasmless" WASMLESS_BIN_WASMLESS_BUILDER="$bin/wasmless-builder"

@@ -154,7 +154,7 @@ image() {
   local path_env=PATH=/usr/local/bin:/usr/bin:/bin
   DESC="" CREATED_BY="scripts/images.sh: $1, its libraries, /etc/passwd, /etc/group"
   case $1 in
-    wasmless-host) BIN=wasmless-host PKG=wasmless-runtime BASE=scratch PORTS="8080 9090"
+    wasmless-host) BIN=wasmless-host PKG=wasmless-host BASE=scratch PORTS="8080 9090"
       DIRS=/var/cache/wasmless ENVS=("$path_env") ;;
     wasmless-controller) BIN=wasmless-controller PKG=wasmless-controller BASE=scratch PORTS=8090
       DIRS=/var/lib/wasmless ENVS=("$path_env" WASMLESS_STORE=/var/lib/wasmless) ;;
@@ -643,7 +643,7 @@ one_image() {
 
 # cargo_manifest PACKAGE: its Cargo.toml
 cargo_manifest() {
-  case $1 in wasmless-runtime) echo runtime/Cargo.toml ;; wasmless-controller) echo controller/Cargo.toml ;; esac
+  case $1 in wasmless-host) echo host/Cargo.toml ;; wasmless-controller) echo controller/Cargo.toml ;; esac
 }
 
 # oci_names IN OUT NAME...: IN (buildah's oci-archive, one manifest) rewritten as OUT with one

@@ -118,6 +118,21 @@ impl Hosts {
         (hosts, changes)
     }
 
+    /// Hosts already listed as `pods`, with no watch: the reconciler's tests.
+    #[cfg(test)]
+    pub fn listed(config: &ChildConfig, pods: Vec<Pod>) -> Self {
+        let (store, mut writer) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for pod in pods {
+            writer.apply_watcher_event(&watcher::Event::InitApply(pod));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        Self {
+            store,
+            config: config.clone(),
+        }
+    }
+
     /// The ready hosts, sorted (so the same pods always give the same objects).
     pub fn ready(&self) -> Vec<HostPod> {
         let mut hosts: Vec<HostPod> = self

@@ -466,3 +466,6 @@ async fn publish(ctx: &Context, function: &Function, event: &Event) {
         tracing::warn!(function = %function.name_any(), "cannot record event: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests;

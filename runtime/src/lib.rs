@@ -15,8 +15,8 @@
 //! - [`routes`]: the hostnames HTTPTriggers route.
 //! - [`server`]: the function and admin listeners, and how a process stops.
 //! - [`metrics`] and [`logs`]: Kubeless's metrics, and each function's recent stderr.
-//! - [`artifacts`], [`loader`] and [`watch`]: how a host in a cluster fetches, caches and loads
-//!   what it is assigned; [`files`]: atomic writes, eviction and the user's cache.
+//! - [`artifacts`] and [`loader`]: how a host in a cluster fetches, caches and loads what it is
+//!   assigned (the `wasmless-host` binary's Kubernetes source says what); [`files`]: atomic writes, eviction and the user's cache.
 //! - [`values`]: Secret and ConfigMap values, resolved when a function loads.
 //! - [`token`]: the bearer tokens between wasmless's own parts.
 
@@ -45,7 +45,6 @@ mod testing;
 pub mod token;
 pub mod values;
 pub mod warm;
-pub mod watch;
 
 pub use config::HostArgs;
 pub use engine::{Compiled, EngineConfig};

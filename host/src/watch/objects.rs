@@ -15,8 +15,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::values::{Data, Known};
 use wasmless_api::function::{ObjectKind, ObjectName};
+use wasmless_runtime::values::{Data, Known};
 
 /// An object of a namespace.
 pub type Named = (String, ObjectName);

@@ -1,5 +1,5 @@
 //! The host's HTTPTriggers: every one in every namespace (read-only), turned into the routing
-//! table of [`crate::routes`] on each change. A trigger that is invalid, or that claims a route
+//! table of [`wasmless_runtime::routes`] on each change. A trigger that is invalid, or that claims a route
 //! an older trigger holds, routes nothing (the controller says why in its status).
 
 use std::collections::BTreeMap;
@@ -10,9 +10,9 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 
-use crate::host::Host;
-use crate::routes::{Claim, holders};
 use wasmless_api::trigger::{HttpTrigger, TriggerKey};
+use wasmless_runtime::host::Host;
+use wasmless_runtime::routes::{Claim, holders};
 
 /// Watches HTTPTriggers until the stream ends. Without the CRD (a chart upgrade does not
 /// install new CRDs) the watch retries and logs; functions are served by Service name all the

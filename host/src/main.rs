@@ -5,6 +5,8 @@
 
 #![forbid(unsafe_code)]
 
+mod watch;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,8 +15,9 @@ use clap::Parser;
 use wasmless_api::limits::parse_quantity;
 use wasmless_runtime::artifacts::FetchConfig;
 use wasmless_runtime::token::Token;
-use wasmless_runtime::watch::{self, KubeSource};
 use wasmless_runtime::{Host, HostArgs, server};
+
+use watch::KubeSource;
 
 /// glibc's malloc took ~17 % of a hello's CPU, its arena lock contended between the worker
 /// threads; mimalloc's per-thread heaps do not contend (BENCHMARKS.md, "Allocator").

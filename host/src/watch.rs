@@ -12,13 +12,13 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
 
-use crate::artifacts::{Artifacts, FetchConfig};
-use crate::host::Host;
-use crate::loader::Loader;
-use crate::values;
 use wasmless_api::FunctionKey;
 use wasmless_api::function::{Function, Settings};
 use wasmless_api::validate::{self, Origin};
+use wasmless_runtime::artifacts::{Artifacts, FetchConfig};
+use wasmless_runtime::host::Host;
+use wasmless_runtime::loader::Loader;
+use wasmless_runtime::values;
 
 use objects::{Named, Objects};
 
