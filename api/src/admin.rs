@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::abi::Abi;
+use crate::digest::Sha256Digest;
 use crate::function::{FunctionKey, FunctionManifest, SourceStatus};
 
 /// `GET`: the loaded functions, as [`FunctionInfo`]s.
@@ -24,8 +25,8 @@ pub struct FunctionInfo {
     pub namespace: String,
     /// Its name.
     pub name: String,
-    /// The artifact's wasm digest (`sha256:<hex>`) it serves.
-    pub revision: String,
+    /// The artifact's wasm digest it serves.
+    pub revision: Sha256Digest,
     /// The runtime its manifest names.
     pub runtime: String,
     /// Its handler (`file.function`), empty when the runtime takes none.

@@ -67,6 +67,23 @@ impl Sha256Digest {
     }
 }
 
+/// What a digest matches, as the CRDs state it (so the API server refuses any other).
+pub const PATTERN: &str = "^sha256:[0-9a-f]{64}$";
+
+impl schemars::JsonSchema for Sha256Digest {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Sha256Digest".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "pattern": PATTERN })
+    }
+}
+
 impl From<Sha256Digest> for String {
     fn from(digest: Sha256Digest) -> Self {
         digest.0
@@ -112,5 +129,34 @@ mod tests {
         ] {
             assert!(Sha256Digest::parse(&bad).is_err(), "{bad}");
         }
+    }
+
+    /// A status naming anything but a digest never reads, so never names a file or a URL (and
+    /// the CRD's pattern keeps the API server from storing one).
+    #[test]
+    fn a_poisoned_artifact_never_reads() {
+        use crate::function::ArtifactRef;
+        let good = Sha256Digest::of(b"x").to_string();
+        let read = |digest: &str, precompiled: Option<&str>| {
+            let mut status = serde_json::json!({ "digest": digest, "size": 1, "abi": "wagi" });
+            if let Some(p) = precompiled {
+                status["precompiled"] = p.into();
+            }
+            serde_json::from_value::<ArtifactRef>(status)
+        };
+        let artifact = read(&good, Some(&good)).unwrap();
+        assert_eq!(artifact.precompiled, Some(artifact.digest.clone()));
+        assert_eq!(read(&good, None).unwrap().precompiled, None);
+        for (digest, precompiled) in [
+            ("sha256:../../escaped".to_string(), None),
+            (format!("{good}/../../escaped"), None),
+            (good.to_uppercase(), None),
+            (good.clone(), Some("sha256:../../escaped")),
+        ] {
+            let e = read(&digest, precompiled).unwrap_err();
+            assert!(e.to_string().contains("is not a digest"), "{e}");
+        }
+        let schema = serde_json::to_value(schemars::schema_for!(ArtifactRef)).unwrap();
+        assert_eq!(schema["properties"]["digest"]["pattern"], PATTERN);
     }
 }

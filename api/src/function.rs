@@ -19,6 +19,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::digest::Sha256Digest;
 use crate::validate;
 
 pub use content::{ContentType, Packaging};
@@ -309,20 +310,21 @@ pub struct Condition {
     pub observed_generation: Option<i64>,
 }
 
-/// Names a built function in the artifact store.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+/// Names a built function in the artifact store. Its digests are typed: the CRD states their
+/// pattern, so a status the API server accepted always reads.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ArtifactRef {
     /// "sha256:<hex>" of the WebAssembly binary.
-    pub digest: String,
+    pub digest: Sha256Digest,
     /// Size of the WebAssembly binary in bytes.
     pub size: u64,
     /// How hosts call it: wagi (a WASI command module), wagi-reactor (started once, called
     /// per request) or wasi-http (a component).
     pub abi: crate::abi::Abi,
     /// "sha256:<hex>" of the binary precompiled for the hosts' engine configuration.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub precompiled: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precompiled: Option<Sha256Digest>,
 }
 
 /// Identifies a function: namespace and name, as in Kubernetes.
@@ -376,5 +378,5 @@ pub struct SourceStatus {
     pub message: String,
     /// The artifact serving now, which may be older than the manifest when a build failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub serving: Option<String>,
+    pub serving: Option<Sha256Digest>,
 }

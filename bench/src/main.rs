@@ -30,9 +30,9 @@ use anyhow::Context;
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use wasmless_api::FunctionKey;
+use wasmless_api::digest::Sha256Digest;
 use wasmless_api::function::FunctionSpec;
 use wasmless_runtime::engine::{self, Compiled};
-use wasmless_runtime::limits::Limits;
 use wasmless_runtime::{EngineConfig, FunctionDef, Host, HostConfig};
 
 #[derive(Parser)]
@@ -161,15 +161,13 @@ async fn instantiate(iterations: u32, functions: PathBuf) -> anyhow::Result<()> 
     let http_wasm = std::fs::read(&http_path).with_context(|| http_path.display().to_string())?;
     let http = engine::compile(host.engine(), &http_wasm)?;
     for (name, compiled) in [("wagi", &wagi), ("wasi-http", &http)] {
-        let def = FunctionDef {
-            key: FunctionKey::new("bench", name),
-            revision: name.into(),
+        let spec = FunctionSpec {
             runtime: "wasm".into(),
-            handler: String::new(),
-            limits: Limits::from_spec(&FunctionSpec::default(), 1 << 30)?,
-            values: Default::default(),
-            allowed_outbound_hosts: Vec::new(),
+            ..Default::default()
         };
+        let key = FunctionKey::new("bench", name);
+        let revision = Sha256Digest::of(name.as_bytes());
+        let def = FunctionDef::from_spec(key, &spec, revision, 1 << 30, Default::default())?;
         host.load(def, compiled)?;
     }
     for name in ["wagi", "wasi-http"] {

@@ -157,7 +157,7 @@ async fn measure(hello: &FunctionManifest, comment: &str, requests: usize) -> an
         .as_ref()
         .context("the directory store keeps a local file")?;
     let compiled = engine::load_precompiled(host.engine(), path)?;
-    let def = FunctionDef::from_manifest(hello, artifact.digest.to_string(), 1 << 30)?;
+    let def = FunctionDef::from_manifest(hello, artifact.digest.clone(), 1 << 30)?;
     host.load(def, &compiled)?;
     let f = host.registry().get(&key).context("loaded above")?;
     let mut times = Vec::with_capacity(requests);

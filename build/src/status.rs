@@ -485,7 +485,7 @@ mod tests {
         assert_eq!(ok.phase, Phase::Ready);
         assert_eq!(
             ok.artifact.as_ref().map(|a| a.digest.clone()),
-            Some(artifact("a").digest.to_string())
+            Some(artifact("a").digest)
         );
 
         let during = building(&ok, Some(2), url(), None, "t2");

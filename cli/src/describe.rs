@@ -63,7 +63,15 @@ pub async fn run(target: &Target, args: DescribeArgs) -> anyhow::Result<()> {
         ("Origin", v.origin.clone()),
         ("Status", v.phase.clone()),
         ("URL", or_none(v.url.clone().unwrap_or_default())),
-        ("Serving", or_none(v.artifact.clone().unwrap_or_default())),
+        (
+            "Serving",
+            or_none(
+                v.artifact
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            ),
+        ),
         ("Message", or_none(v.message.trim_end().to_string())),
     ];
     for (label, value) in fields {

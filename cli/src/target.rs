@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use wasmless_api::cluster::DEFAULT_HOST_SELECTOR;
-use wasmless_api::{FunctionKey, FunctionSpec};
+use wasmless_api::{FunctionKey, FunctionSpec, Sha256Digest};
 
 use cluster::Cluster;
 use local::Local;
@@ -63,7 +63,7 @@ pub struct View {
     pub message: String,
     pub url: Option<String>,
     /// The artifact serving now.
-    pub artifact: Option<String>,
+    pub artifact: Option<Sha256Digest>,
     /// Where it comes from: a file, the API (local) or the cluster.
     pub origin: String,
     /// The whole object, for `-o json|yaml`.
@@ -77,7 +77,7 @@ pub enum Progress {
     /// Built: the URL, and the artifact hosts must load before calls reach it.
     Ready {
         url: Option<String>,
-        artifact: Option<String>,
+        artifact: Option<Sha256Digest>,
     },
     Failed(String),
 }
@@ -142,7 +142,11 @@ impl Target {
     }
 
     /// Whether the hosts serve `artifact` of `key` (local mode loads before it says Ready).
-    pub async fn serving(&self, key: &FunctionKey, artifact: &str) -> anyhow::Result<bool> {
+    pub async fn serving(
+        &self,
+        key: &FunctionKey,
+        artifact: &Sha256Digest,
+    ) -> anyhow::Result<bool> {
         match self {
             Target::Cluster(c) => c.serving(key, artifact).await,
             Target::Local(_) => Ok(true),

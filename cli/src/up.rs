@@ -254,7 +254,7 @@ struct DirLoader {
 
 /// Where a function stands after one step.
 enum Step {
-    Loaded(String),
+    Loaded(Sha256Digest),
     Building(Option<String>),
 }
 
@@ -392,7 +392,7 @@ impl DirLoader {
             .registry()
             .get(key)
             .map(|f| f.def.revision.clone());
-        let status = |phase, message: String, serving: Option<String>| SourceStatus {
+        let status = |phase, message: String, serving: Option<Sha256Digest>| SourceStatus {
             phase,
             message,
             serving,
@@ -439,7 +439,7 @@ impl DirLoader {
         validate::manifest(m, origin(base)).context("invalid spec")?;
         let max_memory = self.host.config().engine.max_memory_bytes;
         // This host's own limits, before spending time on a build.
-        let mut def = FunctionDef::from_manifest(m, String::new(), max_memory)?;
+        FunctionDef::check_manifest(m, max_memory)?;
         let from = base.map_or(OriginBuf::Inline, |b| OriginBuf::Dir(b.to_path_buf()));
         let outcome = self
             .driver
@@ -457,9 +457,9 @@ impl DirLoader {
         // store keeps the artifact, so the code may be dropped and loaded from it again.
         let (compiled, again) =
             engine::load_stored(self.host.engine(), path, &artifact.precompiled_digest)?;
-        def.revision = artifact.digest.to_string();
+        let def = FunctionDef::from_manifest(m, artifact.digest.clone(), max_memory)?;
         self.host.load_with(def, &compiled, Some(again))?;
-        Ok(Step::Loaded(artifact.digest.to_string()))
+        Ok(Step::Loaded(artifact.digest))
     }
 }
 

@@ -78,7 +78,7 @@ async fn pass(
         .await?
         .items
         .into_iter()
-        .filter_map(|f| Some(f.status?.artifact?.digest))
+        .filter_map(|f| Some(f.status?.artifact?.digest.to_string()))
         .collect();
     let root = store.to_path_buf();
     let evicted = tokio::task::spawn_blocking(move || {

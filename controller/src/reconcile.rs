@@ -303,11 +303,8 @@ async fn reconcile(function: Arc<Function>, term: Arc<Term>) -> Result<Action, E
         ReadyWhen::Built => (status, None),
         ReadyWhen::Serving => {
             let hosts = term.hosts.ready();
-            let digest = status.artifact.as_ref().map(|a| a.digest.clone());
-            let count = ctx
-                .serving
-                .count(&hosts, &key, digest.as_deref().unwrap_or_default())
-                .await;
+            let digest = status.artifact.as_ref().map(|a| &a.digest);
+            let count = ctx.serving.count(&hosts, &key, digest).await;
             let status = status::serving(status, count, &previous, &status::now());
             (status, Some(hosts.len()))
         }

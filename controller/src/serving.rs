@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use wasmless_api::FunctionKey;
 use wasmless_api::admin::{self, FunctionInfo, FunctionState};
+use wasmless_api::digest::Sha256Digest;
 use wasmless_api::function::Phase;
 
 use wasmless_runtime::token::Token;
@@ -45,7 +46,12 @@ impl Serving {
     }
 
     /// Asks every host in `hosts` (concurrently) whether it serves `digest` for `key`.
-    pub async fn count(&self, hosts: &[HostPod], key: &FunctionKey, digest: &str) -> Count {
+    pub async fn count(
+        &self,
+        hosts: &[HostPod],
+        key: &FunctionKey,
+        digest: Option<&Sha256Digest>,
+    ) -> Count {
         let lists = futures::future::join_all(
             hosts
                 .iter()
@@ -57,7 +63,9 @@ impl Serving {
             .filter(|list| {
                 list.as_ref().is_some_and(|l| {
                     l.iter().any(|f| {
-                        f.namespace == key.namespace && f.name == key.name && f.revision == digest
+                        f.namespace == key.namespace
+                            && f.name == key.name
+                            && Some(&f.revision) == digest
                     })
                 })
             })
@@ -146,6 +154,11 @@ mod tests {
         FunctionKey::new("team", "f")
     }
 
+    /// The revision a test names `name`.
+    fn digest(name: &str) -> Sha256Digest {
+        Sha256Digest::of(name.as_bytes())
+    }
+
     /// A host serving `key` at `revision` (none: nothing loaded), its admin listener guarded by
     /// `SECRET`, as a pod would be.
     async fn host_pod(name: &str, revision: Option<&str>) -> (HostPod, Arc<Host>) {
@@ -154,7 +167,7 @@ mod tests {
             let compiled = engine::compile(host.engine(), HELLO.as_bytes()).expect("compiles");
             let spec = FunctionSpec::default();
             let def =
-                FunctionDef::from_spec(key(), &spec, revision.into(), 1 << 30, Default::default())
+                FunctionDef::from_spec(key(), &spec, digest(revision), 1 << 30, Default::default())
                     .expect("the default limits");
             host.load(def, &compiled).expect("loads");
         }
@@ -186,10 +199,14 @@ mod tests {
         let (a, _ha) = host_pod("a", Some("sha256:new")).await;
         let (b, _hb) = host_pod("b", Some("sha256:new")).await;
         let (c, _hc) = host_pod("c", Some("sha256:old")).await;
-        let both = serving().count(&[a.clone(), b], &key(), "sha256:new").await;
+        let both = serving()
+            .count(&[a.clone(), b], &key(), Some(&digest("sha256:new")))
+            .await;
         assert_eq!((both.serving, both.hosts), (2, 2));
         assert!(both.all());
-        let behind = serving().count(&[a, c], &key(), "sha256:new").await;
+        let behind = serving()
+            .count(&[a, c], &key(), Some(&digest("sha256:new")))
+            .await;
         assert_eq!((behind.serving, behind.hosts), (1, 2));
         assert!(!behind.all());
         assert!(!Count::default().all(), "no host serves nothing");
@@ -202,11 +219,13 @@ mod tests {
         gone.name = "gone".into();
         gone.admin_port = 1; // nothing listens there
         let count = serving()
-            .count(&[a.clone(), gone], &key(), "sha256:new")
+            .count(&[a.clone(), gone], &key(), Some(&digest("sha256:new")))
             .await;
         assert_eq!((count.serving, count.hosts), (1, 2));
         // Without the hosts' token their lists are refused: nothing counts as served.
-        let count = Serving::new(None).count(&[a], &key(), "sha256:new").await;
+        let count = Serving::new(None)
+            .count(&[a], &key(), Some(&digest("sha256:new")))
+            .await;
         assert_eq!(count.serving, 0);
     }
 
@@ -222,7 +241,9 @@ mod tests {
                 serving: None,
             }),
         );
-        let count = serving().count(&[a, b], &key(), "sha256:new").await;
+        let count = serving()
+            .count(&[a, b], &key(), Some(&digest("sha256:new")))
+            .await;
         assert_eq!(count.serving, 0);
         assert_eq!(
             count.refused.as_deref(),

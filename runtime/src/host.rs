@@ -445,7 +445,7 @@ mod tests {
 
         testing::load(&host, &key(), "r2", &testing::wagi("two")).expect("replaces");
         let serving = host.registry().get(&key()).expect("loaded");
-        assert_eq!(serving.def.revision, "r2");
+        assert_eq!(serving.def.revision, testing::revision("r2"));
         assert_eq!(testing::get(&host, serving).await, (200, "two".into()));
 
         // Links, but is no WASI command: refused at load, not at the first request.
@@ -454,7 +454,7 @@ mod tests {
         };
         assert!(error.to_string().contains("_start"), "{error}");
         let serving = host.registry().get(&key()).expect("still loaded");
-        assert_eq!(serving.def.revision, "r2");
+        assert_eq!(serving.def.revision, testing::revision("r2"));
         assert_eq!(testing::get(&host, serving).await, (200, "two".into()));
     }
 

@@ -19,6 +19,7 @@ use crate::limits::LimitError;
 use crate::registry::FunctionDef;
 use crate::values::{ResolveError, Resolved};
 use wasmless_api::FunctionKey;
+use wasmless_api::digest::Sha256Digest;
 use wasmless_api::function::{ArtifactRef, FunctionSpec, Phase, SourceStatus};
 
 /// The first retry's delay; each next one doubles, up to [`MAX_RETRY_DELAY`].
@@ -58,7 +59,7 @@ impl State {
 struct Task {
     generation: u64,
     /// The wasm digest it loads (its cache files are kept).
-    digest: String,
+    digest: Sha256Digest,
     settled: bool,
     handle: Option<JoinHandle<()>>,
 }
@@ -287,7 +288,7 @@ impl Inner {
         Ok(())
     }
 
-    fn serving(&self, key: &FunctionKey) -> Option<String> {
+    fn serving(&self, key: &FunctionKey) -> Option<Sha256Digest> {
         self.host
             .registry()
             .get(key)
@@ -307,7 +308,7 @@ impl Inner {
 
     /// Holds the cache to its bound, keeping what serves and what is being loaded.
     fn evict(&self) {
-        let needed: HashSet<String> = {
+        let needed: HashSet<Sha256Digest> = {
             let state = self.lock();
             let serving = self.host.registry().list();
             let serving = serving.iter().map(|f| f.def.revision.clone());

@@ -14,6 +14,7 @@ use crate::outbound::OutboundPolicy;
 use crate::resident::Code;
 use crate::values::{self, Known, MountDirs, Resolved};
 use wasmless_api::admin::FunctionInfo;
+use wasmless_api::digest::Sha256Digest;
 use wasmless_api::function::{FunctionKey, FunctionManifest, FunctionSpec, Settings};
 
 /// What the host needs to know about a function besides its code.
@@ -21,7 +22,7 @@ use wasmless_api::function::{FunctionKey, FunctionManifest, FunctionSpec, Settin
 pub struct FunctionDef {
     pub key: FunctionKey,
     /// Names the artifact: `sha256:<hex>` of the wasm.
-    pub revision: String,
+    pub revision: Sha256Digest,
     pub runtime: String,
     pub handler: String,
     pub limits: Limits,
@@ -36,7 +37,7 @@ impl FunctionDef {
     /// up`); `max_memory` is the engine's per-instance maximum.
     pub fn from_manifest(
         manifest: &FunctionManifest,
-        revision: String,
+        revision: Sha256Digest,
         max_memory: u64,
     ) -> Result<Self, LimitError> {
         let settings = Settings::of(&manifest.spec);
@@ -44,11 +45,19 @@ impl FunctionDef {
         Self::from_spec(manifest.key(), &manifest.spec, revision, max_memory, values)
     }
 
+    /// What [`FunctionDef::from_manifest`] would refuse, known before anything is built.
+    pub fn check_manifest(manifest: &FunctionManifest, max_memory: u64) -> Result<(), LimitError> {
+        let settings = Settings::of(&manifest.spec);
+        values::resolve(&settings, manifest.namespace(), &Known::new())?;
+        Limits::from_spec(&manifest.spec, max_memory)?;
+        Ok(())
+    }
+
     /// The definition `spec` asks for, with its Secret and ConfigMap `values` resolved.
     pub fn from_spec(
         key: FunctionKey,
         spec: &FunctionSpec,
-        revision: String,
+        revision: Sha256Digest,
         max_memory: u64,
         values: Resolved,
     ) -> Result<Self, LimitError> {

@@ -10,6 +10,7 @@ use http_body_util::BodyExt;
 use crate::engine::{self, EngineConfig};
 use crate::host::{Host, HostConfig};
 use crate::registry::{FunctionDef, LoadedFunction};
+use wasmless_api::digest::Sha256Digest;
 use wasmless_api::function::{FunctionKey, FunctionSpec};
 
 /// A host whose pool holds a few instances: tests run many hosts at once.
@@ -112,13 +113,18 @@ pub fn load(
     host.load(def(key, revision), &compiled)
 }
 
+/// The revision a test names `name`: the digest of that text.
+pub fn revision(name: &str) -> Sha256Digest {
+    Sha256Digest::of(name.as_bytes())
+}
+
 /// What a manifest with only a name asks for.
 pub fn def(key: &FunctionKey, revision: &str) -> FunctionDef {
     let spec = FunctionSpec::default();
     FunctionDef::from_spec(
         key.clone(),
         &spec,
-        revision.into(),
+        self::revision(revision),
         1 << 30,
         Default::default(),
     )

@@ -15,7 +15,7 @@ use kube::{Client, Config, ResourceExt};
 use wasmless_api::admin::{self, FunctionInfo};
 use wasmless_api::cluster::{PORT_NAME, SERVICE_NAME_LABEL, admin_port};
 use wasmless_api::function::{Function, Phase};
-use wasmless_api::{FunctionKey, address};
+use wasmless_api::{FunctionKey, Sha256Digest, address};
 use wasmless_runtime::token;
 
 use super::{Answer, Call, Cursors, Desired, LogLine, Progress, TargetArgs, View, already_exists};
@@ -205,7 +205,11 @@ impl Cluster {
     }
 
     /// Whether every running host serves `artifact` (hosts that cannot be asked are skipped).
-    pub async fn serving(&self, key: &FunctionKey, artifact: &str) -> anyhow::Result<bool> {
+    pub async fn serving(
+        &self,
+        key: &FunctionKey,
+        artifact: &Sha256Digest,
+    ) -> anyhow::Result<bool> {
         let hosts = match self.hosts().await {
             Ok(hosts) => hosts,
             Err(e) => {
@@ -220,7 +224,7 @@ impl Cluster {
                 continue;
             };
             let serves = loaded.iter().any(|f| {
-                f.namespace == key.namespace && f.name == key.name && f.revision == artifact
+                f.namespace == key.namespace && f.name == key.name && f.revision == *artifact
             });
             if !serves {
                 return Ok(false);
