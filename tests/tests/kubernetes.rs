@@ -1385,6 +1385,27 @@ async fn dropped_code_is_loaded_again_from_the_checked_cache() -> anyhow::Result
     assert_eq!(status, 500, "{body}");
     assert!(body.contains("recorded when it was built"), "{body}");
     assert_eq!(host.get("b.test", "/").await?, (200, "b ok".to_string()));
+
+    // A status naming anything but a digest is refused by the API server itself (the CRD's
+    // pattern), so no host ever reads one as a path.
+    let poisoned = cluster
+        .kubectl(&[
+            "patch",
+            "fn",
+            "b",
+            "-n",
+            "test",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"artifact":{"digest":"sha256:../../../etc/passwd"}}}"#,
+        ])
+        .expect_err("the API server refuses a status whose digest is not one");
+    assert!(
+        format!("{poisoned:#}").contains("should match"),
+        "{poisoned:#}"
+    );
+    assert_eq!(host.get("b.test", "/").await?, (200, "b ok".to_string()));
     Ok(())
 }
 
