@@ -13,7 +13,8 @@ use wasmless_api::digest::Sha256Digest;
 use wasmless_api::function::{ArtifactRef, Packaging, Runtime};
 use wasmless_api::validate::{self, Invalid, Origin};
 use wasmless_api::{FunctionKey, FunctionSpec};
-use wasmless_runtime::engine::{self, EngineError};
+use wasmless_runtime::artifacts::{ArtifactSource, LoadError};
+use wasmless_runtime::engine::{self, Compiled, EngineError, LoadAgain};
 
 use wasmless_builder::builders;
 use wasmless_builder::{Build, BuildError, Source};
@@ -224,6 +225,31 @@ impl Pipeline {
     }
 }
 
+/// `wasmless up`'s source of code: its store's precompiled forms, for this pipeline's engine.
+impl ArtifactSource for Pipeline {
+    async fn compiled(
+        &self,
+        artifact: &ArtifactRef,
+    ) -> Result<(Compiled, Option<LoadAgain>), LoadError> {
+        let not_stored = || LoadError::NotStored(artifact.digest.clone());
+        let expected = artifact.precompiled.clone().ok_or_else(not_stored)?;
+        let path = self
+            .store
+            .local_path(self.precompiled_object(&artifact.digest))
+            .ok_or_else(not_stored)?;
+        // Hashing tens of MB (an interpreter's artifact) is blocking work.
+        let (engine, shown) = (self.engine.clone(), path.display().to_string());
+        let (compiled, again) =
+            tokio::task::spawn_blocking(move || engine::load_stored(&engine, &path, &expected))
+                .await
+                .map_err(|e| EngineError::Load {
+                    path: shown,
+                    source: wasmtime::format_err!("{e}"),
+                })??;
+        Ok((compiled, Some(again)))
+    }
+}
+
 /// What a build of one spec would do: the runtime, the decoded source, the build key.
 struct Plan {
     runtime: Runtime,
@@ -340,6 +366,35 @@ mod tests {
             .as_deref()
             .unwrap_or(Path::new("/missing"));
         assert!(engine::load_precompiled(&engine, path).is_ok());
+    }
+
+    /// As an ArtifactSource (`wasmless up`'s), the store's code is checked at every load: a
+    /// precompiled file rewritten behind the store's back (valid code of another function) is
+    /// refused, now and when dropped code is loaded again.
+    #[tokio::test]
+    async fn the_store_loads_only_what_was_built() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = EngineConfig::default().build().unwrap();
+        let store = Arc::new(DirStore::new(dir.path()));
+        let pipeline = Pipeline::new(engine, store, Arc::new(InProcess));
+        let built = |body| {
+            let m = manifest(body);
+            pipeline.build(&m.key(), &m.spec, Origin::Cluster).unwrap()
+        };
+        let (a, b) = (built("a"), built("b"));
+        let (_, again) = pipeline.compiled(&a.reference()).await.unwrap();
+        let again = again.expect("stored code can be loaded again");
+        let (a_path, b_path) = (
+            a.precompiled.clone().unwrap(),
+            b.precompiled.clone().unwrap(),
+        );
+        std::fs::copy(&b_path, &a_path).unwrap();
+        let refused = |e: String| e.contains("recorded when it was built");
+        let e = pipeline.compiled(&a.reference()).await.err().unwrap();
+        assert!(refused(e.to_string()), "{e}");
+        let e = again().err().unwrap();
+        assert!(refused(e.to_string()), "{e}");
+        assert!(pipeline.compiled(&b.reference()).await.is_ok());
     }
 
     #[test]

@@ -8,11 +8,11 @@
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
-use base64::Engine as _;
 use thiserror::Error;
 use wasmless_api::digest::Sha256Digest;
 
 use wasmless_api::FunctionSpec;
+use wasmless_api::function::content;
 use wasmless_api::function::{ContentType, Packaging, Runtime};
 use wasmless_api::validate::Origin;
 use wasmless_builder::archive::{self, ArchiveError};
@@ -60,13 +60,9 @@ pub enum SourceError {
 pub fn decode(spec: &FunctionSpec, origin: Origin) -> Result<Vec<u8>, SourceError> {
     let content_type =
         ContentType::parse(spec.function_content_type.trim()).map_err(SourceError::ContentType)?;
-    let bytes = match content_type {
-        ContentType::Text => spec.function.as_bytes().to_vec(),
-        ContentType::Base64 | ContentType::Base64Zip => {
-            let compact: String = spec.function.split_whitespace().collect();
-            base64::engine::general_purpose::STANDARD.decode(compact)?
-        }
-        ContentType::Url | ContentType::UrlZip => read_url(spec.function.trim(), origin)?,
+    let bytes = match content::decode_inline(&spec.function, content_type) {
+        Some(decoded) => decoded?,
+        None => read_url(spec.function.trim(), origin)?,
     };
     verify_checksum(&spec.checksum, &bytes)?;
     if content_type.packaging() == Packaging::Zip {

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use wasmless_api::digest::Sha256Digest;
-use wasmless_api::function::content;
-use wasmless_api::function::{DEFAULT_NAMESPACE, EnvVar, IntOrString, Packaging};
+use wasmless_api::function::content::{self, ContentType};
+use wasmless_api::function::{DEFAULT_NAMESPACE, EnvVar, IntOrString, Packaging, Runtime};
 use wasmless_api::validate::{self, Origin};
 use wasmless_api::{FunctionKey, FunctionSpec};
-use wasmless_build::source;
+use wasmless_builder::archive;
 
 use crate::output::Format;
 use crate::progress::Spinner;
@@ -219,11 +219,21 @@ fn checked(key: &FunctionKey, spec: &FunctionSpec, origin: Origin) -> anyhow::Re
         .with_context(|| format!("{key} is not valid, nothing was sent"))
 }
 
-/// An archive's check (names, links, sizes, the handler's file), before anything is sent.
+/// An inline archive's check (names, links, sizes, the handler's file), before anything is
+/// sent: the builder's own rules, which its sandbox applies again.
 fn archive_checked(key: &FunctionKey, spec: &FunctionSpec) -> anyhow::Result<()> {
-    if spec.packaging() == Packaging::Zip {
-        source::decode(spec, Origin::Inline)
-            .with_context(|| format!("{key} is not valid, nothing was sent"))?;
+    let invalid = || format!("{key} is not valid, nothing was sent");
+    let content_type = ContentType::parse(spec.function_content_type.trim());
+    let (Ok(content_type), Some(runtime)) = (content_type, Runtime::parse(&spec.runtime)) else {
+        return Ok(()); // the validator has said why
+    };
+    if content_type.packaging() == Packaging::Zip
+        && let Some(zip) = content::decode_inline(&spec.function, content_type)
+    {
+        let zip = zip.with_context(invalid)?;
+        archive::check(&zip, runtime, &spec.handler)
+            .map_err(anyhow::Error::from)
+            .with_context(invalid)?;
     }
     Ok(())
 }
@@ -386,7 +396,11 @@ mod tests {
         std::fs::write(&binary, b"\0asm\x01\0\0\0")?;
         fill(&mut spec, Some("wasm"), Some(&binary), &args())?;
         assert_eq!(spec.function_content_type, "base64");
-        assert_eq!(source::decode(&spec, Origin::Cluster)?, b"\0asm\x01\0\0\0");
+        let decoded = content::decode_inline(&spec.function, ContentType::Base64);
+        assert_eq!(
+            decoded.transpose()?.as_deref(),
+            Some(&b"\0asm\x01\0\0\0"[..])
+        );
         assert_eq!(spec.env.len(), 2, "updating env replaces, never duplicates");
         Ok(())
     }

@@ -29,7 +29,8 @@ use wasmless_build::pipeline::compile_cache_dir;
 use wasmless_build::{DirStore, Pipeline, manifest};
 use wasmless_builder::Client;
 use wasmless_builder::local::LocalBuilder;
-use wasmless_runtime::{FunctionDef, Host, HostArgs, engine, server};
+use wasmless_runtime::artifacts::ArtifactSource;
+use wasmless_runtime::{FunctionDef, Host, HostArgs, server};
 
 /// The longest a build may take here, waiting for the builder included (its own timeout,
 /// `WASMLESS_BUILD_TIMEOUT`, stops the build before).
@@ -449,16 +450,15 @@ impl DirLoader {
             Outcome::Building { note } => return Ok(Step::Building(note)),
             Outcome::Done { result, .. } => result.map_err(anyhow::Error::msg)?,
         };
-        let path = artifact
-            .precompiled
-            .as_deref()
-            .context("local mode needs a directory artifact store")?;
-        // Checked as a cluster's host checks what it fetches, each time the code is loaded; the
-        // store keeps the artifact, so the code may be dropped and loaded from it again.
-        let (compiled, again) =
-            engine::load_stored(self.host.engine(), path, &artifact.precompiled_digest)?;
+        // From the store as a cluster's host loads from its cache (ArtifactSource): checked
+        // against its digest each time, so the code may be dropped and loaded again.
+        let (compiled, again) = self
+            .driver
+            .pipeline()
+            .compiled(&artifact.reference())
+            .await?;
         let def = FunctionDef::from_manifest(m, artifact.digest.clone(), max_memory)?;
-        self.host.load_with(def, &compiled, Some(again))?;
+        self.host.load_with(def, &compiled, again)?;
         Ok(Step::Loaded(artifact.digest))
     }
 }

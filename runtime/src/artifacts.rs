@@ -15,8 +15,20 @@ use crate::engine::{self, Compiled, EngineError, LoadAgain};
 use crate::host::HostError;
 use crate::limits::LimitError;
 use crate::token::Token;
-use wasmless_api::digest::{BadDigest, Sha256Digest};
+use wasmless_api::digest::Sha256Digest;
 use wasmless_api::function::ArtifactRef;
+
+/// Where a function's code comes from: a cluster's artifact server through this host's cache
+/// ([`Artifacts`]), or `wasmless up`'s own store (`wasmless_build::Pipeline`). Both load stored
+/// code through [`engine::load_stored`], so what runs is always what was built.
+pub trait ArtifactSource: Send + Sync {
+    /// `artifact`'s code, ready to load, and how to load it again once dropped (none: it stays
+    /// loaded).
+    fn compiled(
+        &self,
+        artifact: &ArtifactRef,
+    ) -> impl Future<Output = Result<(Compiled, Option<LoadAgain>), LoadError>> + Send;
+}
 
 #[derive(Debug, Error)]
 pub enum LoadError {
@@ -39,8 +51,8 @@ pub enum LoadError {
     Host(#[from] HostError),
     #[error(transparent)]
     Limits(#[from] LimitError),
-    #[error("status.artifact: {0}")]
-    BadDigest(#[from] BadDigest),
+    #[error("the store has no precompiled form of {0} for this engine")]
+    NotStored(Sha256Digest),
 }
 
 impl LoadError {
@@ -131,41 +143,6 @@ impl Artifacts {
         }
     }
 
-    /// The artifact ready to load: precompiled when the status names a precompiled form and the
-    /// controller has it for this engine, else the wasm, compiled here. A precompiled one is
-    /// loaded from the cache as `wasmless up` loads from its store ([`engine::load_stored`]:
-    /// checked against its digest each time, so it can be dropped and loaded again; the cache
-    /// keeps what assigned functions need); one compiled here stays loaded.
-    pub async fn compiled(
-        &self,
-        artifact: &ArtifactRef,
-    ) -> Result<(Compiled, Option<LoadAgain>), LoadError> {
-        let (wasm, precompiled) = (&artifact.digest, &artifact.precompiled);
-        if let Some(expected) = precompiled {
-            let engine_key = engine::compatibility_key(&self.engine);
-            let path = self.cache.join(&engine_key).join(wasm.file_name());
-            let url = format!("{}/artifacts/{wasm}/precompiled/{engine_key}", self.url);
-            match self.stored(&path, &url, expected).await {
-                Ok((compiled, again)) => return Ok((compiled, Some(again))),
-                // The status's precompiled form is for the controller's engine; ours may differ.
-                Err(e) => {
-                    tracing::info!(digest = %wasm, "no precompiled artifact for this engine ({e}); compiling the wasm here")
-                }
-            }
-        }
-        let path = self.cache.join("wasm").join(wasm.file_name());
-        let url = format!("{}/artifacts/{wasm}", self.url);
-        let bytes = self.verified(&path, &url, wasm).await?;
-        let engine = self.engine.clone();
-        let compiled = tokio::task::spawn_blocking(move || engine::compile(&engine, &bytes))
-            .await
-            .map_err(|e| LoadError::Fetch {
-                url,
-                message: e.to_string(),
-            })??;
-        Ok((compiled, None))
-    }
-
     /// The precompiled code `expected` names, from the cached file when it still loads as that,
     /// else fetched from `url` (checked) into the cache first.
     async fn stored(
@@ -247,6 +224,43 @@ impl Artifacts {
             });
         }
         Ok(bytes.to_vec())
+    }
+}
+
+impl ArtifactSource for Artifacts {
+    /// The artifact ready to load: precompiled when the status names a precompiled form and the
+    /// controller has it for this engine, else the wasm, compiled here. A precompiled one is
+    /// loaded from the cache as `wasmless up` loads from its store ([`engine::load_stored`]:
+    /// checked against its digest each time, so it can be dropped and loaded again; the cache
+    /// keeps what assigned functions need); one compiled here stays loaded.
+    async fn compiled(
+        &self,
+        artifact: &ArtifactRef,
+    ) -> Result<(Compiled, Option<LoadAgain>), LoadError> {
+        let (wasm, precompiled) = (&artifact.digest, &artifact.precompiled);
+        if let Some(expected) = precompiled {
+            let engine_key = engine::compatibility_key(&self.engine);
+            let path = self.cache.join(&engine_key).join(wasm.file_name());
+            let url = format!("{}/artifacts/{wasm}/precompiled/{engine_key}", self.url);
+            match self.stored(&path, &url, expected).await {
+                Ok((compiled, again)) => return Ok((compiled, Some(again))),
+                // The status's precompiled form is for the controller's engine; ours may differ.
+                Err(e) => {
+                    tracing::info!(digest = %wasm, "no precompiled artifact for this engine ({e}); compiling the wasm here")
+                }
+            }
+        }
+        let path = self.cache.join("wasm").join(wasm.file_name());
+        let url = format!("{}/artifacts/{wasm}", self.url);
+        let bytes = self.verified(&path, &url, wasm).await?;
+        let engine = self.engine.clone();
+        let compiled = tokio::task::spawn_blocking(move || engine::compile(&engine, &bytes))
+            .await
+            .map_err(|e| LoadError::Fetch {
+                url,
+                message: e.to_string(),
+            })??;
+        Ok((compiled, None))
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::artifacts::{Artifacts, LoadError};
+use crate::artifacts::{ArtifactSource, Artifacts, LoadError};
 use crate::host::Host;
 use crate::limits::LimitError;
 use crate::registry::FunctionDef;

@@ -89,9 +89,15 @@ async fn both_abis_answer() -> anyhow::Result<()> {
         "hello from wasi:http: POST /x/y?z=1\ngreeting: hi\npayload"
     );
 
-    // The component's stderr reached its log buffer.
+    // The component's stderr reached its log buffer: recorded when its handler returns, which
+    // can be just after the response's head reached the client.
+    let logged = wait_until(Duration::from_secs(10), || async {
+        let logs = up.admin_get("/functions/test/hello-http/logs").await;
+        logs.is_ok_and(|l| l.contains("hello-http: POST /x/y?z=1"))
+    })
+    .await;
     let logs = up.admin_get("/functions/test/hello-http/logs").await?;
-    assert!(logs.contains("hello-http: POST /x/y?z=1"), "{logs}");
+    assert!(logged.is_ok(), "{logs}");
 
     let list = up.admin_get("/functions").await?;
     assert!(

@@ -78,6 +78,22 @@ impl ContentType {
     }
 }
 
+/// The bytes an inline `function` holds (`text`, `base64`, `base64+zip`; base64 may be split
+/// over lines); `None` for a `url` source, which says where they are instead.
+pub fn decode_inline(
+    function: &str,
+    content_type: ContentType,
+) -> Option<Result<Vec<u8>, base64::DecodeError>> {
+    match content_type {
+        ContentType::Text => Some(Ok(function.as_bytes().to_vec())),
+        ContentType::Base64 | ContentType::Base64Zip => {
+            let compact: String = function.split_whitespace().collect();
+            Some(base64::engine::general_purpose::STANDARD.decode(compact))
+        }
+        ContentType::Url | ContentType::UrlZip => None,
+    }
+}
+
 /// A file's bytes as a spec's `(function, function-content-type)`: text when they are UTF-8
 /// without NUL (what a user can read in the manifest), else base64.
 pub fn encode(bytes: Vec<u8>) -> (String, ContentType) {
