@@ -21,6 +21,10 @@ pub const FUNCTION_LABEL: &str = "wasmless.dev/function";
 /// Ties an EndpointSlice to its Service (kube-proxy and CoreDNS look slices up by it).
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
+/// The annotation of a host pod naming the Secret (in its namespace) whose `token` its admin
+/// data requires; the chart sets it, the CLI reads it.
+pub const TOKEN_SECRET_ANNOTATION: &str = "wasmless.dev/token-secret";
+
 /// A host pod's admin port: its container port named [`ADMIN_PORT_NAME`], else [`ADMIN_PORT`].
 pub fn admin_port(pod: &Pod) -> i32 {
     pod.spec

@@ -13,19 +13,16 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
 
 use wasmless_api::admin::{self, FunctionInfo};
-use wasmless_api::cluster::{PORT_NAME, SERVICE_NAME_LABEL, admin_port};
+use wasmless_api::cluster::{PORT_NAME, SERVICE_NAME_LABEL, TOKEN_SECRET_ANNOTATION, admin_port};
 use wasmless_api::function::{Function, Phase};
 use wasmless_api::{FunctionKey, Sha256Digest, address};
 use wasmless_runtime::token;
 
 use super::{Answer, Call, Cursors, Desired, LogLine, Progress, TargetArgs, View, already_exists};
 
-/// The annotation of a host pod naming the Secret (in its namespace) whose `token` its admin
-/// data requires; the chart sets it.
-pub const TOKEN_SECRET_ANNOTATION: &str = "wasmless.dev/token-secret";
-
-/// A running host pod as `logs`, `top` and `deploy`'s wait reach it.
-struct HostPod {
+/// A running host pod, reached through the API server's proxy (`logs`, `top`, `deploy`'s
+/// wait).
+struct ProxiedHost {
     /// `namespace/name`.
     name: String,
     /// The API path of its admin port's proxy.
@@ -296,7 +293,7 @@ impl Cluster {
 
     /// The running host pods, with the path prefix of their admin port's proxy and the token
     /// their admin data requires.
-    async fn hosts(&self) -> anyhow::Result<Vec<HostPod>> {
+    async fn hosts(&self) -> anyhow::Result<Vec<ProxiedHost>> {
         let pods: Api<Pod> = Api::all(self.client.clone());
         let list = pods
             .list(&ListParams::default().labels(&self.host_selector))
@@ -312,7 +309,7 @@ impl Cluster {
             let port = admin_port(p);
             let ns = p.namespace().unwrap_or_default();
             let name = p.name_any();
-            hosts.push(HostPod {
+            hosts.push(ProxiedHost {
                 name: format!("{ns}/{name}"),
                 prefix: format!("/api/v1/namespaces/{ns}/pods/{name}:{port}/proxy"),
                 token: self.host_token(p, &ns).await,
@@ -345,7 +342,7 @@ impl Cluster {
         }
     }
 
-    async fn host_get(&self, host: &HostPod, path: &str) -> anyhow::Result<Answer> {
+    async fn host_get(&self, host: &ProxiedHost, path: &str) -> anyhow::Result<Answer> {
         let mut request = http::Request::get(format!("{}{path}", host.prefix));
         // The API server takes `Authorization` for itself: the token goes in its own header.
         if let Some(token) = &host.token {
