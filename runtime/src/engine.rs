@@ -183,15 +183,37 @@ const MAP_FROM_BYTES: u64 = 1 << 20;
 
 /// Loads an artifact written by [`precompile`] (no compilation).
 pub fn load_precompiled(engine: &Engine, path: &Path) -> Result<Compiled, EngineError> {
+    load_precompiled_checked(engine, path, None)
+}
+
+/// [`load_precompiled`], the contents first checked against `expected` when there is one: a
+/// small file is read once and checked in memory, a large one hashed in pieces, then mapped.
+fn load_precompiled_checked(
+    engine: &Engine,
+    path: &Path,
+    expected: Option<&Sha256Digest>,
+) -> Result<Compiled, EngineError> {
     let err = |source| EngineError::Load {
         path: path.display().to_string(),
         source,
     };
+    let check = |found: Sha256Digest| match expected {
+        Some(expected) if found != *expected => Err(err(wasmtime::format_err!(
+            "its contents are {found}, not the {expected} recorded when it was built"
+        ))),
+        _ => Ok(()),
+    };
     let len = std::fs::metadata(path).map_err(|e| err(e.into()))?.len();
     if len < MAP_FROM_BYTES {
         let bytes = std::fs::read(path).map_err(|e| err(e.into()))?;
+        if expected.is_some() {
+            check(Sha256Digest::of(&bytes))?;
+        }
         // SAFETY: as below; the bytes are the file's.
         return unsafe { deserialize(engine, &bytes) }.map_err(err);
+    }
+    if expected.is_some() {
+        check(Sha256Digest::of_file(path).map_err(|e| err(e.into()))?)?;
     }
     let kind = Engine::detect_precompiled_file(path).map_err(err)?;
     // SAFETY: the artifact store only holds files this project's `precompile` wrote, named by the
@@ -232,17 +254,7 @@ fn load_precompiled_verified(
     path: &Path,
     expected: &Sha256Digest,
 ) -> Result<Compiled, EngineError> {
-    let err = |message: String| EngineError::Load {
-        path: path.display().to_string(),
-        source: wasmtime::format_err!(message),
-    };
-    let found = Sha256Digest::of_file(path).map_err(|e| err(e.to_string()))?;
-    if &found != expected {
-        return Err(err(format!(
-            "its contents are {found}, not the {expected} recorded when it was built"
-        )));
-    }
-    load_precompiled(engine, path)
+    load_precompiled_checked(engine, path, Some(expected))
 }
 
 /// # Safety
