@@ -157,19 +157,10 @@ impl Artifacts {
                     crate::files::touch(path);
                     return Ok(loaded);
                 }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), %expected, "cached artifact cannot be loaded, fetching it again: {e}");
-                    if let Err(e) = std::fs::remove_file(path) {
-                        tracing::warn!(path = %path.display(), "cannot remove the cached artifact: {e}");
-                    }
-                }
+                Err(e) => discard(path, &format!("it cannot be loaded ({e})")),
             }
         }
-        let bytes = self.fetch(url, expected).await?;
-        crate::files::write_atomic(path, &bytes).map_err(|source| LoadError::Cache {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        self.refill(path, url, expected).await?;
         Ok(engine::load_stored(&self.engine, path, expected)?)
     }
 
@@ -183,17 +174,22 @@ impl Artifacts {
     ) -> Result<Vec<u8>, LoadError> {
         match cached(path, expected) {
             Ok(bytes) => return Ok(bytes),
-            Err(Cached::Changed(actual)) => {
-                tracing::warn!(path = %path.display(), %expected, %actual, "cached artifact does not match its digest: removed, fetching it again");
-                if let Err(e) = std::fs::remove_file(path) {
-                    tracing::warn!(path = %path.display(), "cannot remove the tampered artifact: {e}");
-                }
-            }
+            Err(changed @ Cached::Changed(_)) => discard(path, &changed.to_string()),
             Err(Cached::Unreadable(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(Cached::Unreadable(e)) => {
                 tracing::warn!(path = %path.display(), "cannot read the cached artifact, fetching it again: {e}")
             }
         }
+        self.refill(path, url, expected).await
+    }
+
+    /// `expected`'s bytes fetched from `url` (checked) and written to the cache at `path`.
+    async fn refill(
+        &self,
+        path: &Path,
+        url: &str,
+        expected: &Sha256Digest,
+    ) -> Result<Vec<u8>, LoadError> {
         let bytes = self.fetch(url, expected).await?;
         crate::files::write_atomic(path, &bytes).map_err(|source| LoadError::Cache {
             path: path.to_path_buf(),
@@ -261,6 +257,14 @@ impl ArtifactSource for Artifacts {
                 message: e.to_string(),
             })??;
         Ok((compiled, None))
+    }
+}
+
+/// Removes a cached file that is not what it is named for (`why`), so it is fetched again.
+fn discard(path: &Path, why: &str) {
+    tracing::warn!(path = %path.display(), "cached artifact removed, fetching it again: {why}");
+    if let Err(e) = std::fs::remove_file(path) {
+        tracing::warn!(path = %path.display(), "cannot remove the cached artifact: {e}");
     }
 }
 
