@@ -73,12 +73,12 @@ async fn pass(
     if used.map_err(|source| store_error(store, source))? <= max_bytes {
         return Ok(None);
     }
-    let referenced: HashSet<String> = functions
+    let referenced: HashSet<Sha256Digest> = functions
         .list(&ListParams::default())
         .await?
         .items
         .into_iter()
-        .filter_map(|f| Some(f.status?.artifact?.digest.to_string()))
+        .filter_map(|f| Some(f.status?.artifact?.digest))
         .collect();
     let root = store.to_path_buf();
     let evicted = tokio::task::spawn_blocking(move || {
@@ -103,15 +103,11 @@ fn store_error(path: &Path, source: std::io::Error) -> EvictError {
 pub fn evict(
     root: &Path,
     max_bytes: u64,
-    referenced: &HashSet<String>,
+    referenced: &HashSet<Sha256Digest>,
     now: SystemTime,
 ) -> std::io::Result<Evicted> {
     // Wasm and precompiled files are named by the wasm's digest, build records hold it.
-    let names: HashSet<String> = referenced
-        .iter()
-        .filter_map(|d| Sha256Digest::parse(d).ok())
-        .map(|d| d.file_name())
-        .collect();
+    let names: HashSet<String> = referenced.iter().map(Sha256Digest::file_name).collect();
     let builds = root.join("builds");
     let keep = |path: &Path, used: SystemTime| {
         let recent = now.duration_since(used).map_or(true, |age| age < RECENT);
@@ -122,7 +118,9 @@ pub fn evict(
         };
         let records = || {
             path.starts_with(&builds)
-                && std::fs::read_to_string(path).is_ok_and(|d| referenced.contains(d.trim()))
+                && std::fs::read_to_string(path).is_ok_and(|d| {
+                    Sha256Digest::parse(d.trim()).is_ok_and(|d| referenced.contains(&d))
+                })
         };
         recent || (!path.starts_with(&builds) && named()) || records()
     };
@@ -134,8 +132,8 @@ mod tests {
     use super::*;
     use wasmless_build::artifacts::{ArtifactStore, DirStore, Object};
 
-    fn digest(n: u8) -> String {
-        Sha256Digest::of(&[n]).to_string()
+    fn digest(n: u8) -> Sha256Digest {
+        Sha256Digest::of(&[n])
     }
 
     /// A store holding artifacts 1 to 4 (wasm, precompiled, build record; 100 bytes each) last
@@ -143,8 +141,8 @@ mod tests {
     fn store(dir: &Path) -> DirStore {
         let store = DirStore::new(dir);
         for n in 1..=5u8 {
-            let d = Sha256Digest::of(&[n]);
-            let key = Sha256Digest::of(&[100 + n]);
+            let d = digest(n);
+            let key = digest(100 + n);
             let objects = [
                 Object::Wasm(&d),
                 Object::Precompiled {
@@ -170,11 +168,10 @@ mod tests {
 
     /// Artifact `n`'s wasm, precompiled form and build record.
     fn paths(dir: &Path, n: u8) -> [PathBuf; 3] {
-        let file = |d: String| Sha256Digest::parse(&d).unwrap().file_name();
         [
-            dir.join("wasm").join(file(digest(n))),
-            dir.join("precompiled/e").join(file(digest(n))),
-            dir.join("builds").join(file(digest(100 + n))),
+            dir.join("wasm").join(digest(n).file_name()),
+            dir.join("precompiled/e").join(digest(n).file_name()),
+            dir.join("builds").join(digest(100 + n).file_name()),
         ]
     }
 
@@ -208,7 +205,7 @@ mod tests {
     fn reads_and_look_ups_mark_an_object_used() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
-        let (three, four) = (Sha256Digest::of(&[3]), Sha256Digest::of(&[4]));
+        let (three, four) = (digest(3), digest(4));
         assert!(store.get(Object::Wasm(&three)).unwrap().is_some());
         assert!(store.contains(Object::Wasm(&four)));
         // Nothing referenced: only what was just used stays (besides 5).

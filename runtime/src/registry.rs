@@ -40,17 +40,25 @@ impl FunctionDef {
         revision: Sha256Digest,
         max_memory: u64,
     ) -> Result<Self, LimitError> {
-        let settings = Settings::of(&manifest.spec);
-        let values = values::resolve(&settings, manifest.namespace(), &Known::new())?;
+        let values = Self::local_values(manifest)?;
         Self::from_spec(manifest.key(), &manifest.spec, revision, max_memory, values)
     }
 
     /// What [`FunctionDef::from_manifest`] would refuse, known before anything is built.
     pub fn check_manifest(manifest: &FunctionManifest, max_memory: u64) -> Result<(), LimitError> {
-        let settings = Settings::of(&manifest.spec);
-        values::resolve(&settings, manifest.namespace(), &Known::new())?;
+        Self::local_values(manifest)?;
         Limits::from_spec(&manifest.spec, max_memory)?;
         Ok(())
+    }
+
+    /// A manifest's values with no Secrets or ConfigMaps to read them from.
+    fn local_values(manifest: &FunctionManifest) -> Result<Resolved, LimitError> {
+        let settings = Settings::of(&manifest.spec);
+        Ok(values::resolve(
+            &settings,
+            manifest.namespace(),
+            &Known::new(),
+        )?)
     }
 
     /// The definition `spec` asks for, with its Secret and ConfigMap `values` resolved.
