@@ -52,6 +52,15 @@ impl Serving {
         key: &FunctionKey,
         digest: Option<&Sha256Digest>,
     ) -> Count {
+        let refused = self.refused(hosts, key).await;
+        // Nothing built yet: no host can serve it, so none is asked.
+        let Some(digest) = digest else {
+            return Count {
+                serving: 0,
+                hosts: hosts.len(),
+                refused,
+            };
+        };
         let lists = futures::future::join_all(
             hosts
                 .iter()
@@ -63,9 +72,7 @@ impl Serving {
             .filter(|list| {
                 list.as_ref().is_some_and(|l| {
                     l.iter().any(|f| {
-                        f.namespace == key.namespace
-                            && f.name == key.name
-                            && Some(&f.revision) == digest
+                        f.namespace == key.namespace && f.name == key.name && f.revision == *digest
                     })
                 })
             })
@@ -73,7 +80,7 @@ impl Serving {
         Count {
             serving,
             hosts: hosts.len(),
-            refused: self.refused(hosts, key).await,
+            refused,
         }
     }
 

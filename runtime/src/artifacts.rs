@@ -359,7 +359,7 @@ mod tests {
         let artifact = ArtifactRef {
             digest: Sha256Digest::of(&wasm),
             size: wasm.len() as u64,
-            abi: crate::abi::Abi::Wagi,
+            abi: wasmless_api::Abi::Wagi,
             precompiled: Some(Sha256Digest::of(&precompiled)),
         };
 

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex, TryLockError};
 
 use arc_swap::ArcSwapOption;
 
-use crate::abi::{Abi, Prepared};
+use crate::abi::Prepared;
+use wasmless_api::Abi;
 
 /// Prepares a function's code again, from its artifact.
 pub type Reload = Arc<dyn Fn() -> Result<Prepared, String> + Send + Sync>;

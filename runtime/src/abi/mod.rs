@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use wasmtime::Store;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-pub use wasmless_api::abi::Abi;
+use wasmless_api::abi::Abi;
 
 use crate::admission::Permit;
 use crate::engine::Compiled;
