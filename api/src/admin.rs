@@ -15,7 +15,13 @@ pub const STATUS_PATH: &str = "/status";
 
 /// `GET ?since=<seq>`: a function's recent stderr, as [`LogLine`]s after `seq`.
 pub fn logs_path(key: &FunctionKey) -> String {
-    format!("{FUNCTIONS_PATH}/{}/{}/logs", key.namespace, key.name)
+    logs_path_of(&key.namespace, &key.name)
+}
+
+/// [`logs_path`] of a namespace and name as given: the hosts route
+/// `logs_path_of("{namespace}", "{name}")`.
+pub fn logs_path_of(namespace: &str, name: &str) -> String {
+    format!("{FUNCTIONS_PATH}/{namespace}/{name}/logs")
 }
 
 /// A loaded function as `GET /functions` lists it.

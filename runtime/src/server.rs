@@ -191,10 +191,7 @@ pub fn admin_app(host: Arc<Host>, token: Option<Token>) -> Router {
     let mut data = Router::new()
         .route(admin::FUNCTIONS_PATH, get(functions))
         .route(admin::STATUS_PATH, get(statuses))
-        .route(
-            &admin::logs_path(&FunctionKey::new("{namespace}", "{name}")),
-            get(logs),
-        );
+        .route(&admin::logs_path_of("{namespace}", "{name}"), get(logs));
     if let Some(token) = token {
         data = data.layer(axum::middleware::from_fn_with_state(token, token::require));
     }
