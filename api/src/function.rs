@@ -325,6 +325,18 @@ pub struct ArtifactRef {
     /// "sha256:<hex>" of the binary precompiled for the hosts' engine configuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub precompiled: Option<Sha256Digest>,
+    /// The function's own files, when its code is an interpreter other functions share
+    /// ([`crate::files`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<crate::files::FilesRef>,
+}
+
+impl ArtifactRef {
+    /// What names this build of the function, as hosts report what they serve: the code's
+    /// digest, or with files, a digest of both (the code alone is the same for many functions).
+    pub fn revision(&self) -> Sha256Digest {
+        crate::files::revision(&self.digest, self.files.as_ref())
+    }
 }
 
 /// Identifies a function: namespace and name, as in Kubernetes.

@@ -6,7 +6,7 @@
 //! - [`validate`]: the one check of a Function every entry point runs; [`limits`]: what a
 //!   Function gets when it asks for nothing, and memory quantities.
 //! - [`digest`]: sha256 digests of sources and artifacts; [`abi`]: how a function's
-//!   WebAssembly is called.
+//!   WebAssembly is called; [`files`]: a function's files, apart from the code it shares.
 //! - [`address`]: which function a request names (its Host, or its `/fn/` path);
 //!   [`outbound`]: the destinations a function may call.
 //! - [`admin`]: the admin API's wire types, written by the hosts and read by the controller and
@@ -21,6 +21,7 @@ pub mod address;
 pub mod admin;
 pub mod cluster;
 pub mod digest;
+pub mod files;
 pub mod function;
 pub mod limits;
 pub mod outbound;

@@ -32,7 +32,7 @@ use clap::{Parser, Subcommand};
 use wasmless_api::FunctionKey;
 use wasmless_api::digest::Sha256Digest;
 use wasmless_api::function::FunctionSpec;
-use wasmless_runtime::engine::{self, Compiled};
+use wasmless_runtime::engine::{self, Kind};
 use wasmless_runtime::{EngineConfig, FunctionDef, Host, HostConfig};
 
 #[derive(Parser)]
@@ -208,10 +208,11 @@ async fn instantiate(iterations: u32, functions: PathBuf) -> anyhow::Result<()> 
             ..EngineConfig::default()
         };
         let engine = config.build()?;
-        let Compiled::Module(module) = engine::compile(&engine, bare.as_bytes())? else {
+        let compiled = engine::compile(&engine, bare.as_bytes())?;
+        let Kind::Module(module) = compiled.kind() else {
             anyhow::bail!("expected a core module");
         };
-        let pre = wasmtime::Linker::<()>::new(&engine).instantiate_pre(&module)?;
+        let pre = wasmtime::Linker::<()>::new(&engine).instantiate_pre(module)?;
         let us = median_us(iterations, || {
             let (engine, pre) = (engine.clone(), pre.clone());
             async move {

@@ -1,5 +1,5 @@
 //! The artifact store: WebAssembly binaries and their precompiled forms, named by the sha256 of
-//! the wasm, plus a record of which build key produced which digest. Content addressing means
+//! the wasm, functions' files (named by theirs), plus a record of which build key produced which digest. Content addressing means
 //! nothing is ever invalidated, only evicted. `ArtifactStore` is the seam for other backends (an
 //! S3-compatible object store); `DirStore` is the directory one (a PersistentVolume in a cluster,
 //! `~/.cache/wasmless` locally).
@@ -31,6 +31,8 @@ pub enum Object<'a> {
     },
     /// The wasm digest a build key produced.
     Build(&'a Sha256Digest),
+    /// A function's files ([`wasmless_api::files`]), by the digest of their archive.
+    Files(&'a Sha256Digest),
 }
 
 /// Reads and look-ups mark an object used (the directory store keeps the least recently used
@@ -68,6 +70,7 @@ impl DirStore {
                 .join(engine)
                 .join(digest.file_name()),
             Object::Build(key) => self.root.join("builds").join(key.file_name()),
+            Object::Files(digest) => self.root.join("files").join(digest.file_name()),
         }
     }
 }
@@ -112,6 +115,7 @@ pub fn router(store: SharedStore, token: Token) -> axum::Router {
     use axum::routing::get;
     axum::Router::new()
         .route("/artifacts/{digest}", get(serve_wasm))
+        .route("/files/{digest}", get(serve_files))
         .route(
             "/artifacts/{digest}/precompiled/{engine}",
             get(serve_precompiled),
@@ -126,6 +130,14 @@ async fn serve_wasm(
     axum::extract::Path(digest): axum::extract::Path<String>,
 ) -> axum::response::Response {
     let wanted = Sha256Digest::parse(&digest).ok().map(Wanted::Wasm);
+    serve(store, wanted).await
+}
+
+async fn serve_files(
+    axum::extract::State(store): axum::extract::State<SharedStore>,
+    axum::extract::Path(digest): axum::extract::Path<String>,
+) -> axum::response::Response {
+    let wanted = Sha256Digest::parse(&digest).ok().map(Wanted::Files);
     serve(store, wanted).await
 }
 
@@ -144,6 +156,7 @@ async fn serve_precompiled(
 /// An [`Object`] a request names, owned so that the read can move to a blocking thread.
 enum Wanted {
     Wasm(Sha256Digest),
+    Files(Sha256Digest),
     Precompiled {
         engine: String,
         digest: Sha256Digest,
@@ -154,6 +167,7 @@ impl Wanted {
     fn object(&self) -> Object<'_> {
         match self {
             Wanted::Wasm(digest) => Object::Wasm(digest),
+            Wanted::Files(digest) => Object::Files(digest),
             Wanted::Precompiled { engine, digest } => Object::Precompiled { engine, digest },
         }
     }
@@ -165,11 +179,15 @@ async fn serve(store: SharedStore, wanted: Option<Wanted>) -> axum::response::Re
     let Some(wanted) = wanted else {
         return (StatusCode::BAD_REQUEST, "expected sha256:<64 hex digits>").into_response();
     };
+    let content_type = match wanted {
+        Wanted::Files(_) => "application/zip",
+        _ => "application/wasm",
+    };
     // Precompiled artifacts are tens of MB: read them off the async workers.
     let read = tokio::task::spawn_blocking(move || store.get(wanted.object())).await;
     match read {
         Ok(Ok(Some(bytes))) => {
-            ([(http::header::CONTENT_TYPE, "application/wasm")], bytes).into_response()
+            ([(http::header::CONTENT_TYPE, content_type)], bytes).into_response()
         }
         Ok(Ok(None)) => (StatusCode::NOT_FOUND, "no such artifact").into_response(),
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),

@@ -10,11 +10,12 @@ use wasmtime::Engine;
 
 use wasmless_api::Abi;
 use wasmless_api::digest::Sha256Digest;
+use wasmless_api::files::{self, FilesRef, NotWasm};
 use wasmless_api::function::{ArtifactRef, Packaging, Runtime};
 use wasmless_api::validate::{self, Invalid, Origin};
 use wasmless_api::{FunctionKey, FunctionSpec};
 use wasmless_runtime::artifacts::{ArtifactSource, LoadError};
-use wasmless_runtime::engine::{self, Compiled, EngineError, LoadAgain};
+use wasmless_runtime::engine::{self, Compiled, EngineError, LoadAgain, SharedCode};
 
 use wasmless_builder::builders;
 use wasmless_builder::{Build, BuildError, Source};
@@ -34,6 +35,8 @@ pub enum PipelineError {
     Compile(#[from] EngineError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the builder's output: {0}")]
+    NotWasm(#[from] NotWasm),
 }
 
 /// Where Cranelift's incremental compilation cache lives for a store directory (see
@@ -53,6 +56,8 @@ pub struct Artifact {
     /// `sha256:<hex>` of its bytes.
     pub precompiled: Option<PathBuf>,
     pub precompiled_digest: Sha256Digest,
+    /// The function's own files, when its code is shared ([`wasmless_api::files`]).
+    pub files: Option<FilesRef>,
     /// Whether this call found the build already done.
     pub cached: bool,
 }
@@ -65,7 +70,37 @@ impl Artifact {
             size: self.size,
             abi: self.abi,
             precompiled: Some(self.precompiled_digest.clone()),
+            files: self.files.clone(),
         }
+    }
+}
+
+/// What a build produced, as its record in the store names it: the code, and the function's
+/// files when the build split them off.
+struct Built {
+    code: Sha256Digest,
+    files: Option<Sha256Digest>,
+}
+
+impl Built {
+    /// The record: the code's digest, then the files' on a line of their own.
+    fn record(&self) -> String {
+        match &self.files {
+            None => self.code.to_string(),
+            Some(files) => format!("{}\n{files}", self.code),
+        }
+    }
+
+    /// A record that does not read names nothing: built again.
+    fn parse(record: &[u8]) -> Option<Self> {
+        let text = String::from_utf8_lossy(record);
+        let mut lines = text.lines().map(str::trim);
+        let code = Sha256Digest::parse(lines.next()?).ok()?;
+        let files = match lines.next() {
+            Some(line) => Some(Sha256Digest::parse(line).ok()?),
+            None => None,
+        };
+        Some(Self { code, files })
     }
 }
 
@@ -74,6 +109,7 @@ pub struct Pipeline {
     store: SharedStore,
     engine_hash: String,
     builder: std::sync::Arc<dyn Build>,
+    shared: std::sync::Arc<SharedCode>,
 }
 
 impl Pipeline {
@@ -86,6 +122,7 @@ impl Pipeline {
             store,
             engine_hash,
             builder,
+            shared: Default::default(),
         }
     }
 
@@ -101,6 +138,10 @@ impl Pipeline {
     /// Whether the artifact a status names is complete in this store (so nothing needs building).
     pub fn has(&self, artifact: &ArtifactRef) -> bool {
         self.store.contains(Object::Wasm(&artifact.digest))
+            && artifact
+                .files
+                .as_ref()
+                .is_none_or(|f| self.store.contains(Object::Files(&f.digest)))
             && self
                 .store
                 .contains(self.precompiled_object(&artifact.digest))
@@ -116,8 +157,8 @@ impl Pipeline {
     ) -> Result<Artifact, PipelineError> {
         let plan = Plan::new(spec, origin)?;
         // Built before: precompiled too, unless the engine is new (then compiled once here).
-        if let Some(digest) = self.build_result(&plan.build_key)? {
-            return self.precompiled(key, digest, true);
+        if let Some(built) = self.build_result(&plan.build_key)? {
+            return self.precompiled(key, built, true);
         }
         let started = std::time::Instant::now();
         let source = Source {
@@ -126,13 +167,29 @@ impl Pipeline {
             handler: &spec.handler,
             deps: &spec.deps,
         };
-        let wasm = self.builder.build(plan.runtime, &key.namespace, &source)?;
-        let digest = Sha256Digest::of(&wasm);
-        self.store.put(Object::Wasm(&digest), &wasm)?;
+        let output = self.builder.build(plan.runtime, &key.namespace, &source)?;
+        let (wasm, files) = files::split(&output)?;
+        let digest = Sha256Digest::of(wasm);
+        // An interpreter many functions share is stored once.
+        if !self.store.contains(Object::Wasm(&digest)) {
+            self.store.put(Object::Wasm(&digest), wasm)?;
+        }
+        let files = match files {
+            Some(files) => {
+                let digest = Sha256Digest::of(files);
+                self.store.put(Object::Files(&digest), files)?;
+                Some(digest)
+            }
+            None => None,
+        };
+        let built = Built {
+            code: digest,
+            files,
+        };
         self.store
-            .put(Object::Build(&plan.build_key), digest.as_str().as_bytes())?;
-        tracing::info!(function = %key, %digest, size = wasm.len(), elapsed_ms = started.elapsed().as_millis() as u64, "built");
-        self.precompiled(key, digest, false)
+            .put(Object::Build(&plan.build_key), built.record().as_bytes())?;
+        tracing::info!(function = %key, digest = %built.code, files = ?built.files, size = output.len(), elapsed_ms = started.elapsed().as_millis() as u64, "built");
+        self.precompiled(key, built, false)
     }
 
     /// The finished artifact for `spec` if it was built and precompiled before; never builds.
@@ -155,32 +212,50 @@ impl Pipeline {
     }
 
     fn lookup_plan(&self, plan: &Plan) -> Result<Option<Artifact>, PipelineError> {
-        let Some(digest) = self.build_result(&plan.build_key)? else {
+        let Some(built) = self.build_result(&plan.build_key)? else {
             return Ok(None);
         };
-        let Some(precompiled) = self.store.get(self.precompiled_object(&digest))? else {
+        let Some(precompiled) = self.store.get(self.precompiled_object(&built.code))? else {
             return Ok(None);
         };
-        let wasm = self.store.get(Object::Wasm(&digest))?.unwrap_or_default();
-        Ok(Some(self.artifact(digest, &wasm, &precompiled, true)))
+        let wasm = self
+            .store
+            .get(Object::Wasm(&built.code))?
+            .unwrap_or_default();
+        Ok(Some(self.artifact(built, &wasm, &precompiled, true)?))
     }
 
     /// What status and hosts are told about a stored wasm and its precompiled form.
     fn artifact(
         &self,
-        digest: Sha256Digest,
+        built: Built,
         wasm: &[u8],
         precompiled: &[u8],
         cached: bool,
-    ) -> Artifact {
-        Artifact {
+    ) -> Result<Artifact, StoreError> {
+        let files = match built.files {
+            Some(digest) => {
+                let size = self
+                    .store
+                    .get(Object::Files(&digest))?
+                    .unwrap_or_default()
+                    .len();
+                Some(FilesRef {
+                    digest,
+                    size: size as u64,
+                })
+            }
+            None => None,
+        };
+        Ok(Artifact {
             size: wasm.len() as u64,
             abi: Abi::of_wasm(wasm),
-            precompiled: self.store.local_path(self.precompiled_object(&digest)),
+            precompiled: self.store.local_path(self.precompiled_object(&built.code)),
             precompiled_digest: Sha256Digest::of(precompiled),
+            files,
             cached,
-            digest,
-        }
+            digest: built.code,
+        })
     }
 
     fn precompiled_object<'a>(&'a self, digest: &'a Sha256Digest) -> Object<'a> {
@@ -190,27 +265,32 @@ impl Pipeline {
         }
     }
 
-    /// The wasm digest an earlier build with this key produced, if its wasm is still stored.
-    fn build_result(&self, build_key: &Sha256Digest) -> Result<Option<Sha256Digest>, StoreError> {
+    /// What an earlier build with this key produced, if it is all still stored.
+    fn build_result(&self, build_key: &Sha256Digest) -> Result<Option<Built>, StoreError> {
         let Some(bytes) = self.store.get(Object::Build(build_key))? else {
             return Ok(None);
         };
-        // A record that is not a digest names nothing: built again.
-        let Ok(digest) = Sha256Digest::parse(String::from_utf8_lossy(&bytes).trim()) else {
+        let Some(built) = Built::parse(&bytes) else {
             return Ok(None);
         };
-        Ok(self.store.contains(Object::Wasm(&digest)).then_some(digest))
+        let stored = self.store.contains(Object::Wasm(&built.code))
+            && built
+                .files
+                .as_ref()
+                .is_none_or(|f| self.store.contains(Object::Files(f)));
+        Ok(stored.then_some(built))
     }
 
     /// The precompiled form of a stored wasm, compiling it on first use.
     fn precompiled(
         &self,
         key: &FunctionKey,
-        digest: Sha256Digest,
+        built: Built,
         cached: bool,
     ) -> Result<Artifact, PipelineError> {
-        let wasm = self.store.get(Object::Wasm(&digest))?.unwrap_or_default();
-        let object = self.precompiled_object(&digest);
+        let digest = &built.code;
+        let wasm = self.store.get(Object::Wasm(digest))?.unwrap_or_default();
+        let object = self.precompiled_object(digest);
         let (bytes, cached) = match self.store.get(object)? {
             Some(bytes) => (bytes, cached),
             None => {
@@ -221,7 +301,7 @@ impl Pipeline {
                 (bytes, false)
             }
         };
-        Ok(self.artifact(digest, &wasm, &bytes, cached))
+        Ok(self.artifact(built, &wasm, &bytes, cached)?)
     }
 }
 
@@ -239,14 +319,29 @@ impl ArtifactSource for Pipeline {
             .ok_or_else(not_stored)?;
         // Hashing tens of MB (an interpreter's artifact) is blocking work.
         let (engine, shown) = (self.engine.clone(), path.display().to_string());
+        let shared = self.shared.clone();
         let (compiled, again) =
-            tokio::task::spawn_blocking(move || engine::load_stored(&engine, &path, &expected))
+            tokio::task::spawn_blocking(move || shared.load_stored(&engine, &path, &expected))
                 .await
                 .map_err(|e| EngineError::Load {
                     path: shown,
                     source: wasmtime::format_err!("{e}"),
                 })??;
         Ok((compiled, Some(again)))
+    }
+
+    async fn files(&self, artifact: &ArtifactRef) -> Result<Option<Vec<u8>>, LoadError> {
+        let Some(files) = &artifact.files else {
+            return Ok(None);
+        };
+        let bytes = self
+            .store
+            .get(Object::Files(&files.digest))
+            .ok()
+            .flatten()
+            .filter(|bytes| files.digest.matches(bytes))
+            .ok_or_else(|| LoadError::NotStored(files.digest.clone()))?;
+        Ok(Some(bytes))
     }
 }
 

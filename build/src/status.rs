@@ -230,7 +230,7 @@ pub fn serving(
     previous: &FunctionStatus,
     now: &str,
 ) -> FunctionStatus {
-    let Some(digest) = status.artifact.as_ref().map(|a| a.digest.clone()) else {
+    let Some(digest) = status.artifact.as_ref().map(|a| a.revision()) else {
         return status;
     };
     if !matches!(status.phase, Phase::Ready | Phase::Loading) {
@@ -358,6 +358,7 @@ mod tests {
             abi: Abi::Wagi,
             precompiled: None,
             precompiled_digest: Sha256Digest::of(b"p"),
+            files: None,
             cached: false,
         }
     }

@@ -388,11 +388,7 @@ impl DirLoader {
             .as_deref()
             .map_or_else(|| "api".to_string(), |f| f.display().to_string());
         let base = file.as_deref().and_then(Path::parent);
-        let serving = self
-            .host
-            .registry()
-            .get(key)
-            .map(|f| f.def.revision.clone());
+        let serving = self.host.registry().get(key).map(|f| f.def.served());
         let status = |phase, message: String, serving: Option<Sha256Digest>| SourceStatus {
             phase,
             message,
@@ -457,9 +453,13 @@ impl DirLoader {
             .pipeline()
             .compiled(&artifact.reference())
             .await?;
-        let def = FunctionDef::from_manifest(m, artifact.digest.clone(), max_memory)?;
-        self.host.load_with(def, &compiled, again)?;
-        Ok(Step::Loaded(artifact.digest))
+        let pipeline = self.driver.pipeline();
+        let files = pipeline.files(&artifact.reference()).await?;
+        let def = FunctionDef::from_manifest(m, artifact.digest.clone(), max_memory)?
+            .with_files(artifact.files.clone());
+        self.host
+            .load_with(def, &compiled, again, files.as_deref())?;
+        Ok(Step::Loaded(artifact.reference().revision()))
     }
 }
 

@@ -303,8 +303,8 @@ async fn reconcile(function: Arc<Function>, term: Arc<Term>) -> Result<Action, E
         ReadyWhen::Built => (status, None),
         ReadyWhen::Serving => {
             let hosts = term.hosts.ready();
-            let digest = status.artifact.as_ref().map(|a| &a.digest);
-            let count = ctx.serving.count(&hosts, &key, digest).await;
+            let revision = status.artifact.as_ref().map(|a| a.revision());
+            let count = ctx.serving.count(&hosts, &key, revision.as_ref()).await;
             let status = status::serving(status, count, &previous, &status::now());
             (status, Some(hosts.len()))
         }

@@ -6,12 +6,13 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
 use wasmtime::Engine;
 
-use crate::engine::{self, Compiled, EngineError, LoadAgain};
+use crate::engine::{self, Compiled, EngineError, LoadAgain, SharedCode};
 use crate::host::HostError;
 use crate::limits::LimitError;
 use crate::token::Token;
@@ -20,7 +21,8 @@ use wasmless_api::function::ArtifactRef;
 
 /// Where a function's code comes from: a cluster's artifact server through this host's cache
 /// ([`Artifacts`]), or `wasmless up`'s own store (`wasmless_build::Pipeline`). Both load stored
-/// code through [`engine::load_stored`], so what runs is always what was built.
+/// code through [`SharedCode::load_stored`], so what runs is always what was built, and code
+/// many functions run is loaded once.
 pub trait ArtifactSource: Send + Sync {
     /// `artifact`'s code, ready to load, and how to load it again once dropped (none: it stays
     /// loaded).
@@ -28,6 +30,13 @@ pub trait ArtifactSource: Send + Sync {
         &self,
         artifact: &ArtifactRef,
     ) -> impl Future<Output = Result<(Compiled, Option<LoadAgain>), LoadError>> + Send;
+
+    /// The function's own files `artifact` names, checked against their digest (none when it
+    /// has none).
+    fn files(
+        &self,
+        artifact: &ArtifactRef,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, LoadError>> + Send;
 }
 
 #[derive(Debug, Error)]
@@ -91,6 +100,7 @@ pub struct Artifacts {
     cache: PathBuf,
     cache_max_bytes: u64,
     http: reqwest::Client,
+    shared: Arc<SharedCode>,
 }
 
 impl Artifacts {
@@ -107,11 +117,12 @@ impl Artifacts {
             cache,
             cache_max_bytes: config.cache_max_bytes,
             http,
+            shared: Arc::default(),
         }
     }
 
     /// Removes the least recently used cached files until the cache holds at most its bound,
-    /// keeping those of `needed` (wasm digests): the artifacts of the assigned functions.
+    /// keeping those of `needed` (of code and files): the artifacts of the assigned functions.
     pub fn evict(&self, needed: &HashSet<Sha256Digest>) {
         let names: HashSet<String> = needed.iter().map(Sha256Digest::file_name).collect();
         let keep = |path: &Path, _| {
@@ -152,7 +163,7 @@ impl Artifacts {
         expected: &Sha256Digest,
     ) -> Result<(Compiled, LoadAgain), LoadError> {
         if path.exists() {
-            match engine::load_stored(&self.engine, path, expected) {
+            match self.shared.load_stored(&self.engine, path, expected) {
                 Ok(loaded) => {
                     crate::files::touch(path);
                     return Ok(loaded);
@@ -161,7 +172,7 @@ impl Artifacts {
             }
         }
         self.refill(path, url, expected).await?;
-        Ok(engine::load_stored(&self.engine, path, expected)?)
+        Ok(self.shared.load_stored(&self.engine, path, expected)?)
     }
 
     /// The bytes `expected` names: the cached file when it still matches, else fetched from
@@ -226,7 +237,7 @@ impl Artifacts {
 impl ArtifactSource for Artifacts {
     /// The artifact ready to load: precompiled when the status names a precompiled form and the
     /// controller has it for this engine, else the wasm, compiled here. A precompiled one is
-    /// loaded from the cache as `wasmless up` loads from its store ([`engine::load_stored`]:
+    /// loaded from the cache as `wasmless up` loads from its store ([`SharedCode::load_stored`]:
     /// checked against its digest each time, so it can be dropped and loaded again; the cache
     /// keeps what assigned functions need); one compiled here stays loaded.
     async fn compiled(
@@ -257,6 +268,15 @@ impl ArtifactSource for Artifacts {
                 message: e.to_string(),
             })??;
         Ok((compiled, None))
+    }
+
+    async fn files(&self, artifact: &ArtifactRef) -> Result<Option<Vec<u8>>, LoadError> {
+        let Some(files) = &artifact.files else {
+            return Ok(None);
+        };
+        let path = self.cache.join("files").join(files.digest.file_name());
+        let url = format!("{}/files/{}", self.url, files.digest);
+        self.verified(&path, &url, &files.digest).await.map(Some)
     }
 }
 
@@ -361,6 +381,7 @@ mod tests {
             size: wasm.len() as u64,
             abi: wasmless_api::Abi::Wagi,
             precompiled: Some(Sha256Digest::of(&precompiled)),
+            files: None,
         };
 
         assert!(artifacts.compiled(&artifact).await.is_ok());

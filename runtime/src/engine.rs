@@ -1,8 +1,9 @@
 //! The one wasmtime configuration. The host runs artifacts with it and the controller precompiles
 //! with it, so a precompiled artifact always matches the engine that loads it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use thiserror::Error;
@@ -74,13 +75,88 @@ pub enum EngineError {
     },
 }
 
-/// A compiled function, ready to be linked.
+/// A compiled function, ready to be linked: a handle whose clones share the code, so that
+/// [`SharedCode`] can tell whether any function still holds it.
 #[derive(Clone)]
-pub enum Compiled {
+pub struct Compiled(Arc<Kind>);
+
+/// What was compiled.
+pub enum Kind {
     /// A core module: the WAGI (CGI over WASI p1) ABI.
     Module(Module),
     /// A component: the WASI HTTP ABI.
     Component(Component),
+}
+
+impl Compiled {
+    pub fn kind(&self) -> &Kind {
+        &self.0
+    }
+}
+
+impl From<Module> for Compiled {
+    fn from(module: Module) -> Self {
+        Self(Arc::new(Kind::Module(module)))
+    }
+}
+
+impl From<Component> for Compiled {
+    fn from(component: Component) -> Self {
+        Self(Arc::new(Kind::Component(component)))
+    }
+}
+
+/// Stored code loaded once per engine however many functions run it (the interpreter every
+/// Python function shares: its compiled code and memory image), by the digest of its
+/// precompiled artifact, for as long as any function holds it.
+#[derive(Default)]
+pub struct SharedCode(Mutex<HashMap<Sha256Digest, Weak<Kind>>>);
+
+impl SharedCode {
+    /// Code from a precompiled artifact on disk (`wasmless up`'s store, a cluster host's
+    /// cache), checked against `expected` now and each time it is loaded again after its code
+    /// was dropped ([`crate::resident`]), unless a function holds it already: the one way a
+    /// host loads stored code.
+    pub fn load_stored(
+        self: &Arc<Self>,
+        engine: &Engine,
+        path: &Path,
+        expected: &Sha256Digest,
+    ) -> Result<(Compiled, LoadAgain), EngineError> {
+        let compiled = self.load(engine, path, expected)?;
+        let (shared, engine, path, expected) = (
+            self.clone(),
+            engine.clone(),
+            path.to_path_buf(),
+            expected.clone(),
+        );
+        let again: LoadAgain = Arc::new(move || shared.load(&engine, &path, &expected));
+        Ok((compiled, again))
+    }
+
+    fn load(
+        &self,
+        engine: &Engine,
+        path: &Path,
+        expected: &Sha256Digest,
+    ) -> Result<Compiled, EngineError> {
+        if let Some(kind) = self.lock().get(expected).and_then(Weak::upgrade) {
+            return Ok(Compiled(kind));
+        }
+        // Two loads of one digest may race: both load, the map keeps one, the other is dropped
+        // with its function (correct, only not shared).
+        let compiled = load_precompiled_verified(engine, path, expected)?;
+        let mut map = self.lock();
+        map.retain(|_, held| held.strong_count() > 0);
+        map.insert(expected.clone(), Arc::downgrade(&compiled.0));
+        Ok(compiled)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Sha256Digest, Weak<Kind>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl EngineConfig {
@@ -154,14 +230,14 @@ pub fn compatibility_key(engine: &Engine) -> String {
 }
 
 /// Loads a function's code again from its artifact (see [`crate::resident`]).
-pub type LoadAgain = std::sync::Arc<dyn Fn() -> Result<Compiled, EngineError> + Send + Sync>;
+pub type LoadAgain = Arc<dyn Fn() -> Result<Compiled, EngineError> + Send + Sync>;
 
 /// Compiles a module or component (binary or text) for `engine`.
 pub fn compile(engine: &Engine, wasm: &[u8]) -> Result<Compiled, EngineError> {
     if wasmparser::Parser::is_component(wasm) {
-        Component::new(engine, wasm).map(Compiled::Component)
+        Component::new(engine, wasm).map(Compiled::from)
     } else {
-        Module::new(engine, wasm).map(Compiled::Module)
+        Module::new(engine, wasm).map(Compiled::from)
     }
     .map_err(EngineError::Compile)
 }
@@ -220,31 +296,14 @@ fn load_precompiled_checked(
     // digest of their contents, and wasmtime checks that the engine configuration matches.
     unsafe {
         match kind {
-            Some(Precompiled::Module) => {
-                Module::deserialize_file(engine, path).map(Compiled::Module)
-            }
+            Some(Precompiled::Module) => Module::deserialize_file(engine, path).map(Compiled::from),
             Some(Precompiled::Component) => {
-                Component::deserialize_file(engine, path).map(Compiled::Component)
+                Component::deserialize_file(engine, path).map(Compiled::from)
             }
             None => Err(wasmtime::format_err!("not a precompiled wasmtime artifact")),
         }
     }
     .map_err(err)
-}
-
-/// Code from a precompiled artifact on disk (`wasmless up`'s store, a cluster host's cache),
-/// checked against `expected` now and each time it is loaded again after its code was dropped
-/// ([`crate::resident`]): the one way a host loads stored code.
-pub fn load_stored(
-    engine: &Engine,
-    path: &Path,
-    expected: &Sha256Digest,
-) -> Result<(Compiled, LoadAgain), EngineError> {
-    let compiled = load_precompiled_verified(engine, path, expected)?;
-    let (engine, path, expected) = (engine.clone(), path.to_path_buf(), expected.clone());
-    let again: LoadAgain =
-        std::sync::Arc::new(move || load_precompiled_verified(&engine, &path, &expected));
-    Ok((compiled, again))
 }
 
 /// [`load_precompiled`], once the file's contents are checked against `expected`, the digest
@@ -263,9 +322,9 @@ unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Compile
     // SAFETY: the caller's promise.
     unsafe {
         match Engine::detect_precompiled(bytes) {
-            Some(Precompiled::Module) => Module::deserialize(engine, bytes).map(Compiled::Module),
+            Some(Precompiled::Module) => Module::deserialize(engine, bytes).map(Compiled::from),
             Some(Precompiled::Component) => {
-                Component::deserialize(engine, bytes).map(Compiled::Component)
+                Component::deserialize(engine, bytes).map(Compiled::from)
             }
             None => Err(wasmtime::format_err!("not a precompiled wasmtime artifact")),
         }
@@ -285,13 +344,33 @@ mod tests {
         precompile(engine, &wat::parse_str(wat).expect("valid wat")).expect("compiles")
     }
 
+    #[test]
+    fn stored_code_is_loaded_once_while_a_function_holds_it() {
+        let engine = EngineConfig::default().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("code.cwasm");
+        let bytes = precompiled(&engine, 10);
+        std::fs::write(&path, &bytes).unwrap();
+        let digest = Sha256Digest::of(&bytes);
+        let shared = Arc::new(SharedCode::default());
+        let (a, again) = shared.load_stored(&engine, &path, &digest).unwrap();
+        let (b, _) = shared.load_stored(&engine, &path, &digest).unwrap();
+        assert!(Arc::ptr_eq(&a.0, &b.0), "one load for two functions");
+        assert_eq!(answers(&engine, b), 7);
+        drop(a);
+        // Held by no function: loaded from the file again, and checked again.
+        std::fs::write(&path, precompiled(&engine, 20)).unwrap();
+        let e = again().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("not the"), "{e}");
+    }
+
     fn answers(engine: &Engine, compiled: Compiled) -> i32 {
-        let Compiled::Module(module) = compiled else {
+        let Kind::Module(module) = compiled.kind() else {
             panic!("a core module")
         };
         let mut store = wasmtime::Store::new(engine, ());
         store.set_epoch_deadline(u64::MAX / 2); // the engine interrupts at epochs
-        let instance = wasmtime::Instance::new(&mut store, &module, &[]).expect("instantiates");
+        let instance = wasmtime::Instance::new(&mut store, module, &[]).expect("instantiates");
         let f = instance
             .get_typed_func::<(), i32>(&mut store, "f")
             .expect("exports f");

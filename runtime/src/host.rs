@@ -22,7 +22,7 @@ use crate::registry::{FunctionDef, LoadedFunction, Registry};
 use crate::resident::{Code, Reload, Resident};
 use crate::routes::Routes;
 use crate::server::ConnectionLimits;
-use crate::values::MountDirs;
+use crate::values::{Data, MountDirs};
 use crate::warm::{WarmBudget, WarmLimits};
 use wasmless_api::admin::ErrorBody;
 use wasmless_api::function::{FunctionKey, SourceStatus};
@@ -247,18 +247,22 @@ impl Host {
         def: FunctionDef,
         compiled: &Compiled,
     ) -> Result<Arc<LoadedFunction>, HostError> {
-        self.load_with(def, compiled, None)
+        self.load_with(def, compiled, None, None)
     }
 
     /// [`Host::load`], with how to compile it again (`reload`, from its artifact): its code may
     /// then be dropped while other functions are used, and loaded again at its next request.
+    /// `files`: the archive `def.files` names (checked by whoever fetched it), read-only to the
+    /// function at `/kubeless` ([`wasmless_api::files`]).
     pub fn load_with(
         &self,
         def: FunctionDef,
         compiled: &Compiled,
         reload: Option<LoadAgain>,
+        files: Option<&[u8]>,
     ) -> Result<Arc<LoadedFunction>, HostError> {
         self.check_limits(&def)?;
+        let mounts = function_mounts(&def, files)?;
         let outbound =
             OutboundPolicy::new(&def.allowed_outbound_hosts).map_err(|e| HostError::Refused {
                 key: def.key.clone(),
@@ -274,7 +278,7 @@ impl Host {
             key: def.key.clone(),
             source,
         })?;
-        let mounts = MountDirs::write(&def.values.mounts).map_err(|e| HostError::Refused {
+        let mounts = MountDirs::write(&mounts).map_err(|e| HostError::Refused {
             key: def.key.clone(),
             message: format!("cannot write its mounted files: {e}"),
         })?;
@@ -428,6 +432,38 @@ pub fn json_error(status: StatusCode, message: &str, key: Option<&FunctionKey>) 
 }
 
 /// Loading, replacing and unloading at the host's seam, with WAT functions.
+/// What `def` reads from files: its Secret and ConfigMap volumes, and its own files' archive.
+fn function_mounts(
+    def: &FunctionDef,
+    files: Option<&[u8]>,
+) -> Result<Vec<(String, Data)>, HostError> {
+    use wasmless_api::files::{ARCHIVE, DIR};
+    let refused = |message: String| HostError::Refused {
+        key: def.key.clone(),
+        message,
+    };
+    let mut mounts = def.values.mounts.clone();
+    match (&def.files, files) {
+        (None, None) => {}
+        (Some(_), Some(files)) => {
+            if mounts
+                .iter()
+                .any(|(path, _)| path.trim_end_matches('/') == DIR)
+            {
+                return Err(refused(format!(
+                    "a volume is mounted at {DIR}, where this function's own files are"
+                )));
+            }
+            mounts.push((
+                DIR.to_string(),
+                Data::from([(ARCHIVE.to_string(), files.to_vec())]),
+            ));
+        }
+        _ => return Err(refused("its files and its definition disagree".to_string())),
+    }
+    Ok(mounts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,8 +58,8 @@ impl State {
 
 struct Task {
     generation: u64,
-    /// The wasm digest it loads (its cache files are kept).
-    digest: Sha256Digest,
+    /// The digests of what it loads: its code and files (their cache files are kept).
+    needs: Vec<Sha256Digest>,
     settled: bool,
     handle: Option<JoinHandle<()>>,
 }
@@ -95,13 +95,14 @@ impl Loader {
                 max_memory,
                 values,
             )
+            .map(|def| def.with_files(artifact.files.clone()))
         });
         let mut state = inner.lock();
         state.generation += 1;
         let generation = state.generation;
         let mut task = Task {
             generation,
-            digest: artifact.digest.clone(),
+            needs: needs(&artifact),
             settled: false,
             handle: None,
         };
@@ -146,7 +147,7 @@ impl Loader {
         state.generation += 1;
         let task = Task {
             generation: state.generation,
-            digest: artifact.digest.clone(),
+            needs: needs(artifact),
             settled: false,
             handle: None,
         };
@@ -215,7 +216,7 @@ impl Inner {
                 Ok(()) => SourceStatus {
                     phase: Phase::Ready,
                     message: String::new(),
-                    serving: Some(artifact.digest.clone()),
+                    serving: Some(artifact.revision()),
                 },
                 Err(e) if e.retryable() => {
                     tracing::warn!(function = %key, digest = %artifact.digest, attempt, retry_in_ms = delay.as_millis() as u64, "cannot load yet, retrying: {e}");
@@ -273,9 +274,10 @@ impl Inner {
         artifact: &ArtifactRef,
         generation: u64,
     ) -> Result<(), LoadError> {
-        let (compiled, again) = {
+        let (compiled, again, files) = {
             let _permit = self.fetches.acquire().await;
-            self.artifacts.compiled(artifact).await?
+            let (compiled, again) = self.artifacts.compiled(artifact).await?;
+            (compiled, again, self.artifacts.files(artifact).await?)
         };
         let state = self.lock();
         if state
@@ -283,16 +285,14 @@ impl Inner {
             .get(&def.key)
             .is_some_and(|t| t.generation == generation)
         {
-            self.host.load_with(def.clone(), &compiled, again)?;
+            self.host
+                .load_with(def.clone(), &compiled, again, files.as_deref())?;
         }
         Ok(())
     }
 
     fn serving(&self, key: &FunctionKey) -> Option<Sha256Digest> {
-        self.host
-            .registry()
-            .get(key)
-            .map(|f| f.def.revision.clone())
+        self.host.registry().get(key).map(|f| f.def.served())
     }
 
     fn check_ready(&self, state: &State) {
@@ -311,16 +311,26 @@ impl Inner {
         let needed: HashSet<Sha256Digest> = {
             let state = self.lock();
             let serving = self.host.registry().list();
-            let serving = serving.iter().map(|f| f.def.revision.clone());
+            let serving = serving
+                .iter()
+                .flat_map(|f| f.def.needs().cloned().collect::<Vec<_>>());
             state
                 .tasks
                 .values()
-                .map(|t| t.digest.clone())
+                .flat_map(|t| t.needs.iter().cloned())
                 .chain(serving)
                 .collect()
         };
         self.artifacts.evict(&needed);
     }
+}
+
+/// The digests of what loading `artifact` fetches into the cache.
+fn needs(artifact: &ArtifactRef) -> Vec<Sha256Digest> {
+    std::iter::once(&artifact.digest)
+        .chain(artifact.files.iter().map(|f| &f.digest))
+        .cloned()
+        .collect()
 }
 
 fn failed(e: &LoadError) -> SourceStatus {

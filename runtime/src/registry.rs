@@ -15,13 +15,15 @@ use crate::resident::Code;
 use crate::values::{self, Known, MountDirs, Resolved};
 use wasmless_api::admin::FunctionInfo;
 use wasmless_api::digest::Sha256Digest;
+use wasmless_api::files::FilesRef;
 use wasmless_api::function::{FunctionKey, FunctionManifest, FunctionSpec, Settings};
 
 /// What the host needs to know about a function besides its code.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FunctionDef {
     pub key: FunctionKey,
-    /// Names the artifact: `sha256:<hex>` of the wasm.
+    /// Names its code: `sha256:<hex>` of the wasm (which other functions may share: see
+    /// [`FunctionDef::served`]).
     pub revision: Sha256Digest,
     pub runtime: String,
     pub handler: String,
@@ -30,6 +32,8 @@ pub struct FunctionDef {
     pub values: Resolved,
     /// `allowedOutboundHosts`, as written.
     pub allowed_outbound_hosts: Vec<String>,
+    /// Its own files, when its code is shared with other functions ([`wasmless_api::files`]).
+    pub files: Option<FilesRef>,
 }
 
 impl FunctionDef {
@@ -81,7 +85,24 @@ impl FunctionDef {
                 .strings()
                 .unwrap_or_default()
                 .to_vec(),
+            files: None,
         })
+    }
+
+    /// This definition with the files its artifact carries.
+    pub fn with_files(self, files: Option<FilesRef>) -> Self {
+        Self { files, ..self }
+    }
+
+    /// What it serves, as hosts report it: its code's digest, or with files of its own, a
+    /// digest of both (`ArtifactRef::revision`).
+    pub fn served(&self) -> Sha256Digest {
+        wasmless_api::files::revision(&self.revision, self.files.as_ref())
+    }
+
+    /// The digests of what it loads from an artifact cache: its code, and its files.
+    pub fn needs(&self) -> impl Iterator<Item = &Sha256Digest> {
+        std::iter::once(&self.revision).chain(self.files.iter().map(|f| &f.digest))
     }
 
     /// The variables Kubeless set for every runtime, then the function's own (which win).
@@ -128,7 +149,7 @@ impl LoadedFunction {
         FunctionInfo {
             namespace: self.def.key.namespace.clone(),
             name: self.def.key.name.clone(),
-            revision: self.def.revision.clone(),
+            revision: self.def.served(),
             runtime: self.def.runtime.clone(),
             handler: self.def.handler.clone(),
             abi: self.code.abi(),

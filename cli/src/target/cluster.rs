@@ -159,7 +159,7 @@ impl Cluster {
         Ok(match (current, status.phase) {
             (true, Phase::Ready) => Progress::Ready {
                 url: status.url,
-                artifact: status.artifact.map(|a| a.digest),
+                artifact: status.artifact.map(|a| a.revision()),
             },
             (true, Phase::Failed) => Progress::Failed(built_message(&status.conditions)),
             (_, Phase::Building) => Progress::Waiting("building".into()),
@@ -464,7 +464,7 @@ fn view(f: Function) -> View {
         phase: format!("{:?}", status.phase),
         message,
         url: status.url,
-        artifact: status.artifact.map(|a| a.digest),
+        artifact: status.artifact.map(|a| a.revision()),
         origin: "cluster".into(),
         raw: serde_json::to_value(&f).unwrap_or_default(),
     }

@@ -184,7 +184,7 @@ async fn put_function(
     if existing != Some(&m) {
         // Pending until the loader picks it up, so a caller polling /status never mistakes the
         // previous revision's Ready for this one's.
-        let serving = d.host.registry().get(&key).map(|f| f.def.revision.clone());
+        let serving = d.host.registry().get(&key).map(|f| f.def.served());
         d.host.set_status(
             &key,
             Some(SourceStatus {

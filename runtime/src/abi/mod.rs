@@ -21,7 +21,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmless_api::abi::Abi;
 
 use crate::admission::Permit;
-use crate::engine::Compiled;
+use crate::engine::{Compiled, Kind};
 use crate::limits::MemoryLimiter;
 use crate::logs::LogBuffer;
 use crate::outbound::OutboundPolicy;
@@ -44,7 +44,14 @@ impl Linkers {
 }
 
 /// A function pre-instantiated for its ABI: imports resolved, ready for a fresh instance per call.
-pub enum Prepared {
+pub struct Prepared {
+    by_abi: ByAbi,
+    /// Holds the code for as long as this function may run it: while any function does,
+    /// [`crate::engine::SharedCode`] hands the same code to others.
+    _code: Compiled,
+}
+
+enum ByAbi {
     Wagi(wagi::Wagi),
     WagiReactor(reactor::Reactor),
     WasiHttp(http::WasiHttp),
@@ -67,34 +74,38 @@ impl Prepared {
         keep_warm: usize,
         budget: Arc<WarmBudget>,
     ) -> Result<Self, PrepareError> {
-        match compiled {
-            Compiled::Module(m) if m.get_export(wasmless_api::abi::REACTOR_EXPORT).is_some() => {
+        let by_abi = match compiled.kind() {
+            Kind::Module(m) if m.get_export(wasmless_api::abi::REACTOR_EXPORT).is_some() => {
                 reactor::Reactor::new(&linkers.wagi, m, keep_warm, budget)
-                    .map(Prepared::WagiReactor)
+                    .map(ByAbi::WagiReactor)
                     .map_err(PrepareError::Wagi)
             }
-            Compiled::Module(m) => wagi::Wagi::new(&linkers.wagi, m)
-                .map(Prepared::Wagi)
+            Kind::Module(m) => wagi::Wagi::new(&linkers.wagi, m)
+                .map(ByAbi::Wagi)
                 .map_err(PrepareError::Wagi),
-            Compiled::Component(c) => http::WasiHttp::new(&linkers.http, c, keep_warm, budget)
-                .map(Prepared::WasiHttp)
+            Kind::Component(c) => http::WasiHttp::new(&linkers.http, c, keep_warm, budget)
+                .map(ByAbi::WasiHttp)
                 .map_err(PrepareError::WasiHttp),
-        }
+        }?;
+        Ok(Self {
+            by_abi,
+            _code: compiled.clone(),
+        })
     }
 
     pub fn abi(&self) -> Abi {
-        match self {
-            Prepared::Wagi(_) => Abi::Wagi,
-            Prepared::WagiReactor(_) => Abi::WagiReactor,
-            Prepared::WasiHttp(_) => Abi::WasiHttp,
+        match self.by_abi {
+            ByAbi::Wagi(_) => Abi::Wagi,
+            ByAbi::WagiReactor(_) => Abi::WagiReactor,
+            ByAbi::WasiHttp(_) => Abi::WasiHttp,
         }
     }
 
     pub async fn call(&self, call: Invocation) -> Result<::http::Response<Body>, CallError> {
-        match self {
-            Prepared::Wagi(w) => w.call(call).await,
-            Prepared::WagiReactor(r) => r.call(call).await,
-            Prepared::WasiHttp(h) => h.call(call).await,
+        match &self.by_abi {
+            ByAbi::Wagi(w) => w.call(call).await,
+            ByAbi::WagiReactor(r) => r.call(call).await,
+            ByAbi::WasiHttp(h) => h.call(call).await,
         }
     }
 }
