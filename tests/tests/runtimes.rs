@@ -280,6 +280,62 @@ async fn a_ruby_syntax_error_fails_with_the_interpreters_message() -> anyhow::Re
 }
 
 #[tokio::test]
+async fn a_python_syntax_error_fails_with_the_interpreters_message() -> anyhow::Result<()> {
+    syntax_error(
+        "python",
+        "handler.f",
+        |body| format!("def f(event, context):\n    {body}"),
+        r#"return "v1""#,
+        r#"return "v2"#,
+        &["SyntaxError", "handler.py"],
+    )
+    .await
+}
+
+/// Every Python function runs one interpreter (its code is the same for all: hosts load it
+/// once), each with its own files: two functions of the same module name answer apart, and a
+/// new revision of one is served, the other unchanged, though its code did not change.
+#[tokio::test]
+async fn python_functions_share_the_interpreter_and_keep_their_own_files() -> anyhow::Result<()> {
+    let _one_at_a_time = BUILDING.lock().await;
+    let dir = tempfile::tempdir()?;
+    let manifest = |name: &str, answer: &str| {
+        format!(
+            "apiVersion: wasmless.dev/v1alpha1\nkind: Function\nmetadata: {{name: {name}, namespace: test}}\nspec:\n  runtime: python\n  handler: handler.f\n  function: |\n    import os\n    ANSWER = '{answer}'\n    def f(event, context):\n        return ANSWER + ' ' + os.environ['GREETING']\n  env: [{{name: GREETING, value: '{name}'}}]\n"
+        )
+    };
+    std::fs::write(dir.path().join("a.yaml"), manifest("a", "a1"))?;
+    std::fs::write(dir.path().join("b.yaml"), manifest("b", "b1"))?;
+    let up = Up::start(dir.path(), &[]).await?;
+    // Module code runs in the instance, with the function's environment.
+    assert_eq!(up.get("a.test", "/").await?, (200, "a1 a".into()));
+    assert_eq!(up.get("b.test", "/").await?, (200, "b1 b".into()));
+
+    std::fs::write(dir.path().join("a.yaml"), manifest("a", "a2"))?;
+    wait_until(Duration::from_secs(120), || async {
+        up.get("a.test", "/").await.ok() == Some((200, "a2 a".into()))
+    })
+    .await?;
+    assert_eq!(up.get("b.test", "/").await?, (200, "b1 b".into()));
+    // A missing handler fails the build with Python's message; the revision serving stays.
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        manifest("a", "a3").replace("handler.f", "handler.g"),
+    )?;
+    wait_until(Duration::from_secs(120), || async {
+        matches!(up.phase("test", "a").await, Some((p, _)) if p == "Failed")
+    })
+    .await?;
+    let (_, message) = up.phase("test", "a").await.unwrap_or_default();
+    assert!(
+        message.contains("module 'handler' has no function 'g'"),
+        "{message}"
+    );
+    assert_eq!(up.get("a.test", "/").await?, (200, "a2 a".into()));
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_java_syntax_error_fails_with_the_compilers_message() -> anyhow::Result<()> {
     syntax_error(
         "java",

@@ -5,6 +5,9 @@
 mod c;
 mod go;
 mod java;
+// Maps the compiled interpreter for the build's check (as the host loads precompiled code).
+#[allow(unsafe_code)]
+mod python;
 // Maps the cached compiled interpreter (as the host loads precompiled code).
 #[allow(unsafe_code)]
 mod ruby;
@@ -76,7 +79,7 @@ pub fn builder(runtime: Runtime) -> &'static dyn Builder {
         Runtime::Wasm => &wasm::Wasm,
         Runtime::Go => &go::Go,
         Runtime::Nodejs => &script::NODEJS,
-        Runtime::Python => &script::PYTHON,
+        Runtime::Python => &python::Python,
         Runtime::Rust => &rust::Rust,
         Runtime::C => &c::C,
         Runtime::Ruby => &ruby::Ruby,

@@ -1,5 +1,4 @@
-//! Builders whose toolchain is driven by a script shipped in the binary (`nodejs/build.sh`,
-//! `python/build.sh`):
+//! Builders whose toolchain is driven by a script shipped in the binary (`nodejs/build.sh`):
 //! the script and its files are written to a scratch directory with the user's source, and run
 //! as `build.sh <src> <handler> <out.wasm> [deps file]`. `build.sh --prepare` installs its pinned
 //! toolchain once into `~/.cache/wasmless/toolchains/` (read-only to tenants' builds).
@@ -92,15 +91,4 @@ pub const NODEJS: Script = Script {
     ],
     deps_file: "package.json",
     install: "install Node.js 18+ and npm (the build installs componentize-js itself)",
-};
-
-pub const PYTHON: Script = Script {
-    runtime: Runtime::Python,
-    version: "python-1",
-    files: &[
-        ("build.sh", include_str!("python/build.sh")),
-        ("wasmless_glue.py", include_str!("python/wasmless_glue.py")),
-    ],
-    deps_file: "requirements.txt",
-    install: "install Python 3 with venv and pip (the build installs componentize-py itself)",
 };

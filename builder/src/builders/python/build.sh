@@ -1,29 +1,32 @@
 #!/usr/bin/env bash
-# build.sh <src-file> <handler> <out.wasm> [requirements.txt]
+# build.sh --prepare <interpreter.wasm>
+#   Installs componentize-py and the WIT files when missing, and builds the interpreter every
+#   Python function shares (CPython, the standard library imported, wasmless_app.py and its
+#   glue) into <interpreter.wasm> unless it exists.
+# build.sh <src-file> <handler> <out.zip> [requirements.txt]
+#   The function's files: its module as <MOD_NAME>.py, the files beside it (WASMLESS_SRC_DIR: a
+#   zip archive's, checked by the builder) and its requirements (pure-Python wheels), zipped.
 #
-# WASMLESS_SRC_DIR: a directory of modules to put beside <src-file> (a zip archive's files).
-#
-# Turns a Kubeless-style Python function (handler "module.func") into a WASI HTTP
-# component (exports wasi:http/incoming-handler@0.2.12) with componentize-py.
 # See README.md next to this script.
 set -euo pipefail
 
 COMPONENTIZE_PY_VERSION=0.25.1
 WASI_HTTP_CRATE=wasmtime-wasi-http-48.0.8
-WORLD=wasi:http/proxy@0.2.12
+WORLD=wasmless:python/interpreter
 
 die() { echo "build.sh: error: $*" >&2; exit 1; }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2fs", b - a }'; }
 log() { echo "build.sh: $*" >&2; }
 
-# build.sh --prepare: only (a) and (b), installing the toolchain and WIT when missing.
 PREPARE=0
 if [ "${1:-}" = --prepare ]; then
   PREPARE=1
+  [ $# -eq 2 ] || die "usage: build.sh --prepare <interpreter.wasm>"
+  INTERPRETER=$2
   set -- /dev/null wasmless_prepare.prepare /dev/null
 fi
-[ $# -ge 3 ] && [ $# -le 4 ] || die "usage: build.sh <src-file> <handler> <out.wasm> [requirements.txt]"
+[ $# -ge 3 ] && [ $# -le 4 ] || die "usage: build.sh <src-file> <handler> <out.zip> [requirements.txt]"
 SRC=$1 HANDLER=$2 OUT=$3 REQS=${4:-}
 [ "$PREPARE" = 1 ] || [ -f "$SRC" ] || die "source file not found: $SRC"
 [ -z "$REQS" ] || [ -f "$REQS" ] || die "requirements file not found: $REQS"
@@ -37,7 +40,7 @@ ident='^[A-Za-z_][A-Za-z0-9_]*$'
 [[ "$MOD" =~ $ident ]] || die "handler module '$MOD' is not a Python identifier (handler '$HANDLER')"
 [[ "$FUNC" =~ $ident ]] || die "handler function '$FUNC' is not a Python identifier (handler '$HANDLER')"
 case "$MOD" in
-  wasmless_glue|wasmless_app|wit_world|componentize_py_types|componentize_py_runtime|componentize_py_async_support|poll_loop)
+  wasmless_glue|wasmless_app|wasmless_stdlib|wit_world|componentize_py_types|componentize_py_runtime|componentize_py_async_support|poll_loop)
     die "handler module name '$MOD' is reserved by the build; rename the file" ;;
 esac
 
@@ -61,9 +64,12 @@ if ! [ -x "$CPY" ] || ! "$CPY" --version 2>/dev/null | grep -qx "componentize-py
 fi
 log "toolchain: $("$CPY" --version) ($(elapsed "$T"))"
 
-# (b) WIT files: wasi:http 0.2.12 and deps, from the wasmtime-wasi-http crate the host links
+# Preparing: (b) and (c). Nothing of a tenant's is in what they make.
+if [ "$PREPARE" = 1 ]; then
+# (b) WIT files: wasi:http 0.2.12 and deps, from the wasmtime-wasi-http crate the host links,
+# and the interpreter's world (function.wit: wasi:http's proxy, and the build's check)
 T=$(now)
-WIT=$TOOLS/wit/$WASI_HTTP_CRATE
+WIT=$TOOLS/wit/interpreter-$WASI_HTTP_CRATE-$(sha256sum "$HERE/function.wit" | cut -c1-12)
 if ! [ -f "$WIT/deps/http.wit" ]; then
   SRC_WIT=${WASMLESS_WIT_DIR:-}
   if [ -z "$SRC_WIT" ]; then
@@ -75,22 +81,42 @@ if ! [ -f "$WIT/deps/http.wit" ]; then
     || die "WIT files not found: no ${CARGO_HOME:-$HOME/.cargo}/registry/src/*/$WASI_HTTP_CRATE/wit (run 'cargo fetch' in the workspace, or set WASMLESS_WIT_DIR to a dir with deps/http.wit)"
   mkdir -p "$WIT.tmp.$$/deps"
   cp "$SRC_WIT"/deps/*.wit "$WIT.tmp.$$/deps/"
-  # A root package of our own that only includes the proxy world.
-  printf 'package wasmless:python;\n\nworld function {\n  include %s;\n}\n' "$WORLD" > "$WIT.tmp.$$/world.wit"
+  cp "$HERE/function.wit" "$WIT.tmp.$$/"
   mkdir -p "$(dirname "$WIT")"
   rm -rf "$WIT" && mv "$WIT.tmp.$$" "$WIT"
   log "WIT: copied $SRC_WIT -> $WIT"
 fi
 grep -q "^package wasi:http@0.2.12;" "$WIT/deps/http.wit" || die "unexpected wasi:http version in $WIT/deps/http.wit"
 log "WIT: $WORLD from $WIT ($(elapsed "$T"))"
-[ "$PREPARE" = 0 ] || exit 0
+
+# (c) the interpreter, once: componentize-py imports the standard library and the glue and
+# snapshots the result.
+  if ! [ -f "$INTERPRETER" ]; then
+    T=$(now)
+    BUILD=$(mktemp -d "${TMPDIR:-/tmp}/wasmless-py-interpreter.XXXXXX")
+    trap 'rm -rf "$BUILD"' EXIT
+    mkdir -p "$BUILD/app"
+    cp "$HERE/wasmless_glue.py" "$HERE/wasmless_app.py" "$HERE/wasmless_stdlib.py" "$BUILD/app/"
+    mkdir -p "$(dirname "$INTERPRETER")"
+    ( cd "$BUILD" && env -i PATH="$PATH" HOME="$HOME" TMPDIR="${TMPDIR:-/tmp}" \
+        "$CPY" -d "$WIT" -w "$WORLD" componentize -p app -o "$INTERPRETER.tmp.$$" wasmless_app ) \
+        >"$BUILD/cpy.log" 2>&1 || {
+      sed 's/^/  componentize-py: /' "$BUILD/cpy.log" >&2
+      rm -f "$INTERPRETER.tmp.$$"
+      die "componentize-py could not build the interpreter"
+    }
+    mv "$INTERPRETER.tmp.$$" "$INTERPRETER"
+    log "interpreter: $INTERPRETER ($(stat -c %s "$INTERPRETER") bytes, $(elapsed "$T"))"
+  fi
+  exit 0
+fi
 
 BUILD=$(mktemp -d "${TMPDIR:-/tmp}/wasmless-py-build.XXXXXX")
 trap 'rm -rf "$BUILD"' EXIT
 mkdir -p "$BUILD/app"
 
-# (c) dependencies: pip install --target, cached by the digest of the requirements file
-PYPATH_DEPS=()
+# (d) dependencies: pip install --target, cached by the digest of the requirements file
+DEPS=
 if [ -n "$REQS" ] && grep -qvE '^\s*(#|$)' "$REQS"; then
   T=$(now)
   DIGEST=$(sha256sum "$REQS" | cut -c1-32)
@@ -112,43 +138,37 @@ if [ -n "$REQS" ] && grep -qvE '^\s*(#|$)' "$REQS"; then
     touch "$DEPS.tmp.$$/.complete"
     mv "$DEPS.tmp.$$" "$DEPS"
   fi
-  PYPATH_DEPS=(-p "$DEPS")
   log "deps: $DEPS ($(elapsed "$T"))"
 fi
 
-# (d) sources: an archive's files (WASMLESS_SRC_DIR, checked by the builder: no links, no
-# reserved names) beside the user module as <MOD>.py, the glue, and a generated entry module
-if [ -n "${WASMLESS_SRC_DIR:-}" ]; then
-  cp -R "$WASMLESS_SRC_DIR"/. "$BUILD/app/"
+# (e) the function's files, zipped: its requirements, then the files beside its module, then the
+# module itself (later ones win a name). Entries are sorted and dated 1980-01-01, so the same
+# files give the same archive.
+ZIPDIR=$BUILD/app
+if [ -n "$DEPS" ]; then
+  cp -R "$DEPS"/. "$ZIPDIR/"
+  rm -f "$ZIPDIR/.complete"
 fi
-cp "$SRC" "$BUILD/app/$MOD.py"
-cp "$HERE/wasmless_glue.py" "$BUILD/app/"
-cat > "$BUILD/app/wasmless_app.py" <<PY
-# generated by build.sh: the entry module componentize-py wraps
-import $MOD as _user_module
-from wasmless_glue import make_incoming_handler
-
-try:
-    _func = _user_module.$FUNC
-except AttributeError:
-    raise ImportError("handler '$HANDLER': module '$MOD' has no function '$FUNC'") from None
-if not callable(_func):
-    raise TypeError("handler '$HANDLER' is not callable")
-
-IncomingHandler = make_incoming_handler(_func, "$HANDLER")
-PY
-
+if [ -n "${WASMLESS_SRC_DIR:-}" ]; then
+  cp -R "$WASMLESS_SRC_DIR"/. "$ZIPDIR/"
+fi
+cp "$SRC" "$ZIPDIR/$MOD.py"
 T=$(now)
 mkdir -p "$(dirname "$OUT")"
-OUT_ABS=$(cd "$(dirname "$OUT")" && pwd)/$(basename "$OUT")
-# Keep the build host's environment out of the snapshot: module-level code runs here.
-( cd "$BUILD" && env -i PATH="$PATH" HOME="$HOME" TMPDIR="${TMPDIR:-/tmp}" \
-    "$CPY" -d "$WIT" -w "$WORLD" componentize -p app "${PYPATH_DEPS[@]}" \
-    -o "$OUT_ABS.tmp" wasmless_app ) >"$BUILD/cpy.log" 2>&1 || {
-  sed 's/^/  componentize-py: /' "$BUILD/cpy.log" >&2
-  rm -f "$OUT_ABS.tmp"
-  die "componentize-py failed for handler '$HANDLER' (source $SRC)"
-}
-mv "$OUT_ABS.tmp" "$OUT_ABS"
-log "componentize: $(elapsed "$T")"
-log "wrote $OUT ($(stat -c %s "$OUT_ABS") bytes) in $(elapsed "$T_ALL")"
+"$VENV/bin/python" - "$ZIPDIR" "$OUT.tmp" <<'PY' || die "could not zip the function's files"
+import os, sys, zipfile
+root, out = sys.argv[1], sys.argv[2]
+names = []
+for d, dirs, files in os.walk(root):
+    dirs[:] = [x for x in dirs if x != "__pycache__"]
+    names += [os.path.join(d, f) for f in files if not f.endswith(".pyc")]
+with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+    for path in sorted(names):
+        info = zipfile.ZipInfo(os.path.relpath(path, root), (1980, 1, 1, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.external_attr = 0o644 << 16
+        with open(path, "rb") as f:
+            z.writestr(info, f.read())
+PY
+mv "$OUT.tmp" "$OUT"
+log "wrote $OUT ($(stat -c %s "$OUT") bytes, zipped in $(elapsed "$T")) in $(elapsed "$T_ALL")"

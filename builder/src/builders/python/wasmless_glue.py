@@ -1,14 +1,7 @@
 """wasmless glue: adapts wasi:http/incoming-handler to the Kubeless Python contract.
 
-This module is bundled into every Python function component by build.sh. The
-entry module that componentize-py wraps is a small generated `wasmless_app.py`:
-
-    import <MOD_NAME> as _user_module
-    from wasmless_glue import make_incoming_handler
-    IncomingHandler = make_incoming_handler(_user_module.<func>, "<MOD_NAME>.<func>")
-
-so the user's module is imported (and snapshotted) at build time, whatever its
-name, and componentize-py finds the `IncomingHandler` class it expects.
+Part of the interpreter every Python function shares: `wasmless_app.py` imports
+the function's module and makes its handler with `make_incoming_handler`.
 
 Contract (see README.md):
   handler(event, context) where
@@ -199,6 +192,11 @@ def _send(response_out, status: int, headers: dict, body: bytes) -> None:
         for i in range(0, len(body), _WRITE_CHUNK):
             stream.blocking_write_and_flush(body[i:i + _WRITE_CHUNK])
     http.OutgoingBody.finish(outgoing, None)
+
+
+def send_text(response_out, status: int, text: str) -> None:
+    """Answers `status` with `text` as a plain-text body."""
+    _send(response_out, status, {"content-type": _TEXT}, text.encode("utf-8"))
 
 
 def make_incoming_handler(func, handler_name: str):
