@@ -157,8 +157,18 @@ async fn measure(hello: &FunctionManifest, comment: &str, requests: usize) -> an
         .as_ref()
         .context("the directory store keeps a local file")?;
     let compiled = engine::load_precompiled(host.engine(), path)?;
-    let def = FunctionDef::from_manifest(hello, artifact.digest.clone(), 1 << 30)?;
-    host.load(def, &compiled)?;
+    // A Python function's own files, beside the interpreter's code.
+    let files = match &artifact.files {
+        Some(f) => Some(
+            store
+                .get(Object::Files(&f.digest))?
+                .context("the build stored its files")?,
+        ),
+        None => None,
+    };
+    let def = FunctionDef::from_manifest(hello, artifact.digest.clone(), 1 << 30)?
+        .with_files(artifact.files.clone());
+    host.load_with(def, &compiled, None, files.as_deref())?;
     let f = host.registry().get(&key).context("loaded above")?;
     let mut times = Vec::with_capacity(requests);
     for i in 0..requests + requests / 10 {

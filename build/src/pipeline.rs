@@ -2,7 +2,9 @@
 //! process, never here) → precompile → artifact store. An identical build (same runtime, source,
 //! deps and builder version) is never repeated.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use serde::Serialize;
 use thiserror::Error;
@@ -110,6 +112,15 @@ pub struct Pipeline {
     engine_hash: String,
     builder: std::sync::Arc<dyn Build>,
     shared: std::sync::Arc<SharedCode>,
+    described: Mutex<HashMap<Sha256Digest, Described>>,
+}
+
+/// Stored code as statuses tell it.
+#[derive(Clone)]
+struct Described {
+    size: u64,
+    abi: Abi,
+    precompiled_digest: Sha256Digest,
 }
 
 impl Pipeline {
@@ -123,6 +134,7 @@ impl Pipeline {
             engine_hash,
             builder,
             shared: Default::default(),
+            described: Mutex::default(),
         }
     }
 
@@ -215,6 +227,10 @@ impl Pipeline {
         let Some(built) = self.build_result(&plan.build_key)? else {
             return Ok(None);
         };
+        let stored = || self.store.contains(self.precompiled_object(&built.code));
+        if let Some(code) = self.described(&built.code).filter(|_| stored()) {
+            return Ok(Some(self.artifact(built, code, true)?));
+        }
         let Some(precompiled) = self.store.get(self.precompiled_object(&built.code))? else {
             return Ok(None);
         };
@@ -222,15 +238,40 @@ impl Pipeline {
             .store
             .get(Object::Wasm(&built.code))?
             .unwrap_or_default();
-        Ok(Some(self.artifact(built, &wasm, &precompiled, true)?))
+        let code = self.describe(&built.code, &wasm, &precompiled);
+        Ok(Some(self.artifact(built, code, true)?))
+    }
+
+    /// What an earlier call read of stored code, if one did.
+    fn described(&self, code: &Sha256Digest) -> Option<Described> {
+        let described = self
+            .described
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        described.get(code).cloned()
+    }
+
+    /// `wasm` and its precompiled form as statuses tell them, kept for later calls: stored code
+    /// never changes (it is named by its digest), and an interpreter's is tens of MB that every
+    /// function of its runtime names.
+    fn describe(&self, code: &Sha256Digest, wasm: &[u8], precompiled: &[u8]) -> Described {
+        let described = Described {
+            size: wasm.len() as u64,
+            abi: Abi::of_wasm(wasm),
+            precompiled_digest: Sha256Digest::of(precompiled),
+        };
+        self.described
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(code.clone(), described.clone());
+        described
     }
 
     /// What status and hosts are told about a stored wasm and its precompiled form.
     fn artifact(
         &self,
         built: Built,
-        wasm: &[u8],
-        precompiled: &[u8],
+        code: Described,
         cached: bool,
     ) -> Result<Artifact, StoreError> {
         let files = match built.files {
@@ -248,10 +289,10 @@ impl Pipeline {
             None => None,
         };
         Ok(Artifact {
-            size: wasm.len() as u64,
-            abi: Abi::of_wasm(wasm),
+            size: code.size,
+            abi: code.abi,
             precompiled: self.store.local_path(self.precompiled_object(&built.code)),
-            precompiled_digest: Sha256Digest::of(precompiled),
+            precompiled_digest: code.precompiled_digest,
             files,
             cached,
             digest: built.code,
@@ -289,8 +330,14 @@ impl Pipeline {
         cached: bool,
     ) -> Result<Artifact, PipelineError> {
         let digest = &built.code;
-        let wasm = self.store.get(Object::Wasm(digest))?.unwrap_or_default();
         let object = self.precompiled_object(digest);
+        if let Some(code) = self
+            .described(digest)
+            .filter(|_| self.store.contains(object))
+        {
+            return Ok(self.artifact(built, code, cached)?);
+        }
+        let wasm = self.store.get(Object::Wasm(digest))?.unwrap_or_default();
         let (bytes, cached) = match self.store.get(object)? {
             Some(bytes) => (bytes, cached),
             None => {
@@ -301,7 +348,8 @@ impl Pipeline {
                 (bytes, false)
             }
         };
-        Ok(self.artifact(built, &wasm, &bytes, cached)?)
+        let code = self.describe(digest, &wasm, &bytes);
+        Ok(self.artifact(built, code, cached)?)
     }
 }
 

@@ -85,10 +85,12 @@ pub struct Listing {
 /// of that name (or a directory of that name) is refused.
 fn reserved(runtime: Runtime) -> &'static [&'static str] {
     match runtime {
-        // build.sh's own modules and what componentize-py generates.
+        // The interpreter's own modules and what componentize-py generates (imported before the
+        // function's: a file of the name would never be).
         Runtime::Python => &[
             "wasmless_glue.py",
             "wasmless_app.py",
+            "wasmless_stdlib.py",
             "wit_world",
             "wit_world.py",
             "componentize_py_types.py",

@@ -306,10 +306,21 @@ async fn python_functions_share_the_interpreter_and_keep_their_own_files() -> an
     };
     std::fs::write(dir.path().join("a.yaml"), manifest("a", "a1"))?;
     std::fs::write(dir.path().join("b.yaml"), manifest("b", "b1"))?;
+    let random = |name: &str| {
+        format!(
+            "apiVersion: wasmless.dev/v1alpha1\nkind: Function\nmetadata: {{name: {name}, namespace: test}}\nspec:\n  runtime: python\n  handler: handler.f\n  function: |\n    import random\n    def f(event, context):\n        return str(random.random())\n"
+        )
+    };
+    std::fs::write(dir.path().join("r1.yaml"), random("r1"))?;
+    std::fs::write(dir.path().join("r2.yaml"), random("r2"))?;
     let up = Up::start(dir.path(), &[]).await?;
     // Module code runs in the instance, with the function's environment.
     assert_eq!(up.get("a.test", "/").await?, (200, "a1 a".into()));
     assert_eq!(up.get("b.test", "/").await?, (200, "b1 b".into()));
+    // One snapshot, but not one random sequence for every function.
+    let (r1, r2) = (up.get("r1.test", "/").await?, up.get("r2.test", "/").await?);
+    assert_eq!((r1.0, r2.0), (200, 200));
+    assert_ne!(r1.1, r2.1, "two functions drew the same random number");
 
     std::fs::write(dir.path().join("a.yaml"), manifest("a", "a2"))?;
     wait_until(Duration::from_secs(120), || async {

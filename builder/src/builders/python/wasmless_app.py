@@ -9,6 +9,7 @@ for the instance's later requests.
 import gc
 import importlib
 import os
+import random
 import sys
 import traceback
 
@@ -25,6 +26,8 @@ _handler = None
 def _load():
     global _handler
     if _handler is None:
+        # The snapshot holds one seed for every instance of every function: each gets its own.
+        random.seed()
         name = os.environ.get("FUNC_HANDLER", "")
         module, _, func = name.rpartition(".")
         if not module or not func:
