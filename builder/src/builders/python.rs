@@ -46,14 +46,9 @@ fn interpreter_path() -> PathBuf {
     toolchain::cache_dir("python").join(format!("interpreter-{}.wasm", &digest.as_str()[7..23]))
 }
 
-/// Its compiled form for `engine`, for the build's check (named by the engine's compatibility
-/// hash: another wasmtime writes its own).
+/// Its compiled form for `engine`, for the build's check.
 fn compiled_path(engine: &wasmtime::Engine) -> PathBuf {
-    use std::hash::{Hash, Hasher};
-    // SipHash with fixed keys: the same name in every process.
-    let mut hasher = std::hash::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut hasher);
-    interpreter_path().with_extension(format!("{:016x}.cwasm", hasher.finish()))
+    toolchain::compiled_path(&interpreter_path(), engine)
 }
 
 fn write_files(dir: &std::path::Path) -> Result<(), BuildError> {

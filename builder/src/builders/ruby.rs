@@ -36,14 +36,10 @@ fn patched_path() -> PathBuf {
     ))
 }
 
-/// Its instrumented form compiled for `engine` (named by the engine's compatibility hash: a
-/// new wasmtime writes its own): every build runs that same code, so none compiles it.
+/// Its instrumented form compiled for `engine`: every build runs that same code, so none
+/// compiles it.
 fn compiled_path(engine: &wasmtime::Engine) -> PathBuf {
-    use std::hash::{Hash, Hasher};
-    // SipHash with fixed keys: the same name in every process.
-    let mut hasher = std::hash::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut hasher);
-    patched_path().with_extension(format!("{:016x}.cwasm", hasher.finish()))
+    toolchain::compiled_path(&patched_path(), engine)
 }
 
 fn internal(what: &'static str) -> impl Fn(anyhow::Error) -> BuildError {

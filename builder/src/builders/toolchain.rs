@@ -220,3 +220,13 @@ pub fn no_deps(source: &Source, why: &str) -> Result<(), BuildError> {
         )))
     }
 }
+
+/// `wasm`'s compiled form for `engine`, beside it, named by the engine's compatibility hash: a
+/// new wasmtime (or another configuration) writes its own.
+pub fn compiled_path(wasm: &Path, engine: &wasmtime::Engine) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same name in every process.
+    let mut hasher = std::hash::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    wasm.with_extension(format!("{:016x}.cwasm", hasher.finish()))
+}
