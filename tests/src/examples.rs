@@ -311,8 +311,8 @@ pub fn c_function(name: &str, prelude: &str) -> String {
     )
 }
 
-/// A Python Function `name` in namespace `test` whose module code loops forever: componentize-py
-/// runs it at build time, so only the builder's wall-clock timeout ends the build.
+/// A Python Function `name` in namespace `test` whose module code loops forever: the build's
+/// check runs it, so only the builder's wall-clock timeout ends the build.
 pub fn python_build_loop(name: &str) -> String {
     format!(
         "apiVersion: wasmless.dev/v1alpha1\nkind: Function\nmetadata: {{name: {name}, namespace: test}}\nspec:\n  runtime: python\n  handler: f.handler\n  function: |\n    while True:\n        pass\n    def handler(event, context):\n        return 'never'\n"

@@ -1115,7 +1115,7 @@ async fn fifty_functions_build_a_few_at_a_time_each_source_once() -> anyhow::Res
     Ok(())
 }
 
-/// Python module code that componentize-py runs at build time: a build that sleeps for ten
+/// Python module code, which the build's check runs: a build that sleeps for ten
 /// minutes (the suite's builder stops it at its timeout), using no CPU meanwhile.
 fn sleeping_build(name: &str) -> String {
     format!(

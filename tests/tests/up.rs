@@ -683,7 +683,7 @@ async fn builds_reach_nothing_outside_their_sandbox() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A build that never ends (Python module code that componentize-py runs at build time) is
+/// A build that never ends (Python module code, which the build's check runs) is
 /// killed at the builder's wall-clock timeout, and fails with that reason.
 #[tokio::test]
 async fn a_build_that_never_ends_is_stopped_by_its_timeout() -> anyhow::Result<()> {
@@ -698,7 +698,7 @@ async fn a_build_that_never_ends_is_stopped_by_its_timeout() -> anyhow::Result<(
 }
 
 /// Each function serves as soon as its own build is done: one whose build takes minutes
-/// (Python module code that componentize-py runs at build time, sleeping) holds up neither the
+/// (Python module code, which the build's check runs, sleeping) holds up neither the
 /// others' builds nor their answers, and `/readyz` waits for it.
 #[tokio::test]
 async fn each_function_serves_as_soon_as_its_own_build_is_done() -> anyhow::Result<()> {
