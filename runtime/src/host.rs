@@ -473,6 +473,28 @@ mod tests {
         FunctionKey::new("ns", "f")
     }
 
+    #[test]
+    fn a_functions_files_are_mounted_at_kubeless_and_a_volume_there_is_refused() {
+        let files = wasmless_api::files::FilesRef {
+            digest: wasmless_api::digest::Sha256Digest::of(b"zip"),
+            size: 3,
+        };
+        let def = testing::def(&key(), "r1").with_files(Some(files));
+        let archive = Data::from([("function.zip".to_string(), b"zip".to_vec())]);
+        let mounts = function_mounts(&def, Some(b"zip")).expect("mounts");
+        assert_eq!(mounts, vec![("/kubeless".to_string(), archive)]);
+        // Files the definition does not name, or named and missing: never loaded.
+        assert!(function_mounts(&def, None).is_err());
+        assert!(function_mounts(&testing::def(&key(), "r1"), Some(b"zip")).is_err());
+        let mut clash = def.clone();
+        clash.values.mounts.push(("/kubeless/".into(), Data::new()));
+        let e = function_mounts(&clash, Some(b"zip"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("a volume is mounted at /kubeless"), "{e}");
+    }
+
     #[tokio::test]
     async fn a_replacement_serves_its_revision_and_a_bad_one_leaves_the_old_serving() {
         let host = testing::host(HostConfig::default());
