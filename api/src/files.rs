@@ -37,6 +37,14 @@ pub fn revision(code: &Sha256Digest, files: Option<&FilesRef>) -> Sha256Digest {
     }
 }
 
+/// The digests a build of code `code` with `files` is stored under: the code's, then the files'.
+pub fn digests<'a>(
+    code: &'a Sha256Digest,
+    files: Option<&'a Sha256Digest>,
+) -> impl Iterator<Item = &'a Sha256Digest> {
+    std::iter::once(code).chain(files)
+}
+
 /// A build's output that is not a WebAssembly binary.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 #[error("not a WebAssembly binary: {0}")]

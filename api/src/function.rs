@@ -337,6 +337,11 @@ impl ArtifactRef {
     pub fn revision(&self) -> Sha256Digest {
         crate::files::revision(&self.digest, self.files.as_ref())
     }
+
+    /// The digests its objects are stored and cached under: its code's, and its files'.
+    pub fn digests(&self) -> impl Iterator<Item = &Sha256Digest> {
+        crate::files::digests(&self.digest, self.files.as_ref().map(|f| &f.digest))
+    }
 }
 
 /// Identifies a function: namespace and name, as in Kubernetes.

@@ -79,12 +79,17 @@ impl Artifact {
 
 /// What a build produced, as its record in the store names it: the code, and the function's
 /// files when the build split them off.
-struct Built {
+pub struct BuildRecord {
     code: Sha256Digest,
     files: Option<Sha256Digest>,
 }
 
-impl Built {
+impl BuildRecord {
+    /// The digests it names (what store eviction keeps it by).
+    pub fn digests(&self) -> impl Iterator<Item = &Sha256Digest> {
+        files::digests(&self.code, self.files.as_ref())
+    }
+
     /// The record: the code's digest, then the files' on a line of their own.
     fn record(&self) -> String {
         match &self.files {
@@ -94,7 +99,7 @@ impl Built {
     }
 
     /// A record that does not read names nothing: built again.
-    fn parse(record: &[u8]) -> Option<Self> {
+    pub fn parse(record: &[u8]) -> Option<Self> {
         let text = String::from_utf8_lossy(record);
         let mut lines = text.lines().map(str::trim);
         let code = Sha256Digest::parse(lines.next()?).ok()?;
@@ -194,7 +199,7 @@ impl Pipeline {
             }
             None => None,
         };
-        let built = Built {
+        let built = BuildRecord {
             code: digest,
             files,
         };
@@ -270,7 +275,7 @@ impl Pipeline {
     /// What status and hosts are told about a stored wasm and its precompiled form.
     fn artifact(
         &self,
-        built: Built,
+        built: BuildRecord,
         code: Described,
         cached: bool,
     ) -> Result<Artifact, StoreError> {
@@ -307,11 +312,11 @@ impl Pipeline {
     }
 
     /// What an earlier build with this key produced, if it is all still stored.
-    fn build_result(&self, build_key: &Sha256Digest) -> Result<Option<Built>, StoreError> {
+    fn build_result(&self, build_key: &Sha256Digest) -> Result<Option<BuildRecord>, StoreError> {
         let Some(bytes) = self.store.get(Object::Build(build_key))? else {
             return Ok(None);
         };
-        let Some(built) = Built::parse(&bytes) else {
+        let Some(built) = BuildRecord::parse(&bytes) else {
             return Ok(None);
         };
         let stored = self.store.contains(Object::Wasm(&built.code))
@@ -326,7 +331,7 @@ impl Pipeline {
     fn precompiled(
         &self,
         key: &FunctionKey,
-        built: Built,
+        built: BuildRecord,
         cached: bool,
     ) -> Result<Artifact, PipelineError> {
         let digest = &built.code;

@@ -1,6 +1,7 @@
 //! Holds the directory store to a size (`--store-max-bytes`, native mode): past it, the least
 //! recently used files go first, except the artifacts of every Function the API lists (the wasm
-//! and precompiled forms its `status.artifact.digest` names, and the build records naming it).
+//! and precompiled forms its `status.artifact.digest` names, its files, and the build records
+//! naming only those).
 //! Files used within [`RECENT`] are kept too: a build in flight, or one whose Function's status
 //! is still being written, has just read or written each file it needs (the store marks every
 //! read and look-up), so nothing it relies on goes. Cranelift's compile cache counts toward the
@@ -15,6 +16,7 @@ use thiserror::Error;
 
 use wasmless_api::digest::Sha256Digest;
 use wasmless_api::function::Function;
+use wasmless_build::pipeline::BuildRecord;
 use wasmless_runtime::files::{self, Evicted};
 
 /// Files used this recently are never removed.
@@ -78,7 +80,8 @@ async fn pass(
         .await?
         .items
         .into_iter()
-        .filter_map(|f| Some(f.status?.artifact?.digest))
+        .filter_map(|f| f.status?.artifact)
+        .flat_map(|a| a.digests().cloned().collect::<Vec<_>>())
         .collect();
     let root = store.to_path_buf();
     let evicted = tokio::task::spawn_blocking(move || {
@@ -98,15 +101,15 @@ fn store_error(path: &Path, source: std::io::Error) -> EvictError {
 }
 
 /// Removes the least recently used files under the store directory `root` until it holds at
-/// most `max_bytes`, keeping every file of a `referenced` wasm digest and every file used within
-/// [`RECENT`] of `now`.
+/// most `max_bytes`, keeping every file of a `referenced` digest (code or files), every build
+/// record naming only those, and every file used within [`RECENT`] of `now`.
 pub fn evict(
     root: &Path,
     max_bytes: u64,
     referenced: &HashSet<Sha256Digest>,
     now: SystemTime,
 ) -> std::io::Result<Evicted> {
-    // Wasm and precompiled files are named by the wasm's digest, build records hold it.
+    // Objects are named by their digest; build records hold them.
     let names: HashSet<String> = referenced.iter().map(Sha256Digest::file_name).collect();
     let builds = root.join("builds");
     let keep = |path: &Path, used: SystemTime| {
@@ -118,8 +121,9 @@ pub fn evict(
         };
         let records = || {
             path.starts_with(&builds)
-                && std::fs::read_to_string(path).is_ok_and(|d| {
-                    Sha256Digest::parse(d.trim()).is_ok_and(|d| referenced.contains(&d))
+                && std::fs::read(path).is_ok_and(|record| {
+                    BuildRecord::parse(&record)
+                        .is_some_and(|r| r.digests().all(|d| referenced.contains(d)))
                 })
         };
         recent || (!path.starts_with(&builds) && named()) || records()
@@ -199,6 +203,34 @@ mod tests {
         assert_eq!(has(dir.path(), 5), [true; 3], "used within RECENT");
         assert_eq!(has(dir.path(), 1), [false; 3]);
         assert_eq!(has(dir.path(), 3), [false; 3]);
+    }
+
+    /// A Python function's build: the interpreter's code (shared) and its own files.
+    #[test]
+    fn a_referenced_functions_files_and_record_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirStore::new(dir.path());
+        let (code, mine, old) = (digest(1), digest(2), digest(3));
+        store.put(Object::Wasm(&code), &[1; 100]).unwrap();
+        for (files, key) in [(&mine, digest(102)), (&old, digest(103))] {
+            store.put(Object::Files(files), &[2; 100]).unwrap();
+            let record = format!("{code}\n{files}");
+            store.put(Object::Build(&key), record.as_bytes()).unwrap();
+        }
+        let an_hour_later = SystemTime::now() + Duration::from_secs(3600);
+        let referenced = HashSet::from([code.clone(), mine.clone()]);
+        evict(dir.path(), 0, &referenced, an_hour_later).unwrap();
+        let exists = |path: PathBuf| path.exists();
+        assert!(exists(dir.path().join("files").join(mine.file_name())));
+        assert!(exists(
+            dir.path().join("builds").join(digest(102).file_name())
+        ));
+        assert!(!exists(dir.path().join("files").join(old.file_name())));
+        assert!(
+            !exists(dir.path().join("builds").join(digest(103).file_name())),
+            "a record of files no Function names"
+        );
+        assert!(exists(dir.path().join("wasm").join(code.file_name())));
     }
 
     #[test]

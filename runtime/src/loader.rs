@@ -102,7 +102,7 @@ impl Loader {
         let generation = state.generation;
         let mut task = Task {
             generation,
-            needs: needs(&artifact),
+            needs: artifact.digests().cloned().collect(),
             settled: false,
             handle: None,
         };
@@ -147,7 +147,7 @@ impl Loader {
         state.generation += 1;
         let task = Task {
             generation: state.generation,
-            needs: needs(artifact),
+            needs: artifact.digests().cloned().collect(),
             settled: false,
             handle: None,
         };
@@ -323,14 +323,6 @@ impl Inner {
         };
         self.artifacts.evict(&needed);
     }
-}
-
-/// The digests of what loading `artifact` fetches into the cache.
-fn needs(artifact: &ArtifactRef) -> Vec<Sha256Digest> {
-    std::iter::once(&artifact.digest)
-        .chain(artifact.files.iter().map(|f| &f.digest))
-        .cloned()
-        .collect()
 }
 
 fn failed(e: &LoadError) -> SourceStatus {

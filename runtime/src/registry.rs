@@ -102,7 +102,7 @@ impl FunctionDef {
 
     /// The digests of what it loads from an artifact cache: its code, and its files.
     pub fn needs(&self) -> impl Iterator<Item = &Sha256Digest> {
-        std::iter::once(&self.revision).chain(self.files.iter().map(|f| &f.digest))
+        wasmless_api::files::digests(&self.revision, self.files.as_ref().map(|f| &f.digest))
     }
 
     /// The variables Kubeless set for every runtime, then the function's own (which win).
