@@ -232,11 +232,24 @@ impl Pipeline {
         let Some(built) = self.build_result(&plan.build_key)? else {
             return Ok(None);
         };
-        let stored = || self.store.contains(self.precompiled_object(&built.code));
-        if let Some(code) = self.described(&built.code).filter(|_| stored()) {
-            return Ok(Some(self.artifact(built, code, true)?));
+        self.stored_artifact(&built, true)
+    }
+
+    /// `built`'s artifact when its precompiled form is stored, its code described from memory
+    /// when an earlier call read it.
+    fn stored_artifact(
+        &self,
+        built: &BuildRecord,
+        cached: bool,
+    ) -> Result<Option<Artifact>, PipelineError> {
+        let object = self.precompiled_object(&built.code);
+        if let Some(code) = self
+            .described(&built.code)
+            .filter(|_| self.store.contains(object))
+        {
+            return Ok(Some(self.artifact(built, code, cached)?));
         }
-        let Some(precompiled) = self.store.get(self.precompiled_object(&built.code))? else {
+        let Some(precompiled) = self.store.get(object)? else {
             return Ok(None);
         };
         let wasm = self
@@ -244,7 +257,7 @@ impl Pipeline {
             .get(Object::Wasm(&built.code))?
             .unwrap_or_default();
         let code = self.describe(&built.code, &wasm, &precompiled);
-        Ok(Some(self.artifact(built, code, true)?))
+        Ok(Some(self.artifact(built, code, cached)?))
     }
 
     /// What an earlier call read of stored code, if one did.
@@ -275,11 +288,11 @@ impl Pipeline {
     /// What status and hosts are told about a stored wasm and its precompiled form.
     fn artifact(
         &self,
-        built: BuildRecord,
+        built: &BuildRecord,
         code: Described,
         cached: bool,
     ) -> Result<Artifact, StoreError> {
-        let files = match built.files {
+        let files = match built.files.clone() {
             Some(digest) => {
                 let size = self
                     .store
@@ -300,7 +313,7 @@ impl Pipeline {
             precompiled_digest: code.precompiled_digest,
             files,
             cached,
-            digest: built.code,
+            digest: built.code.clone(),
         })
     }
 
@@ -334,27 +347,17 @@ impl Pipeline {
         built: BuildRecord,
         cached: bool,
     ) -> Result<Artifact, PipelineError> {
-        let digest = &built.code;
-        let object = self.precompiled_object(digest);
-        if let Some(code) = self
-            .described(digest)
-            .filter(|_| self.store.contains(object))
-        {
-            return Ok(self.artifact(built, code, cached)?);
+        if let Some(artifact) = self.stored_artifact(&built, cached)? {
+            return Ok(artifact);
         }
+        let digest = &built.code;
         let wasm = self.store.get(Object::Wasm(digest))?.unwrap_or_default();
-        let (bytes, cached) = match self.store.get(object)? {
-            Some(bytes) => (bytes, cached),
-            None => {
-                let started = std::time::Instant::now();
-                let bytes = engine::precompile(&self.engine, &wasm)?;
-                self.store.put(object, &bytes)?;
-                tracing::info!(function = %key, %digest, elapsed_ms = started.elapsed().as_millis() as u64, "precompiled");
-                (bytes, false)
-            }
-        };
+        let started = std::time::Instant::now();
+        let bytes = engine::precompile(&self.engine, &wasm)?;
+        self.store.put(self.precompiled_object(digest), &bytes)?;
+        tracing::info!(function = %key, %digest, elapsed_ms = started.elapsed().as_millis() as u64, "precompiled");
         let code = self.describe(digest, &wasm, &bytes);
-        Ok(self.artifact(built, code, cached)?)
+        Ok(self.artifact(&built, code, false)?)
     }
 }
 
