@@ -448,18 +448,14 @@ impl DirLoader {
         };
         // From the store as a cluster's host loads from its cache (ArtifactSource): checked
         // against its digest each time, so the code may be dropped and loaded again.
-        let (compiled, again) = self
-            .driver
-            .pipeline()
-            .compiled(&artifact.reference())
-            .await?;
-        let pipeline = self.driver.pipeline();
-        let files = pipeline.files(&artifact.reference()).await?;
-        let def = FunctionDef::from_manifest(m, artifact.digest.clone(), max_memory)?
-            .with_files(artifact.files.clone());
+        let (pipeline, reference) = (self.driver.pipeline(), artifact.reference());
+        let (compiled, again) = pipeline.compiled(&reference).await?;
+        let files = pipeline.files(&reference).await?;
+        let def =
+            FunctionDef::from_manifest(m, artifact.digest, max_memory)?.with_files(artifact.files);
         self.host
             .load_with(def, &compiled, again, files.as_deref())?;
-        Ok(Step::Loaded(artifact.reference().revision()))
+        Ok(Step::Loaded(reference.revision()))
     }
 }
 

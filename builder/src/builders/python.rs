@@ -46,11 +46,6 @@ fn interpreter_path() -> PathBuf {
     toolchain::cache_dir("python").join(format!("interpreter-{}.wasm", &digest.as_str()[7..23]))
 }
 
-/// Its compiled form for `engine`, for the build's check.
-fn compiled_path(engine: &wasmtime::Engine) -> PathBuf {
-    toolchain::compiled_path(&interpreter_path(), engine)
-}
-
 fn write_files(dir: &std::path::Path) -> Result<(), BuildError> {
     for (name, contents) in FILES {
         toolchain::write(&dir.join(name), contents.as_bytes())?;
@@ -65,7 +60,9 @@ impl Builder for Python {
 
     fn prepare(&self) -> Result<(), BuildError> {
         let engine = check::engine();
-        let (interpreter, compiled) = (interpreter_path(), compiled_path(&engine));
+        // Its compiled form, for the build's check.
+        let interpreter = interpreter_path();
+        let compiled = toolchain::compiled_path(&interpreter, &engine);
         if compiled.exists() {
             return Ok(());
         }
@@ -123,7 +120,7 @@ impl Builder for Python {
             hint: format!("{e}; {INSTALL}"),
         })?;
         check::handler(
-            &compiled_path(&check::engine()),
+            &interpreter_file,
             &interpreter,
             &files,
             source.handler.trim(),

@@ -11,7 +11,7 @@ use wasmtime::{Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use super::super::toolchain::MAX_MESSAGE;
+use super::super::toolchain::{MAX_MESSAGE, compiled_path};
 use super::BuildError;
 
 /// The interface and function the interpreter exports for the check (`python/function.wit`).
@@ -73,20 +73,21 @@ impl WasiHttpView for State {
     }
 }
 
-/// Whether `handler` imports from `files` in the interpreter (`compiled`: its precompiled form,
-/// when `prepare` wrote one).
+/// Whether `handler` imports from `files` in the interpreter (`interpreter`, read from
+/// `interpreter_file`, beside which `prepare` wrote its compiled form).
 pub fn handler(
-    compiled: &Path,
+    interpreter_file: &Path,
     interpreter: &[u8],
     files: &[u8],
     handler: &str,
 ) -> Result<(), BuildError> {
     let internal = |what: &str, e: wasmtime::Error| BuildError::Internal(format!("{what}: {e:?}"));
     let engine = engine();
+    let compiled = compiled_path(interpreter_file, &engine);
     // SAFETY: `prepare` wrote this file with this builder's wasmtime, in the toolchain directory
     // no tenant's build can write; wasmtime refuses one of another version or configuration
     // (then the check compiles its own).
-    let component = match unsafe { Component::deserialize_file(&engine, compiled) } {
+    let component = match unsafe { Component::deserialize_file(&engine, &compiled) } {
         Ok(component) => component,
         Err(_) => Component::new(&engine, interpreter)
             .map_err(|e| internal("compiling the interpreter", e))?,
